@@ -1,0 +1,273 @@
+"""The style cloak: paper section 5, equation 2.
+
+    min_delta ||Phi(x + delta) - Phi(Omega(x, T))||^2 + alpha * max(LPIPS(x + delta, x) - p, 0)
+
+with |delta| <= linf everywhere as a hard safety cap.
+
+Large images. A mimic never trains on the full-resolution file: it resizes it to its training
+size (512-1024 px) and often crops. So the loss is taken where the mimic looks: on "views"
+of the image (resized to the working size; with `resize_robust`, also resized so the short
+side is 1, 1.5 and 2 working sizes and cropped to a working-size square), through a
+differentiable, antialiased resize (kornia). delta itself lives at up to twice the working
+size and is carried to full resolution by bicubic upsampling, so the encoder's cost per step
+does not depend on the image's size, and resizing by the mimic keeps the perturbation
+instead of averaging it away. Each view's share of the original image is resized once,
+before the loop; since resizing is linear, view(x + up(delta)) = view(x) + view(delta).
+
+Transparency. The optimizer sees the image composited over mid-grey, so the RGB under fully
+transparent pixels never drives the loss; those pixels are left exactly as they were.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import kornia
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import pixels
+from .models import ModelBundle
+from .progress import CancelCheck, Progress, ProgressCallback
+from .settings import CloakSettings
+from .transfer import transfer_style
+
+# A cloak that closes less than this share of the feature distance to its target is
+# reported `incomplete`: it moved the image, but not far enough to count on.
+INCOMPLETE_BELOW = 0.25
+MAX_SIDE = 8192  # long side, pixels
+MAX_ASPECT = 8.0
+BACKGROUND = 0.5  # grey that transparent areas are composited over
+TRANSFER_SHARE = 0.1  # the part of a job's progress bar given to style transfer
+
+
+@dataclass(frozen=True)
+class View:
+    """One way a mimic may see the image: resized to `size` (h, w), then cropped to `box`."""
+
+    size: tuple[int, int]
+    box: tuple[int, int, int, int]  # top, left, height, width
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        top, left, height, width = self.box
+        return resize(images, self.size)[..., top:top + height, left:left + width]
+
+
+@dataclass
+class CloakReport:
+    """What a cloak achieved, measured on the output as delivered (after quantization)."""
+
+    target_style: str
+    bundle: str
+    protection_note: str | None
+    width: int
+    height: int
+    feature_distance_before: float  # ||Phi(x) - Phi(Omega(x, T))||, working-size view
+    feature_distance_after: float  # the same for the output
+    relative_shift: float  # share of that distance the cloak closed
+    incomplete: bool  # relative_shift < INCOMPLETE_BELOW
+    lpips: float  # output vs input, working-size view
+    psnr: float | None  # dB over covered pixels at full size; None if nothing changed
+    linf: float  # the largest change of any sample, [0, 1] units
+    budget: float  # p
+    linf_cap: float
+    steps_run: int
+    seconds: float
+    seed: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CloakResult:
+    image: np.ndarray  # the input's shape, dtype and alpha, RGB cloaked
+    report: CloakReport
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Differentiable resize, antialiased when shrinking (as image libraries do)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return kornia.geometry.transform.resize(images, size, interpolation="bilinear",
+                                            antialias=True, align_corners=False)
+
+
+def fit(shape: tuple[int, int], long_side: int, multiple: int = 8) -> tuple[int, int]:
+    """(h, w) of `shape` scaled so its long side is `long_side`, rounded to `multiple`."""
+    height, width = shape
+    scale = long_side / max(height, width)
+    return tuple(max(multiple, round(side * scale / multiple) * multiple)
+                 for side in (height, width))
+
+
+def whole_view(shape: tuple[int, int], work_size: int) -> View:
+    """The whole image with its long side at the working size."""
+    size = fit(shape, work_size)
+    return View(size, (0, 0, *size))
+
+
+def mimic_views(shape: tuple[int, int], work_size: int, robust: bool,
+                rng: random.Random) -> list[View]:
+    """The views the loss is taken on; the first is `whole_view`."""
+    views = [whole_view(shape, work_size)]
+    if not robust:
+        return views
+    height, width = shape
+    for short_side in (work_size, work_size * 3 // 2, work_size * 2):
+        scale = short_side / min(height, width)
+        size = (max(8, round(height * scale / 8) * 8), max(8, round(width * scale / 8) * 8))
+        crop_h, crop_w = min(work_size, size[0]), min(work_size, size[1])
+        if short_side == work_size:  # the usual "resize, center crop" of training scripts
+            top, left = (size[0] - crop_h) // 2, (size[1] - crop_w) // 2
+        else:
+            top, left = rng.randrange(size[0] - crop_h + 1), rng.randrange(size[1] - crop_w + 1)
+        view = View(size, (top, left, crop_h, crop_w))
+        if view not in views:
+            views.append(view)
+    return views
+
+
+def check_size(shape: tuple[int, int]) -> None:
+    """Raise ValueError for images the cloak refuses to process."""
+    height, width = shape
+    if max(height, width) > MAX_SIDE:
+        raise ValueError(f"image is {width}x{height}: the long side is limited to {MAX_SIDE} px")
+    if max(height, width) / min(height, width) > MAX_ASPECT:
+        raise ValueError(f"image is {width}x{height}: aspect ratios beyond "
+                         f"{MAX_ASPECT:g}:1 are not supported")
+
+
+class CloakOptimizer:
+    """Adam on delta for one image and target; `step()` runs one optimizer step."""
+
+    def __init__(self, bundle: ModelBundle, composite: torch.Tensor, coverage: torch.Tensor,
+                 target: torch.Tensor, settings: CloakSettings) -> None:
+        """`composite`: 1 x 3 x H x W image over grey; `coverage`: 1 x 1 x H x W alpha;
+        `target`: Omega's image at the first view's size."""
+        self.bundle, self.settings = bundle, settings
+        shape = tuple(composite.shape[-2:])
+        self.views = mimic_views(shape, settings.work_size, settings.resize_robust,
+                                 random.Random(settings.seed))
+        delta_long = settings.work_size * (2 if settings.resize_robust else 1)
+        delta_shape = fit(shape, min(max(shape), delta_long), multiple=1)
+        self.delta = torch.zeros((1, 3, *delta_shape), device=bundle.device, requires_grad=True)
+        with torch.no_grad():
+            self.bases = [view.apply(composite) for view in self.views]
+            self.coverages = [view.apply(coverage) for view in self.views]
+            self.targets = [bundle.encode(view.apply(target)) for view in self.views]
+            self.scales = [F.mse_loss(bundle.encode(base), goal).clamp_min(1e-12)
+                           for base, goal in zip(self.bases, self.targets)]
+        steps = max(settings.steps, 1)
+        self.optimizer = torch.optim.Adam([self.delta], lr=settings.linf / 10)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=steps, eta_min=settings.linf / 100)
+        self.steps_run = 0
+
+    def view_image(self, index: int) -> torch.Tensor:
+        """The perturbed image as view `index` sees it."""
+        view = self.views[index]
+        moved = self.bases[index] + view.apply(self.delta) * self.coverages[index]
+        return moved.clamp(0, 1)
+
+    def step(self) -> dict[str, float]:
+        index = self.steps_run % len(self.views)
+        image = self.view_image(index)
+        feature = F.mse_loss(self.bundle.encode(image), self.targets[index]) / self.scales[index]
+        perceptual = self.bundle.perceptual_distance(image, self.bases[index]).mean()
+        excess = torch.relu(perceptual - self.settings.budget)
+        loss = feature + self.settings.alpha * excess
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        with torch.no_grad():
+            self.delta.clamp_(-self.settings.linf, self.settings.linf)
+        self.steps_run += 1
+        return {"feature": feature.item(), "lpips": perceptual.item(), "loss": loss.item()}
+
+    def full_delta(self, shape: tuple[int, int]) -> torch.Tensor:
+        """delta carried to full resolution (1 x 3 x H x W), within the L_inf cap."""
+        with torch.no_grad():
+            full = F.interpolate(self.delta, size=shape, mode="bicubic", align_corners=False)
+            return full.clamp(-self.settings.linf, self.settings.linf)
+
+
+def _to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """H x W x C numpy -> 1 x C x H x W tensor."""
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].to(device)
+
+
+def _composite(split: pixels.SplitImage, device: torch.device):
+    rgb = _to_tensor(np.clip(split.rgb, 0, 1), device)
+    coverage = _to_tensor(split.coverage[..., None], device)
+    return rgb * coverage + BACKGROUND * (1 - coverage), coverage
+
+
+def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: pixels.SplitImage,
+             output: np.ndarray) -> dict:
+    """Distances of the delivered output, as the first (whole-image) view sees it."""
+    view, goal = optimizer.views[0], optimizer.targets[0]
+    after, _ = _composite(pixels.split(output), bundle.device)
+    with torch.no_grad():
+        seen = view.apply(after)
+        before_distance = torch.linalg.vector_norm(bundle.encode(optimizer.bases[0]) - goal)
+        after_distance = torch.linalg.vector_norm(bundle.encode(seen) - goal)
+        lpips_value = bundle.perceptual_distance(seen, optimizer.bases[0]).item()
+    change = pixels.split(output).rgb - source.rgb
+    covered = source.coverage > 0
+    mse = float(np.mean(np.square(change[covered]))) if covered.any() else 0.0
+    before, after_value = before_distance.item(), after_distance.item()
+    shift = 1.0 - after_value / before if before > 0 else 0.0
+    return {
+        "feature_distance_before": before, "feature_distance_after": after_value,
+        "relative_shift": shift, "incomplete": shift < INCOMPLETE_BELOW, "lpips": lpips_value,
+        "psnr": 10 * math.log10(1.0 / mse) if mse > 0 else None,
+        "linf": float(np.abs(change).max()),
+    }
+
+
+def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
+          settings: CloakSettings | None = None, progress: ProgressCallback | None = None,
+          cancel: CancelCheck | None = None) -> CloakResult:
+    """Cloak `image` (H x W x 3|4; uint8, uint16, float16 or float32) toward `target_style`.
+
+    Returns the cloaked image in the input's own format (alpha untouched) and a report.
+    Raises ValueError for unsupported input and Cancelled when `cancel()` turns true.
+    """
+    settings = settings or CloakSettings()
+    started = time.perf_counter()
+    source = pixels.split(image)
+    shape = image.shape[:2]
+    check_size(shape)
+    tracker = Progress(progress, cancel)
+    tracker.check()
+    torch.manual_seed(settings.seed)
+    composite, coverage = _composite(source, bundle.device)
+    whole = whole_view(shape, settings.work_size)
+    with torch.no_grad():
+        target = transfer_style(bundle, whole.apply(composite), target_style, settings.strength,
+                                settings.seed, tracker.phase(0.0, TRANSFER_SHARE))
+    optimizer = CloakOptimizer(bundle, composite, coverage, target, settings)
+    del target
+    steps_phase = tracker.phase(TRANSFER_SHARE, 1.0)
+    for step in range(settings.steps):
+        steps_phase.check(optimizer.steps_run)
+        stats = optimizer.step()
+        steps_phase.report((step + 1) / settings.steps,
+                           f"cloak step {step + 1}/{settings.steps} "
+                           f"(feature {stats['feature']:.3f}, LPIPS {stats['lpips']:.4f})")
+    delta = optimizer.full_delta(shape)[0].permute(1, 2, 0).cpu().numpy()
+    delta = np.where(source.coverage[..., None] > 0, delta, 0).astype(np.float32)
+    output = pixels.merge(source, delta)
+    report = CloakReport(
+        target_style=target_style, bundle=bundle.name, protection_note=bundle.protection_note,
+        width=shape[1], height=shape[0], budget=settings.budget, linf_cap=settings.linf,
+        steps_run=optimizer.steps_run, seed=settings.seed, seconds=0.0,
+        **_measure(bundle, optimizer, source, output))
+    report.seconds = time.perf_counter() - started
+    return CloakResult(image=output, report=report)

@@ -1,0 +1,61 @@
+"""The demo bundle: Stable Diffusion's own classes with tiny configs and random weights.
+
+It is built in code with a fixed seed and needs no download, so tests and the offline demo
+run anywhere. Its models know nothing about art: a cloak made with it gives NO protection.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    StableDiffusionImg2ImgPipeline,
+    UNet2DConditionModel,
+)
+from tokenizers import pre_tokenizers
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+START, END = "<|startoftext|>", "<|endoftext|>"
+
+
+def demo_tokenizer() -> CLIPTokenizer:
+    """A byte-level CLIP tokenizer whose vocabulary is the 256 byte symbols (no merges)."""
+    symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = symbols + [s + "</w>" for s in symbols] + [START, END]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    # END has the highest id: CLIP pools the text embedding at the argmax of the ids.
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def demo_pipeline(seed: int = 0) -> StableDiffusionImg2ImgPipeline:
+    """An img2img pipeline of tiny random models, the same for the same seed."""
+    torch.manual_seed(seed)
+    tokenizer = demo_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    ))
+    # 8x downsampling like SD's VAE, no mid-block attention: cheap at any working size.
+    vae = AutoencoderKL(
+        block_out_channels=(16, 32, 32, 32), layers_per_block=1, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=8, sample_size=64, mid_block_add_attention=False,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), norm_num_groups=8, cross_attention_dim=32,
+        attention_head_dim=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    )
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    for model in (text_encoder, vae, unet):
+        model.eval()
+    return StableDiffusionImg2ImgPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )

@@ -1,0 +1,73 @@
+"""Conversion between the pixel arrays hosts send and the float RGB the engine works on.
+
+The engine accepts H x W x 3 (RGB) or H x W x 4 (RGBA) arrays of uint8, uint16, float16 or
+float32. Alpha is never computed on: it is carried through untouched, bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float16),
+                    np.dtype(np.float32))
+
+
+@dataclass(frozen=True)
+class SplitImage:
+    """An input image split into what the optimizer sees and what passes through."""
+
+    rgb: np.ndarray  # H x W x 3 float32, the input's own values scaled to [0, 1] for integers
+    coverage: np.ndarray  # H x W float32 in [0, 1]: alpha as a fraction (1 where no alpha)
+    source: np.ndarray  # the input as given
+
+
+def check_pixels(image: np.ndarray) -> None:
+    """Raise ValueError with a clear message if `image` is not a supported pixel array."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected a numpy array of pixels, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"expected H x W x 3 (RGB) or H x W x 4 (RGBA) pixels, got shape "
+                         f"{image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError("the image is empty (zero width or height)")
+    if image.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"unsupported sample type {image.dtype}: use uint8, uint16, float16 or "
+                         "float32")
+
+
+def _scale(dtype: np.dtype) -> float:
+    return float(np.iinfo(dtype).max) if dtype.kind == "u" else 1.0
+
+
+def split(image: np.ndarray) -> SplitImage:
+    """Split `image` into float RGB and alpha coverage."""
+    check_pixels(image)
+    scale = _scale(image.dtype)
+    rgb = image[..., :3].astype(np.float32) / np.float32(scale)
+    if image.shape[2] == 4:
+        coverage = np.clip(image[..., 3].astype(np.float32) / np.float32(scale), 0.0, 1.0)
+    else:
+        coverage = np.ones(image.shape[:2], np.float32)
+    return SplitImage(rgb=rgb, coverage=coverage, source=image)
+
+
+def merge(split_image: SplitImage, delta: np.ndarray) -> np.ndarray:
+    """Apply the RGB perturbation `delta` (H x W x 3, [0, 1] units) to the source image.
+
+    The result has the source's dtype and channel count; alpha and every pixel where delta
+    is zero keep their exact source values.
+    """
+    source = split_image.source
+    scale = _scale(source.dtype)
+    moved = delta != 0
+    rgb = split_image.rgb + delta
+    if source.dtype.kind == "u":
+        new_rgb = np.rint(np.clip(rgb, 0.0, 1.0) * np.float32(scale)).astype(source.dtype)
+    else:
+        # Float hosts may hold values outside [0, 1] (HDR): only the perturbation is added.
+        new_rgb = rgb.astype(source.dtype)
+    out = source.copy()
+    out[..., :3] = np.where(moved, new_rgb, source[..., :3])
+    return out

@@ -1,0 +1,72 @@
+"""User-facing presets and the cloak parameters they stand for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Perceptual budget p (LPIPS) per intensity preset; the paper's default is 0.05.
+INTENSITIES = {"low": 0.025, "default": 0.05, "high": 0.075}
+# Optimizer steps per render-quality preset; the paper runs 500.
+QUALITIES = {"faster": 150, "default": 500, "slower": 1000}
+
+# The hard L_inf cap grows with p: 160 * p / 255 gives 4, 8 and 12 / 255 for the presets,
+# inside the 3-13 / 255 range that Glaze's own app works in. It is a safety net: an LPIPS
+# with a random backbone (the demo bundle) never reaches p.
+LINF_PER_BUDGET = 160.0 / 255.0
+LINF_RANGE = (3.0 / 255.0, 13.0 / 255.0)
+
+
+def _preset(value: str | float, table: dict[str, float], what: str) -> float:
+    if isinstance(value, str):
+        try:
+            return table[value]
+        except KeyError:
+            choices = ", ".join(table)
+            raise ValueError(f"unknown {what} {value!r}: choose {choices} or a number") from None
+    return float(value)
+
+
+@dataclass(frozen=True)
+class CloakSettings:
+    """How hard and how long to cloak. Strings name presets; numbers set values directly."""
+
+    intensity: str | float = "default"  # preset name or the LPIPS budget p itself
+    quality: str | int = "default"  # preset name or the number of optimizer steps
+    seed: int = 0
+    alpha: float = 30.0  # weight of the LPIPS penalty (paper: "large", e.g. 30)
+    work_size: int = 512  # long side (pixels) the encoder sees, a mimic's training size
+    resize_robust: bool = True  # also optimize through larger resizes and square crops
+    max_change: float | None = None  # L_inf cap in [0, 1] units; None ties it to intensity
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.budget <= 0.5:
+            raise ValueError(f"intensity (LPIPS budget p) must be in (0, 0.5], got {self.budget}")
+        if self.steps < 0:
+            raise ValueError(f"quality (steps) must be zero or more, got {self.steps}")
+        if self.work_size < 64 or self.work_size % 8:
+            raise ValueError(f"work_size must be a multiple of 8 and at least 64, "
+                             f"got {self.work_size}")
+        if self.max_change is not None and not 0.0 < self.max_change <= 1.0:
+            raise ValueError(f"max_change must be in (0, 1], got {self.max_change}")
+
+    @property
+    def budget(self) -> float:
+        """The LPIPS budget p."""
+        return _preset(self.intensity, INTENSITIES, "intensity")
+
+    @property
+    def steps(self) -> int:
+        return int(_preset(self.quality, QUALITIES, "quality"))
+
+    @property
+    def linf(self) -> float:
+        """The hard cap on any pixel's change, in [0, 1] units."""
+        if self.max_change is not None:
+            return self.max_change
+        low, high = LINF_RANGE
+        return min(max(LINF_PER_BUDGET * self.budget, low), high)
+
+    @property
+    def strength(self) -> float:
+        """img2img strength for the style-transfer target: stronger cloaks aim further."""
+        return min(max(0.3 + 4.0 * self.budget, 0.2), 0.8)
