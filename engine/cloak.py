@@ -161,7 +161,7 @@ class CloakOptimizer:
             self.coverages = [view.apply(coverage) for view in self.views]
             self.targets = [bundle.encode(view.apply(target)) for view in self.views]
             self.scales = [F.mse_loss(bundle.encode(base), goal).clamp_min(1e-12)
-                           for base, goal in zip(self.bases, self.targets)]
+                           for base, goal in zip(self.bases, self.targets, strict=True)]
         steps = max(settings.steps, 1)
         self.optimizer = torch.optim.Adam([self.delta], lr=settings.linf / 10)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(

@@ -82,7 +82,7 @@ class ModelBundle:
     @cached_property
     def text_to_image(self) -> StableDiffusionPipeline:
         """Omega used text-to-image (for target-style centroids), sharing every model."""
-        pipe = StableDiffusionPipeline(**self.pipeline.components)
+        pipe = StableDiffusionPipeline(**self.pipeline.components, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 

@@ -1,0 +1,3 @@
+from glaze.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,172 @@
+import numpy as np
+import pytest
+from conftest import painting
+
+from glaze.engine import Cancelled, CloakSettings, cloak
+from glaze.engine.cloak import MAX_SIDE, check_size, mimic_views
+from glaze.engine.pixels import check_pixels
+
+STYLE = "Impressionism painting by Claude Monet"
+FAST = dict(work_size=64, quality=6)
+
+
+def quantum(dtype) -> float:
+    """The largest rounding error of one sample of `dtype`, in [0, 1] units."""
+    dtype = np.dtype(dtype)
+    return 0.5 / np.iinfo(dtype).max if dtype.kind == "u" else 1e-3
+
+
+def as_unit(image: np.ndarray) -> np.ndarray:
+    scale = np.iinfo(image.dtype).max if image.dtype.kind == "u" else 1.0
+    return image.astype(np.float64) / scale
+
+
+def test_optimizer_moves_features_toward_the_target(bundle):
+    image = painting(96, 128)
+    still = cloak(image, bundle, STYLE, CloakSettings(work_size=64, quality=0)).report
+    moved = cloak(image, bundle, STYLE, CloakSettings(work_size=64, quality=30)).report
+    assert still.relative_shift == 0 and still.incomplete
+    assert moved.feature_distance_before == pytest.approx(still.feature_distance_before)
+    assert moved.feature_distance_after < 0.8 * moved.feature_distance_before
+    assert moved.relative_shift > 0.2
+    assert moved.steps_run == 30 and moved.protection_note  # demo output says so
+
+
+def test_lpips_penalty_holds_the_perturbation_near_the_budget(bundle):
+    # The demo LPIPS (random backbone) scores tiny values: use a budget on its scale and a
+    # loose L_inf cap so that only the penalty can hold the perturbation back.
+    image = painting(96, 128)
+    budget = 4e-3
+    common = dict(work_size=64, quality=40, intensity=budget, max_change=0.25)
+    free = cloak(image, bundle, STYLE, CloakSettings(alpha=0.0, **common)).report
+    held = cloak(image, bundle, STYLE, CloakSettings(alpha=30.0, **common)).report
+    assert free.lpips > 3 * budget  # without the penalty the cloak goes well past p
+    assert 0.5 * budget < held.lpips < 1.25 * budget  # with it, the cloak uses p, no more
+    assert held.relative_shift > 0.3
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float16, np.float32])
+def test_formats_round_trip_with_alpha_bit_exact(bundle, dtype):
+    image = painting(80, 120, channels=4, dtype=dtype)
+    image[10:30, 60:90, 3] = 0  # a fully transparent block
+    settings = CloakSettings(**FAST)
+    result = cloak(image, bundle, STYLE, settings)
+    out = result.image
+    assert out.dtype == image.dtype and out.shape == image.shape
+    assert out[..., 3].tobytes() == image[..., 3].tobytes()
+    transparent = image[..., 3] == 0
+    assert out[transparent].tobytes() == image[transparent].tobytes()
+    assert not np.array_equal(out[..., :3], image[..., :3])
+    change = np.abs(as_unit(out[..., :3]) - as_unit(image[..., :3]))
+    assert change.max() <= settings.linf + quantum(dtype)
+    assert result.report.linf <= settings.linf + quantum(dtype)
+
+
+def test_rgb_without_alpha_and_float_values_beyond_one(bundle):
+    image = painting(64, 64, dtype=np.float32) * 1.5  # HDR values above 1 survive
+    out = cloak(image, bundle, STYLE, CloakSettings(**FAST)).image
+    assert out.shape == (64, 64, 3)
+    assert out.max() > 1.2
+    assert np.abs(out - image).max() <= CloakSettings(**FAST).linf + 1e-6
+
+
+def test_large_image_is_cloaked_at_full_size(bundle):
+    image = painting(2000, 3000)
+    settings = CloakSettings(work_size=64, quality=3)
+    result = cloak(image, bundle, STYLE, settings)
+    assert result.image.shape == image.shape
+    changed = np.any(result.image != image, axis=-1)
+    tiles = changed.reshape(4, 500, 6, 500).any(axis=(1, 3))
+    assert tiles.all()  # the perturbation covers every 500 px tile, not a resized copy
+    assert changed.mean() > 0.5
+    assert (result.report.width, result.report.height) == (3000, 2000)
+
+
+def test_same_seed_same_cloak_other_seed_other_cloak(bundle):
+    image = painting(64, 96, channels=4)
+    first = cloak(image, bundle, STYLE, CloakSettings(seed=3, **FAST)).image
+    again = cloak(image, bundle, STYLE, CloakSettings(seed=3, **FAST)).image
+    other = cloak(image, bundle, STYLE, CloakSettings(seed=4, **FAST)).image
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_cancel_stops_within_one_step(bundle):
+    image = painting(64, 64)
+    seen = []
+    stop_after = 3
+
+    def progress(fraction, message):
+        if message.startswith("cloak step"):
+            seen.append(message)
+
+    with pytest.raises(Cancelled) as raised:
+        cloak(image, bundle, STYLE, CloakSettings(work_size=64, quality=50), progress=progress,
+              cancel=lambda: len(seen) >= stop_after)
+    assert raised.value.steps_run == stop_after
+    assert len(seen) == stop_after
+
+
+def test_cancel_during_style_transfer(bundle):
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 1  # the first check passes, the next (in img2img) stops
+
+    with pytest.raises(Cancelled) as raised:
+        cloak(painting(64, 64), bundle, STYLE, CloakSettings(**FAST), cancel=cancel)
+    assert raised.value.steps_run == 0
+
+
+def test_progress_is_monotonic_and_ends_at_one(bundle):
+    fractions = []
+    cloak(painting(64, 64), bundle, STYLE, CloakSettings(**FAST),
+          progress=lambda fraction, message: fractions.append(fraction))
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((MAX_SIDE + 1, 100), "limited to"),
+    ((100, 1000), "aspect"),
+])
+def test_size_limits(shape, message):
+    with pytest.raises(ValueError, match=message):
+        check_size(shape)
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((4, 4), np.uint8), "H x W x 3"),
+    (np.zeros((4, 4, 2), np.uint8), "H x W x 3"),
+    (np.zeros((0, 4, 3), np.uint8), "empty"),
+    (np.zeros((4, 4, 3), np.int32), "unsupported sample type"),
+    ([[1, 2, 3]], "numpy array"),
+])
+def test_bad_pixel_arrays_are_refused(image, message):
+    with pytest.raises(ValueError, match=message):
+        check_pixels(image)
+
+
+def test_views_cover_mimic_preprocessing():
+    import random
+
+    views = mimic_views((2000, 3000), 512, True, random.Random(0))
+    sizes = [view.size for view in views]
+    assert sizes[0] == (344, 512)  # whole image, long side at the working size
+    assert (512, 768) in sizes and (1024, 1536) in sizes  # short side 512 and 1024
+    assert all(view.box[2] <= 512 and view.box[3] <= 512 for view in views)
+    assert mimic_views((2000, 3000), 512, False, random.Random(0)) == views[:1]
+
+
+def test_presets():
+    low, default, high = (CloakSettings(intensity=name) for name in ("low", "default", "high"))
+    assert default.budget == 0.05 and default.steps == 500
+    assert 3 / 255 <= low.linf < default.linf < high.linf <= 13 / 255
+    assert low.strength < default.strength < high.strength
+    assert CloakSettings(quality="faster").steps < CloakSettings(quality="slower").steps
+    assert CloakSettings(intensity=0.05, quality=12).steps == 12
+    with pytest.raises(ValueError, match="unknown intensity"):
+        CloakSettings(intensity="extreme")
+    with pytest.raises(ValueError, match="budget"):
+        CloakSettings(intensity=0.0)
