@@ -145,19 +145,19 @@ def check_size(shape: tuple[int, int]) -> None:
 class CloakOptimizer:
     """Adam on delta for one image and target; `step()` runs one optimizer step."""
 
-    def __init__(self, bundle: ModelBundle, composite: torch.Tensor, coverage: torch.Tensor,
+    def __init__(self, bundle: ModelBundle, image: torch.Tensor, coverage: torch.Tensor,
                  target: torch.Tensor, settings: CloakSettings) -> None:
-        """`composite`: 1 x 3 x H x W image over grey; `coverage`: 1 x 1 x H x W alpha;
+        """`image`: 1 x 3 x H x W image over grey; `coverage`: 1 x 1 x H x W alpha;
         `target`: Omega's image at the first view's size."""
         self.bundle, self.settings = bundle, settings
-        shape = tuple(composite.shape[-2:])
+        shape = tuple(image.shape[-2:])
         self.views = mimic_views(shape, settings.work_size, settings.resize_robust,
                                  random.Random(settings.seed))
         delta_long = settings.work_size * (2 if settings.resize_robust else 1)
         delta_shape = fit(shape, min(max(shape), delta_long), multiple=1)
         self.delta = torch.zeros((1, 3, *delta_shape), device=bundle.device, requires_grad=True)
         with torch.no_grad():
-            self.bases = [view.apply(composite) for view in self.views]
+            self.bases = [view.apply(image) for view in self.views]
             self.coverages = [view.apply(coverage) for view in self.views]
             self.targets = [bundle.encode(view.apply(target)) for view in self.views]
             self.scales = [F.mse_loss(bundle.encode(base), goal).clamp_min(1e-12)
@@ -202,7 +202,9 @@ def _to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].to(device)
 
 
-def _composite(split: pixels.SplitImage, device: torch.device):
+def composite(split: pixels.SplitImage,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image as the optimizer sees it, over grey, and its alpha coverage (1 x C x H x W)."""
     rgb = _to_tensor(np.clip(split.rgb, 0, 1), device)
     coverage = _to_tensor(split.coverage[..., None], device)
     return rgb * coverage + BACKGROUND * (1 - coverage), coverage
@@ -212,7 +214,7 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: pixels.Spli
              output: np.ndarray) -> dict:
     """Distances of the delivered output, as the first (whole-image) view sees it."""
     view, goal = optimizer.views[0], optimizer.targets[0]
-    after, _ = _composite(pixels.split(output), bundle.device)
+    after, _ = composite(pixels.split(output), bundle.device)
     with torch.no_grad():
         seen = view.apply(after)
         before_distance = torch.linalg.vector_norm(bundle.encode(optimizer.bases[0]) - goal)
@@ -247,12 +249,12 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
     tracker = Progress(progress, cancel)
     tracker.check()
     torch.manual_seed(settings.seed)
-    composite, coverage = _composite(source, bundle.device)
+    seen, coverage = composite(source, bundle.device)
     whole = whole_view(shape, settings.work_size)
     with torch.no_grad():
-        target = transfer_style(bundle, whole.apply(composite), target_style, settings.strength,
+        target = transfer_style(bundle, whole.apply(seen), target_style, settings.strength,
                                 settings.seed, tracker.phase(0.0, TRANSFER_SHARE))
-    optimizer = CloakOptimizer(bundle, composite, coverage, target, settings)
+    optimizer = CloakOptimizer(bundle, seen, coverage, target, settings)
     del target
     steps_phase = tracker.phase(TRANSFER_SHARE, 1.0)
     for step in range(settings.steps):

@@ -18,6 +18,8 @@ from pathlib import Path
 import lpips
 import torch
 from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from safetensors.torch import load_model, save_model
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -198,6 +200,17 @@ def _place(bundle: ModelBundle) -> ModelBundle:
     return bundle
 
 
+def _optional_file(location: str, name: str) -> Path | None:
+    """`name` inside a bundle folder or hub repository (through the hub cache), if present."""
+    folder = Path(location)
+    if folder.is_dir():
+        return folder / name if (folder / name).is_file() else None
+    try:
+        return Path(hf_hub_download(location, name))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):
+        return None  # not in this repository, or not cached while offline
+
+
 def demo_bundle(device: str | None = None, precision: str | None = None,
                 seed: int = 0) -> ModelBundle:
     """The tiny random bundle (no download, NO protection)."""
@@ -218,13 +231,13 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
     if source == "default":
         source = DEFAULT_HUB_ID
     folder = Path(source).expanduser()
-    meta = {}
-    if folder.is_dir() and (folder / BUNDLE_FILE).is_file():
-        meta = json.loads((folder / BUNDLE_FILE).read_text())
-    elif not folder.is_dir() and (folder.is_absolute() or source.startswith(".")
-                                  or source.count("/") != 1):
+    if not folder.is_dir() and (folder.is_absolute() or source.startswith(".")
+                                or source.count("/") != 1):
         raise ModelLoadError(f"{source}: no such model folder (and not a hub id like "
                              "'owner/name')")
+    location = str(folder) if folder.is_dir() else source
+    bundle_file = _optional_file(location, BUNDLE_FILE)
+    meta = json.loads(bundle_file.read_text()) if bundle_file else {}
     demo = bool(meta.get("demo", False))
     dev = pick_device(device)
     compute = pick_precision(dev, precision, demo=demo)
@@ -232,18 +245,15 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
     weights = compute if dev.type in ("cuda", "mps") else torch.float32
     try:
         pipeline = StableDiffusionImg2ImgPipeline.from_pretrained(
-            str(folder) if folder.is_dir() else source, dtype=weights,
-            safety_checker=None, requires_safety_checker=False)
+            location, dtype=weights, safety_checker=None, requires_safety_checker=False)
     except Exception as error:
         raise ModelLoadError(
             f"could not load the model bundle {source!r}: {error}. A hub id needs a network "
             "connection the first time (or `glaze install --models ...`); a folder must be in "
             "diffusers format (model_index.json, vae/, unet/, text_encoder/, tokenizer/, "
             "scheduler/).") from error
-    lpips_weights = folder / LPIPS_FILE if folder.is_dir() else None
-    generation = GenerationSettings(**meta.get("generation", {}))
     return _place(ModelBundle(
         name=meta.get("name", source), pipeline=pipeline,
-        perceptual=_perceptual_model(
-            weights=lpips_weights if lpips_weights and lpips_weights.is_file() else None),
-        device=dev, precision=compute, demo=demo, generation=generation))
+        perceptual=_perceptual_model(weights=_optional_file(location, LPIPS_FILE)),
+        device=dev, precision=compute, demo=demo,
+        generation=GenerationSettings(**meta.get("generation", {}))))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,7 +65,7 @@ class ProfileStore:
         storage.write_json(self.path(profile.name), asdict(profile))
 
 
-def resolve_target(bundle: ModelBundle, profile_name: str, artworks: Sequence[np.ndarray], *,
+def resolve_target(bundle: ModelBundle, profile_name: str, artworks: Iterable[np.ndarray], *,
                    override: str | None = None, seed: int = 0,
                    store: ProfileStore | None = None, cache: CentroidCache | None = None,
                    styles: Sequence[str] | None = None,
@@ -82,8 +82,9 @@ def resolve_target(bundle: ModelBundle, profile_name: str, artworks: Sequence[np
     existing = store.load(profile_name)
     if existing is not None:
         return existing
+    artist = artist_centroid(bundle, artworks)
     centroids = candidate_centroids(bundle, styles or candidate_styles(), cache, progress)
-    target = pick_target(artist_centroid(bundle, artworks), centroids, seed)
+    target = pick_target(artist, centroids, seed)
     profile = ArtistProfile.new(profile_name, target, "auto", bundle.name)
     store.save(profile)
     return profile

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import pixels, storage
-from .cloak import BACKGROUND, whole_view
+from .cloak import composite, whole_view
 from .models import ModelBundle
 from .progress import Progress
 from .transfer import generate
@@ -47,19 +47,16 @@ def style_descriptor(latents: torch.Tensor) -> np.ndarray:
     return torch.cat(parts, dim=1).cpu().numpy()
 
 
-def artist_centroid(bundle: ModelBundle, artworks: Sequence[np.ndarray]) -> np.ndarray:
+def artist_centroid(bundle: ModelBundle, artworks: Iterable[np.ndarray]) -> np.ndarray:
     """The mean descriptor of the artist's artworks (pixel arrays in any supported format)."""
-    if not artworks:
-        raise ValueError("choosing a target style needs at least one of the artist's artworks")
     descriptors = []
     for artwork in artworks:
-        split = pixels.split(artwork)
-        rgb = torch.from_numpy(np.clip(split.rgb, 0, 1)).permute(2, 0, 1)[None]
-        alpha = torch.from_numpy(split.coverage)[None, None]
-        composite = rgb * alpha + BACKGROUND * (1 - alpha)
+        image, _ = composite(pixels.split(artwork), bundle.device)
         view = whole_view(artwork.shape[:2], bundle.generation.centroid_size)
         with torch.no_grad():
-            descriptors.append(style_descriptor(bundle.encode(view.apply(composite)))[0])
+            descriptors.append(style_descriptor(bundle.encode(view.apply(image)))[0])
+    if not descriptors:
+        raise ValueError("choosing a target style needs at least one of the artist's artworks")
     return np.mean(descriptors, axis=0)
 
 

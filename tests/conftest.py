@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from glaze.engine.models import demo_bundle
 
 

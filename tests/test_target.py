@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+from conftest import painting
+from glaze.engine import profiles, target
+from glaze.engine.profiles import ProfileStore, resolve_target
+from glaze.engine.target import (
+    CentroidCache,
+    artist_centroid,
+    candidate_centroids,
+    candidate_styles,
+    percentile_band,
+    pick_target,
+)
+
+STYLES = candidate_styles()[:8]
+
+
+def line_of_centroids(count: int = 100) -> dict[str, np.ndarray]:
+    """Candidates at distances 1..count from the origin, named by their distance."""
+    return {f"style {d:03d}": np.array([float(d), 0.0]) for d in range(1, count + 1)}
+
+
+def test_shipped_candidates():
+    styles = candidate_styles()
+    assert len(styles) >= 100 and len(set(styles)) == len(styles)
+    assert all(" by " in style for style in styles)
+
+
+def test_band_is_the_50th_to_75th_percentile_of_distance():
+    band = percentile_band(np.zeros(2), line_of_centroids())
+    # numpy's percentiles of 1..100 are 50.5 and 75.25
+    assert band == [f"style {d:03d}" for d in range(51, 76)]
+
+
+def test_pick_is_in_the_band_and_reproducible():
+    centroids = line_of_centroids()
+    band = set(percentile_band(np.zeros(2), centroids))
+    picks = [pick_target(np.zeros(2), centroids, seed) for seed in range(20)]
+    assert set(picks) <= band
+    assert len(set(picks)) > 5  # the seed matters
+    assert picks == [pick_target(np.zeros(2), centroids, seed) for seed in range(20)]
+
+
+def test_centroids_are_cached_per_bundle(bundle, monkeypatch):
+    calls = []
+    real_generate = target.generate
+
+    def counting_generate(*args, **kwargs):
+        calls.append(args[1])
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(target, "generate", counting_generate)
+    first = candidate_centroids(bundle, STYLES)
+    assert calls == STYLES
+    again = candidate_centroids(bundle, STYLES, CentroidCache(bundle))  # read from disk
+    assert calls == STYLES  # nothing generated again
+    for style in STYLES:
+        assert np.allclose(first[style], again[style])
+    assert len({tuple(np.round(c, 6)) for c in first.values()}) == len(STYLES)
+
+
+def test_new_profile_picks_from_the_band_and_keeps_its_pick(bundle, monkeypatch):
+    artworks = [painting(64, 96, seed=s) for s in range(3)]
+    profile = resolve_target(bundle, "alice", artworks, styles=STYLES, seed=1)
+    expected_band = percentile_band(artist_centroid(bundle, artworks),
+                                    candidate_centroids(bundle, STYLES))
+    assert profile.chosen_by == "auto" and profile.target_style in expected_band
+    assert ProfileStore().path("alice").is_file()
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("a stored profile must not choose again")
+
+    monkeypatch.setattr(profiles, "candidate_centroids", no_recompute)
+    later = resolve_target(bundle, "alice", [painting(64, 64, seed=9)], styles=STYLES, seed=7)
+    assert later.target_style == profile.target_style
+
+
+def test_same_artworks_and_seed_pick_the_same_target(bundle, tmp_path):
+    artworks = [painting(64, 96, seed=s) for s in range(2)]
+    picks = {resolve_target(bundle, "bob", artworks, styles=STYLES, seed=2,
+                            store=ProfileStore(tmp_path / f"p{i}")).target_style
+             for i in range(2)}
+    assert len(picks) == 1
+
+
+def test_user_override_is_stored(bundle):
+    chosen = resolve_target(bundle, "carol", [], override="Ukiyo-e woodblock print by Hokusai")
+    assert chosen.chosen_by == "user"
+    assert resolve_target(bundle, "carol", []).target_style == chosen.target_style
+
+
+def test_a_new_profile_needs_artworks(bundle):
+    with pytest.raises(ValueError, match="at least one"):
+        resolve_target(bundle, "dave", [], styles=STYLES)
+
+
+@pytest.mark.parametrize("name", ["../escape", "", "a/b", "x" * 65])
+def test_profile_names_are_checked(name):
+    with pytest.raises(ValueError, match="invalid profile name"):
+        ProfileStore().path(name)
