@@ -63,6 +63,16 @@ class ModelBundle:
     demo: bool = False
     generation: GenerationSettings = field(default_factory=GenerationSettings)
 
+    def __post_init__(self) -> None:
+        """Make the models resident on the device, frozen, in evaluation mode."""
+        self.pipeline.set_progress_bar_config(disable=True)
+        self.pipeline.to(self.device)
+        for model in (self.pipeline.vae, self.pipeline.unet, self.pipeline.text_encoder):
+            model.requires_grad_(False).eval()
+        self.perceptual.to(self.device)
+        if self.device.type == "cpu" and self.precision != torch.float32:
+            self.encoder.to(memory_format=torch.channels_last)
+
     @property
     def encoder(self) -> AutoencoderKL:
         return self.pipeline.vae
@@ -167,7 +177,7 @@ def pick_precision(device: torch.device, requested: str | None = None,
     return torch.bfloat16 if not demo and _cpu_has_fast_bf16() else torch.float32
 
 
-def _perceptual_model(random_backbone: bool = False, seed: int = 0,
+def perceptual_model(random_backbone: bool = False, seed: int = 0,
                       weights: Path | None = None) -> lpips.LPIPS:
     """LPIPS (AlexNet): saved `weights`, else a seeded random backbone, else torchvision's."""
     if weights is not None or random_backbone:
@@ -189,17 +199,6 @@ def _perceptual_model(random_backbone: bool = False, seed: int = 0,
     return model.eval().requires_grad_(False)
 
 
-def _place(bundle: ModelBundle) -> ModelBundle:
-    bundle.pipeline.set_progress_bar_config(disable=True)
-    bundle.pipeline.to(bundle.device)
-    for model in (bundle.pipeline.vae, bundle.pipeline.unet, bundle.pipeline.text_encoder):
-        model.requires_grad_(False).eval()
-    bundle.perceptual.to(bundle.device)
-    if bundle.device.type == "cpu" and bundle.precision != torch.float32:
-        bundle.encoder.to(memory_format=torch.channels_last)
-    return bundle
-
-
 def _optional_file(location: str, name: str) -> Path | None:
     """`name` inside a bundle folder or hub repository (through the hub cache), if present."""
     folder = Path(location)
@@ -215,11 +214,11 @@ def demo_bundle(device: str | None = None, precision: str | None = None,
                 seed: int = 0) -> ModelBundle:
     """The tiny random bundle (no download, NO protection)."""
     dev = pick_device(device)
-    return _place(ModelBundle(
+    return ModelBundle(
         name=f"demo-seed{seed}", pipeline=demo_pipeline(seed),
-        perceptual=_perceptual_model(random_backbone=True, seed=seed), device=dev,
+        perceptual=perceptual_model(random_backbone=True, seed=seed), device=dev,
         precision=pick_precision(dev, precision, demo=True), demo=True,
-        generation=DEMO_GENERATION))
+        generation=DEMO_GENERATION)
 
 
 def load_bundle(source: str | Path = "demo", device: str | None = None,
@@ -252,8 +251,8 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
             "connection the first time (or `glaze install --models ...`); a folder must be in "
             "diffusers format (model_index.json, vae/, unet/, text_encoder/, tokenizer/, "
             "scheduler/).") from error
-    return _place(ModelBundle(
+    return ModelBundle(
         name=meta.get("name", source), pipeline=pipeline,
-        perceptual=_perceptual_model(weights=_optional_file(location, LPIPS_FILE)),
+        perceptual=perceptual_model(weights=_optional_file(location, LPIPS_FILE)),
         device=dev, precision=compute, demo=demo,
-        generation=GenerationSettings(**meta.get("generation", {}))))
+        generation=GenerationSettings(**meta.get("generation", {})))

@@ -1,0 +1,167 @@
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import painting
+from PIL import Image, ImageCms
+
+from glaze.cli import main
+
+FAST = ["--quality", "2", "--work-size", "64", "--target", "Baroque painting by Caravaggio"]
+
+
+def save(path: Path, pixels: np.ndarray, **options) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, **options)
+    return path
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Outputs or temporary files a failed run must not leave behind."""
+    return sorted(p.name for p in folder.rglob("*") if ".glazed" in p.name or ".part" in p.name)
+
+
+def exif_with_artist(name: str) -> bytes:
+    exif = Image.Exif()
+    exif[0x013B] = name  # Artist
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tiff"])
+def test_cloak_keeps_exif_and_icc(tmp_path, capsys, suffix):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = save(tmp_path / f"art{suffix}", painting(96, 128), exif=exif_with_artist("Ada"),
+                  icc_profile=icc)
+    assert main(["cloak", str(source), *FAST]) == 0
+    output = tmp_path / f"art.glazed{suffix}"
+    with Image.open(output) as glazed, Image.open(source) as original:
+        assert glazed.size == original.size
+        assert glazed.info.get("icc_profile") == icc
+        if suffix != ".tiff":  # Pillow keeps EXIF in PNG, JPEG and WebP files
+            assert glazed.getexif().get(0x013B) == "Ada"
+        assert not np.array_equal(np.asarray(glazed), np.asarray(original))
+    printed = capsys.readouterr().out
+    assert f"-> {output}" in printed and "NO protection" in printed
+
+
+def test_demo_outputs_carry_the_no_protection_note(tmp_path):
+    png = save(tmp_path / "a.png", painting(64, 64))
+    jpg = save(tmp_path / "b.jpg", painting(64, 64))
+    assert main(["cloak", str(png), str(jpg), *FAST]) == 0
+    with Image.open(tmp_path / "a.glazed.png") as image:
+        assert "NO protection" in image.info["Comment"]
+    with Image.open(tmp_path / "b.glazed.jpg") as image:
+        assert b"NO protection" in image.info["comment"]
+
+
+def test_rgba_alpha_survives_the_file_round_trip(tmp_path):
+    pixels = painting(64, 96, channels=4)
+    source = save(tmp_path / "layer.png", pixels)
+    assert main(["cloak", str(source), *FAST]) == 0
+    glazed = np.asarray(Image.open(tmp_path / "layer.glazed.png"))
+    assert glazed.shape == pixels.shape
+    assert np.array_equal(glazed[..., 3], pixels[..., 3])
+
+
+def bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
+    text = folder / "notes.png"
+    text.write_text("this is not an image")
+    empty = folder / "empty.png"
+    empty.touch()
+    whole = io.BytesIO()
+    Image.fromarray(painting(200, 200)).save(whole, format="PNG")
+    truncated = folder / "truncated.png"
+    truncated.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    cmyk = folder / "cmyk.jpg"
+    Image.new("CMYK", (64, 64), (10, 20, 30, 40)).save(cmyk)
+    palette = folder / "palette.png"
+    Image.fromarray(painting(64, 64)).convert("P").save(palette)
+    huge = folder / "huge.png"
+    Image.new("RGB", (9000, 2000)).save(huge)
+    return {
+        "not an image": (text, "not an image"),
+        "zero size": (empty, "empty (0 bytes)"),
+        "truncated": (truncated, "truncated or damaged"),
+        "cmyk": (cmyk, "colour mode CMYK is not supported"),
+        "palette": (palette, "colour mode P is not supported"),
+        "over the size limit": (huge, "limited to 8192 px"),
+    }
+
+
+def test_each_bad_input_gets_its_reason_and_no_output(tmp_path, capsys):
+    cases = bad_inputs(tmp_path)
+    good = save(tmp_path / "good.png", painting(64, 64))
+    paths = [str(path) for path, _ in cases.values()]
+    assert main(["cloak", *paths, str(good), *FAST]) == 1  # any failure: non-zero exit
+    printed = capsys.readouterr().out.splitlines()
+    for path, reason in cases.values():
+        lines = [line for line in printed if line.startswith(f"FAILED {path}")]
+        assert len(lines) == 1 and reason in lines[0], (path, printed)
+    assert leftovers(tmp_path) == ["good.glazed.png"]  # the good image is still done
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    source = save(tmp_path / "in" / "a.png", painting(64, 64))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the output folder should be")
+    assert main(["cloak", str(source), "-o", str(blocker / "out"), *FAST]) == 1
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("FAILED")][0]
+    assert str(source) in line and ("Not a directory" in line or "not a folder" in line)
+    assert leftovers(tmp_path) == []
+
+
+def test_missing_input_fails_clearly(tmp_path, capsys):
+    assert main(["cloak", str(tmp_path / "nope.png"), *FAST]) == 1
+    assert "no such file or folder" in capsys.readouterr().out
+
+
+def test_batches_resume_and_redo_broken_outputs(tmp_path, capsys):
+    first = save(tmp_path / "one.png", painting(64, 64, seed=1))
+    second = save(tmp_path / "two.png", painting(64, 64, seed=2))
+    report = tmp_path / "report.json"
+    assert main(["cloak", str(tmp_path), "-o", str(tmp_path / "out"), *FAST]) == 0
+    out_one = tmp_path / "out" / tmp_path.name / "one.glazed.png"
+    out_two = out_one.with_name("two.glazed.png")
+    stamp = out_one.stat().st_mtime_ns
+    out_two.write_bytes(out_two.read_bytes()[:100])  # an output damaged since
+    capsys.readouterr()
+    assert main(["cloak", str(tmp_path), "-o", str(tmp_path / "out"), "--report", str(report),
+                 *FAST]) == 0
+    assert out_one.stat().st_mtime_ns == stamp
+    data = json.loads(report.read_text())
+    status = {Path(item["input"]).name: item["status"] for item in data["images"]}
+    assert status == {"one.png": "skipped", "two.png": "done"}
+    assert "NO protection" in data["protection_note"]
+    done = [item for item in data["images"] if item["status"] == "done"][0]["report"]
+    assert done["width"] == 64 and done["steps_run"] == 2 and "relative_shift" in done
+    assert Image.open(out_two).size == Image.open(second).size
+    assert first.exists()
+
+
+def test_bad_settings_are_refused(tmp_path, capsys):
+    source = save(tmp_path / "a.png", painting(64, 64))
+    assert main(["cloak", str(source), "--intensity", "extreme"]) == 2
+    assert "unknown intensity" in capsys.readouterr().err
+
+
+def test_profile_command(tmp_path, capsys):
+    assert main(["profile", "eve"]) == 1
+    assert main(["profile", "eve", "--target", "Cubism painting by Juan Gris"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["target_style"] == \
+        "Cubism painting by Juan Gris"
+
+
+def test_console_script_runs_the_demo(tmp_path):
+    """The installed `glaze` command, as the README runs it."""
+    source = save(tmp_path / "art.png", painting(64, 96))
+    glaze = Path(sys.executable).with_name("glaze")
+    done = subprocess.run([str(glaze), "cloak", str(source), "--quality", "2"],
+                          capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    assert str(tmp_path / "art.glazed.png") in done.stdout
+    assert "NO protection" in done.stdout
