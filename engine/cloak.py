@@ -214,13 +214,14 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: pixels.Spli
              output: np.ndarray) -> dict:
     """Distances of the delivered output, as the first (whole-image) view sees it."""
     view, goal = optimizer.views[0], optimizer.targets[0]
-    after, _ = composite(pixels.split(output), bundle.device)
+    delivered = pixels.split(output)
+    after, _ = composite(delivered, bundle.device)
     with torch.no_grad():
         seen = view.apply(after)
         before_distance = torch.linalg.vector_norm(bundle.encode(optimizer.bases[0]) - goal)
         after_distance = torch.linalg.vector_norm(bundle.encode(seen) - goal)
         lpips_value = bundle.perceptual_distance(seen, optimizer.bases[0]).item()
-    change = pixels.split(output).rgb - source.rgb
+    change = delivered.rgb - source.rgb
     covered = source.coverage > 0
     mse = float(np.mean(np.square(change[covered]))) if covered.any() else 0.0
     before, after_value = before_distance.item(), after_distance.item()
@@ -248,7 +249,6 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
     check_size(shape)
     tracker = Progress(progress, cancel)
     tracker.check()
-    torch.manual_seed(settings.seed)
     seen, coverage = composite(source, bundle.device)
     whole = whole_view(shape, settings.work_size)
     with torch.no_grad():

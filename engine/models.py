@@ -70,8 +70,13 @@ class ModelBundle:
         for model in (self.pipeline.vae, self.pipeline.unet, self.pipeline.text_encoder):
             model.requires_grad_(False).eval()
         self.perceptual.to(self.device)
-        if self.device.type == "cpu" and self.precision != torch.float32:
+        if self.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
+
+    @property
+    def channels_last(self) -> bool:
+        """Full-size convolutions on the CPU run ~10-50% faster channels-last (more in bf16)."""
+        return self.device.type == "cpu" and not self.demo
 
     @property
     def encoder(self) -> AutoencoderKL:
@@ -112,7 +117,7 @@ class ModelBundle:
         """Phi: the VAE latent mean of N x 3 x H x W images in [0, 1] (differentiable)."""
         vae = self.encoder
         x = (images.to(self.device) * 2 - 1).to(vae.dtype)
-        if self.device.type == "cpu" and self.precision != torch.float32:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.compute():
             latent = vae.encode(x).latent_dist.mean

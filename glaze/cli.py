@@ -85,20 +85,45 @@ def _bar(**options):
     return tqdm(disable=None, file=sys.stderr, dynamic_ncols=True, **options)
 
 
-def _cloak_one(job: Job, bundle, target: str, settings, position: int) -> None:
+def _say(line: str) -> None:
+    """Print a line without tearing the progress bars."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stdout)
+
+
+def _progress_bar(bar):
+    def progress(fraction: float, message: str) -> None:
+        bar.n = round(fraction * 100)
+        bar.set_postfix_str(message, refresh=True)
+    return progress
+
+
+def _choose_target(bundle, args: argparse.Namespace, jobs: Sequence[Job]) -> str:
+    from glaze.engine import resolve_target
+    from glaze.engine.progress import Progress
+
+    with _bar(total=100, desc="target style", leave=False) as bar:
+        profile = resolve_target(bundle, args.profile, _artworks(jobs), override=args.target,
+                                 seed=args.seed, progress=Progress(_progress_bar(bar)))
+    how = "chosen by you" if profile.chosen_by == "user" else "chosen automatically"
+    _say(f"profile {profile.name!r}: target style {profile.target_style!r} ({how})")
+    return profile.target_style
+
+
+def _cloak_one(job: Job, loaded, bundle, target: str, settings) -> None:
     from glaze.engine import cloak
-    from glaze.engine.imagefile import read_image, write_image
+    from glaze.engine.imagefile import ImageFileError, write_image
 
-    loaded = read_image(job.source)
-    height, width = loaded.pixels.shape[:2]
-    with _bar(total=100, position=position, leave=False, desc=job.source.name,
+    folder = job.output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # checked before the long part, not after it
+        raise ImageFileError(f"cannot create the output folder {folder}: "
+                             f"{error.strerror or error}") from None
+    with _bar(total=100, position=1, leave=False, desc=job.source.name,
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
-        def progress(fraction: float, message: str) -> None:
-            bar.n = round(fraction * 100)
-            bar.set_postfix_str(message, refresh=True)
-
-        result = cloak(loaded.pixels, bundle, target, settings, progress=progress)
-    job.output.parent.mkdir(parents=True, exist_ok=True)
+        result = cloak(loaded.pixels, bundle, target, settings, progress=_progress_bar(bar))
     write_image(job.output, result.image, like=loaded, note=bundle.protection_note)
     job.report = result.report.to_dict()
     job.status = "done"
@@ -109,61 +134,67 @@ def _describe(job: Job) -> str:
         return f"{job.status.upper()} {job.source}" + (f": {job.error}" if job.error else "")
     report = job.report
     flag = "  INCOMPLETE: the style shift fell short" if report["incomplete"] else ""
+    psnr = f"{report['psnr']:.1f} dB" if report["psnr"] is not None else "unchanged"
     return (f"done {job.source} -> {job.output}  (shift {report['relative_shift']:.0%}, "
-            f"LPIPS {report['lpips']:.4f}, PSNR {report['psnr'] or float('inf'):.1f} dB, "
-            f"{report['steps_run']} steps, {report['seconds']:.1f} s){flag}")
+            f"LPIPS {report['lpips']:.4f}, PSNR {psnr}, {report['steps_run']} steps, "
+            f"{report['seconds']:.1f} s){flag}")
+
+
+def _settings(args: argparse.Namespace):
+    from glaze.engine import CloakSettings, ProfileStore
+
+    ProfileStore().path(args.profile)  # refuses a bad profile name before any work
+    return CloakSettings(intensity=_number_or_name(args.intensity),
+                         quality=_number_or_name(args.quality), seed=args.seed,
+                         work_size=args.work_size)
+
+
+def _unfinished(jobs: Sequence[Job]) -> list[Job]:
+    """The jobs whose output is not already there and complete; marks the others skipped."""
+    from glaze.engine.imagefile import is_complete
+
+    pending = []
+    for job in jobs:
+        if job.output.exists() and is_complete(job.output, _size_of(job.source)):
+            job.status, job.error = "skipped", f"{job.output} exists"
+        else:
+            pending.append(job)
+    return pending
 
 
 def run_cloak(args: argparse.Namespace) -> int:
-    from glaze.engine import CloakSettings, ModelLoadError, load_bundle, resolve_target
-    from glaze.engine.imagefile import ImageFileError, is_complete
-    from glaze.engine.progress import Progress
+    from glaze.engine import ModelLoadError, load_bundle
+    from glaze.engine.imagefile import ImageFileError, read_image
     from glaze.engine.storage import write_json
 
     try:
-        settings = CloakSettings(intensity=_number_or_name(args.intensity),
-                                 quality=_number_or_name(args.quality), seed=args.seed,
-                                 work_size=args.work_size)
+        settings = _settings(args)
     except ValueError as error:
         print(f"glaze: {error}", file=sys.stderr)
         return 2
     jobs, missing = collect_jobs(args.inputs, args.outdir)
-    pending = []
-    for job in jobs:
-        if job.output.exists() and is_complete(job.output, _size_of(job.source)):
-            job.status = "skipped"
-            job.error = f"{job.output} exists"
-        else:
-            pending.append(job)
-    bundle = profile = None
+    pending = _unfinished(jobs)
+    bundle = target = None
     if pending:
         try:
             bundle = load_bundle(args.model, device=args.device, precision=args.precision)
-            with _bar(total=100, desc="target style", leave=False) as bar:
-                def progress(fraction: float, message: str) -> None:
-                    bar.n = round(fraction * 100)
-                    bar.set_postfix_str(message, refresh=True)
-
-                profile = resolve_target(bundle, args.profile, _artworks(pending),
-                                         override=args.target, seed=args.seed,
-                                         progress=Progress(progress))
-        except (ModelLoadError, ValueError) as error:
+        except ModelLoadError as error:
             print(f"glaze: {error}", file=sys.stderr)
             return 2
-        print(f"profile {profile.name!r}: target style {profile.target_style!r} "
-              f"({'chosen by you' if profile.chosen_by == 'user' else 'chosen automatically'})")
         if bundle.protection_note:
-            print(f"NOTE: {bundle.protection_note}.")
+            _say(f"NOTE: {bundle.protection_note}.")
     with _bar(total=len(pending), desc="images", unit="image") as overall:
         for job in pending:
             try:
-                _cloak_one(job, bundle, profile.target_style, settings, position=1)
+                loaded = read_image(job.source)
+                target = target or _choose_target(bundle, args, pending)
+                _cloak_one(job, loaded, bundle, target, settings)
             except (ImageFileError, ValueError, OSError) as error:
                 job.status, job.error = "failed", str(error)
             overall.update()
-            print(_describe(job), flush=True)
+            _say(_describe(job))
     for job in itertools.chain(missing, (j for j in jobs if j.status == "skipped")):
-        print(_describe(job))
+        _say(_describe(job))
     every = missing + jobs
     if args.report:
         write_json(args.report, {"version": __version__,
