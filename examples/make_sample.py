@@ -19,15 +19,16 @@ def paint(seed: int = 7) -> Image.Image:
         base = 230 + layer * 60
         xs = np.arange(0, WIDTH + 16, 16)
         ys = base + 40 * np.sin(xs / (90 + 30 * layer) + layer) + rng.normal(0, 6, xs.size)
-        draw.polygon([(0, HEIGHT), *zip(xs.tolist(), ys.tolist()), (WIDTH, HEIGHT)], fill=colour)
+        ridge = list(zip(xs.tolist(), ys.tolist(), strict=True))
+        draw.polygon([(0, HEIGHT), *ridge, (WIDTH, HEIGHT)], fill=colour)
     for _ in range(1800):  # brush strokes
         x, y0 = rng.integers(0, WIDTH), rng.integers(0, HEIGHT)
         r, g, b = canvas.getpixel((int(x), int(y0)))
         jitter = rng.integers(-25, 26, 3)
         angle, length = rng.uniform(-0.5, 0.5), rng.integers(6, 18)
         end = (x + length * np.cos(angle), y0 + length * np.sin(angle))
-        draw.line((x, y0, *end), width=int(rng.integers(2, 5)),
-                  fill=tuple(int(np.clip(c + j, 0, 255)) for c, j in zip((r, g, b), jitter)))
+        colour = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip((r, g, b), jitter, strict=True))
+        draw.line((x, y0, *end), width=int(rng.integers(2, 5)), fill=colour)
     return canvas.filter(ImageFilter.SMOOTH)
 
 
