@@ -71,3 +71,36 @@ def merge(split_image: SplitImage, delta: np.ndarray) -> np.ndarray:
     out = source.copy()
     out[..., :3] = np.where(moved, new_rgb, source[..., :3])
     return out
+
+
+# Pixel buffers as hosts hand them over: rows of `stride` bytes, channels in `order`,
+# little-endian samples. Krita gives B,G,R,A for integer depths; GIMP gives R,G,B,A.
+SAMPLE_TYPES = {"u8": np.dtype("u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2"),
+                "f32": np.dtype("<f4")}
+
+
+def _strided(buffer, layout: dict) -> np.ndarray:
+    dtype = SAMPLE_TYPES[layout["sample"]]
+    channels = len(layout["order"])
+    height, width, stride = layout["height"], layout["width"], layout["stride"]
+    if len(memoryview(buffer).cast("B")) < stride * height:
+        raise ValueError(f"pixel buffer holds {len(memoryview(buffer).cast('B'))} bytes, "
+                         f"its layout needs {stride * height}")
+    return np.ndarray((height, width, channels), dtype, buffer,
+                      strides=(stride, channels * dtype.itemsize, dtype.itemsize))
+
+
+def from_buffer(buffer, layout: dict) -> np.ndarray:
+    """A host's pixel buffer as an H x W x 4 RGBA array (a copy) in its own sample type."""
+    pixels = _strided(buffer, layout)
+    if layout["order"] == "BGRA":
+        pixels = pixels[..., [2, 1, 0, 3]]
+    return np.ascontiguousarray(pixels.astype(pixels.dtype.newbyteorder("=")))
+
+
+def to_buffer(image: np.ndarray, layout: dict, like) -> bytearray:
+    """`image` (H x W x 4 RGBA) written in `layout`, row padding copied from `like`."""
+    out = bytearray(like)
+    pixels = image[..., [2, 1, 0, 3]] if layout["order"] == "BGRA" else image
+    _strided(out, layout)[...] = pixels
+    return out

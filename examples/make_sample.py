@@ -27,8 +27,8 @@ def paint(seed: int = 7) -> Image.Image:
         jitter = rng.integers(-25, 26, 3)
         angle, length = rng.uniform(-0.5, 0.5), rng.integers(6, 18)
         end = (x + length * np.cos(angle), y0 + length * np.sin(angle))
-        colour = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip((r, g, b), jitter, strict=True))
-        draw.line((x, y0, *end), width=int(rng.integers(2, 5)), fill=colour)
+        tint = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip((r, g, b), jitter, strict=True))
+        draw.line((x, y0, *end), width=int(rng.integers(2, 5)), fill=tint)
     return canvas.filter(ImageFilter.SMOOTH)
 
 
