@@ -16,6 +16,7 @@ import time
 
 import torch
 from diffusers import AutoencoderKL
+
 from glaze.engine.cloak import CloakOptimizer
 from glaze.engine.demo import demo_pipeline
 from glaze.engine.models import (

@@ -26,6 +26,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_SIDE = 8192
 SAMPLE_BYTES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 ORDERS = ("RGBA", "BGRA")
+LAYOUT_FIELDS = ("width", "height", "order", "sample", "stride")
 # The largest pixel frame: an 8192 x 8192 RGBA float layer, with room for row padding.
 MAX_FRAME_BYTES = MAX_SIDE * MAX_SIDE * 4 * 4 + 64 * MAX_SIDE
 # A message older than this, or seen before within it, is a replay.
@@ -43,8 +44,9 @@ class ProtocolError(Exception):
 def _mac(key: bytes, frames: Sequence[bytes | memoryview]) -> bytes:
     mac = hmac.new(key, digestmod=hashlib.sha256)
     for frame in frames:
-        mac.update(len(frame).to_bytes(8, "big"))  # frame boundaries are signed too
-        mac.update(frame)
+        view = memoryview(frame)
+        mac.update(view.nbytes.to_bytes(8, "big"))  # frame boundaries are signed too
+        mac.update(view.cast("B") if view.ndim != 1 or view.format != "B" else view)
     return mac.digest()
 
 
@@ -94,7 +96,7 @@ def unpack(key: bytes, frames: Sequence[bytes | memoryview],
     if len(raw) > MAX_HEADER_BYTES:
         raise ProtocolError("too-large", f"header over {MAX_HEADER_BYTES} bytes")
     try:
-        header = msgpack.unpackb(bytes(raw), raw=False, max_buffer_size=MAX_HEADER_BYTES)
+        header = msgpack.unpackb(bytes(raw), raw=False)
     except Exception as error:  # msgpack raises several unrelated types
         raise ProtocolError("malformed", f"header is not msgpack: {error}") from None
     if not isinstance(header, dict) or not isinstance(header.get("type"), str):

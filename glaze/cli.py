@@ -3,220 +3,91 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 
 from glaze import __version__
 
-OUTPUT_TAG = ".glazed"
-ARTWORKS_FOR_CENTROID = 20  # first artworks of a batch that choose a new profile's target
-
-
-@dataclass
-class Job:
-    """One input file and where its output goes."""
-
-    source: Path
-    output: Path
-    status: str = "pending"  # pending, done, skipped, failed
-    error: str | None = None
-    report: dict | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        return {"input": str(self.source), "output": str(self.output), "status": self.status,
-                "error": self.error, "report": self.report}
-
-
-def _number_or_name(value: str) -> str | float:
-    try:
-        return float(value)
-    except ValueError:
-        return value
-
-
-def _glazed_name(path: Path) -> str:
-    return f"{path.stem}{OUTPUT_TAG}{path.suffix}"
-
-
-def collect_jobs(inputs: Sequence[str], outdir: str | None) -> tuple[list[Job], list[Job]]:
-    """Expand files and folders (recursively) into jobs; also return inputs that are missing."""
-    from glaze.engine.imagefile import FORMATS
-
-    jobs, missing = [], []
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file()
-                           and p.suffix.lower() in FORMATS and OUTPUT_TAG not in p.stem)
-            for file in files:
-                relative = file.relative_to(path).parent
-                folder = Path(outdir) / path.name / relative if outdir else file.parent
-                jobs.append(Job(file, folder / _glazed_name(file)))
-        elif path.is_file():
-            folder = Path(outdir) if outdir else path.parent
-            jobs.append(Job(path, folder / _glazed_name(path)))
-        else:
-            missing.append(Job(path, path, "failed", "no such file or folder"))
-    return jobs, missing
-
-
-def _artworks(jobs: Sequence[Job]) -> Iterator:
-    """Pixels of the batch's first readable artworks, for choosing a target style."""
-    from glaze.engine.imagefile import ImageFileError, read_image
-
-    count = 0
-    for job in jobs:
-        if count == ARTWORKS_FOR_CENTROID:
-            return
-        try:
-            yield read_image(job.source).pixels
-            count += 1
-        except ImageFileError:
-            continue
-
-
-def _bar(**options):
-    from tqdm import tqdm
-
-    return tqdm(disable=None, file=sys.stderr, dynamic_ncols=True, **options)
-
-
-def _say(line: str) -> None:
-    """Print a line without tearing the progress bars."""
-    from tqdm import tqdm
-
-    tqdm.write(line, file=sys.stdout)
-
-
-def _progress_bar(bar):
-    def progress(fraction: float, message: str) -> None:
-        bar.n = round(fraction * 100)
-        bar.set_postfix_str(message, refresh=True)
-    return progress
-
-
-def _choose_target(bundle, args: argparse.Namespace, jobs: Sequence[Job]) -> str:
-    from glaze.engine import resolve_target
-    from glaze.engine.progress import Progress
-
-    with _bar(total=100, desc="target style", leave=False) as bar:
-        profile = resolve_target(bundle, args.profile, _artworks(jobs), override=args.target,
-                                 seed=args.seed, progress=Progress(_progress_bar(bar)))
-    how = "chosen by you" if profile.chosen_by == "user" else "chosen automatically"
-    _say(f"profile {profile.name!r}: target style {profile.target_style!r} ({how})")
-    return profile.target_style
-
-
-def _cloak_one(job: Job, loaded, bundle, target: str, settings) -> None:
-    from glaze.engine import cloak
-    from glaze.engine.imagefile import ImageFileError, write_image
-
-    folder = job.output.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # checked before the long part, not after it
-        raise ImageFileError(f"cannot create the output folder {folder}: "
-                             f"{error.strerror or error}") from None
-    with _bar(total=100, position=1, leave=False, desc=job.source.name,
-              bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
-        result = cloak(loaded.pixels, bundle, target, settings, progress=_progress_bar(bar))
-    write_image(job.output, result.image, like=loaded, note=bundle.protection_note)
-    job.report = result.report.to_dict()
-    job.status = "done"
-
-
-def _describe(job: Job) -> str:
-    if job.status != "done":
-        return f"{job.status.upper()} {job.source}" + (f": {job.error}" if job.error else "")
-    report = job.report
-    flag = "  INCOMPLETE: the style shift fell short" if report["incomplete"] else ""
-    psnr = f"{report['psnr']:.1f} dB" if report["psnr"] is not None else "unchanged"
-    return (f"done {job.source} -> {job.output}  (shift {report['relative_shift']:.0%}, "
-            f"LPIPS {report['lpips']:.4f}, PSNR {psnr}, {report['steps_run']} steps, "
-            f"{report['seconds']:.1f} s){flag}")
-
-
-def _settings(args: argparse.Namespace):
-    from glaze.engine import CloakSettings, ProfileStore
-
-    ProfileStore().path(args.profile)  # refuses a bad profile name before any work
-    return CloakSettings(intensity=_number_or_name(args.intensity),
-                         quality=_number_or_name(args.quality), seed=args.seed,
-                         work_size=args.work_size)
-
-
-def _unfinished(jobs: Sequence[Job]) -> list[Job]:
-    """The jobs whose output is not already there and complete; marks the others skipped."""
-    from glaze.engine.imagefile import is_complete
-
-    pending = []
-    for job in jobs:
-        if job.output.exists() and is_complete(job.output, _size_of(job.source)):
-            job.status, job.error = "skipped", f"{job.output} exists"
-        else:
-            pending.append(job)
-    return pending
-
 
 def run_cloak(args: argparse.Namespace) -> int:
-    from glaze.engine import ModelLoadError, load_bundle
-    from glaze.engine.imagefile import ImageFileError, read_image
-    from glaze.engine.storage import write_json
+    from glaze.batch import run_cloak as run
 
+    return run(args)
+
+
+def run_daemon_start(args: argparse.Namespace) -> int:
+    from glaze.daemon.client import DaemonError
+    from glaze.daemon.control import running, start_background
+
+    info = running()
+    if info is not None:
+        print(f"the Glaze daemon is already running: pid {info.pid}, {info.endpoint}, "
+              f"bundle {info.bundle}")
+        return 0
+    if args.foreground:
+        return _serve_here(args)
+    options = ["--model", args.model]
+    for flag, value in (("--device", args.device), ("--precision", args.precision),
+                        ("--idle-exit", args.idle_exit)):
+        if value is not None:
+            options += [flag, str(value)]
     try:
-        settings = _settings(args)
-    except ValueError as error:
+        info = start_background(options)
+    except DaemonError as error:
         print(f"glaze: {error}", file=sys.stderr)
-        return 2
-    jobs, missing = collect_jobs(args.inputs, args.outdir)
-    pending = _unfinished(jobs)
-    bundle = target = None
-    if pending:
-        try:
-            bundle = load_bundle(args.model, device=args.device, precision=args.precision)
-        except ModelLoadError as error:
-            print(f"glaze: {error}", file=sys.stderr)
-            return 2
-        if bundle.protection_note:
-            _say(f"NOTE: {bundle.protection_note}.")
-    with _bar(total=len(pending), desc="images", unit="image") as overall:
-        for job in pending:
-            try:
-                loaded = read_image(job.source)
-                target = target or _choose_target(bundle, args, pending)
-                _cloak_one(job, loaded, bundle, target, settings)
-            except (ImageFileError, ValueError, OSError) as error:
-                job.status, job.error = "failed", str(error)
-            overall.update()
-            _say(_describe(job))
-    for job in itertools.chain(missing, (j for j in jobs if j.status == "skipped")):
-        _say(_describe(job))
-    every = missing + jobs
-    if args.report:
-        write_json(args.report, {"version": __version__,
-                                 "bundle": bundle.name if bundle else None,
-                                 "protection_note": bundle.protection_note if bundle else None,
-                                 "images": [job.to_dict() for job in every]})
-    failed = [job for job in every if job.status == "failed"]
-    done = sum(job.status == "done" for job in every)
-    print(f"{done} cloaked, {len(every) - done - len(failed)} skipped, {len(failed)} failed")
-    if bundle is not None and bundle.protection_note and done:
-        print(f"NOTE: {bundle.protection_note}.")
-    return 1 if failed or not every else 0
+        return 1
+    print(f"the Glaze daemon is running: pid {info.pid}, {info.endpoint}, bundle {info.bundle}")
+    return 0
 
 
-def _size_of(path: Path) -> tuple[int, int]:
-    from PIL import Image
+def _serve_here(args: argparse.Namespace) -> int:
+    import logging
 
+    from glaze.daemon.server import serve
+    from glaze.engine import ModelLoadError, load_bundle
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        with Image.open(path) as image:
-            return image.size
-    except OSError:
-        return (0, 0)
+        bundle = load_bundle(args.model, device=args.device, precision=args.precision)
+    except ModelLoadError as error:
+        print(f"glaze: {error}", file=sys.stderr)
+        return 1
+    if bundle.protection_note:
+        logging.getLogger("glaze.daemon").warning("%s", bundle.protection_note)
+    serve(bundle, idle_exit_s=args.idle_exit * 60 if args.idle_exit else None)
+    return 0
+
+
+def run_daemon_stop(args: argparse.Namespace) -> int:
+    from glaze.daemon.control import stop
+
+    info = stop()
+    print("the Glaze daemon is not running" if info is None
+          else f"stopped the Glaze daemon (pid {info.pid})")
+    return 0
+
+
+def run_daemon_status(args: argparse.Namespace) -> int:
+    from glaze.daemon.client import Client, DaemonError
+    from glaze.daemon.control import running
+
+    info = running()
+    if info is None:
+        print("the Glaze daemon is not running")
+        return 1
+    try:
+        with Client(info, timeout=5.0) as client:
+            status = client.status()
+    except DaemonError as error:
+        print(f"the Glaze daemon (pid {info.pid}) does not answer: {error}")
+        return 1
+    for name in ("pid", "endpoint", "bundle", "device", "queued", "running", "served",
+                 "uptime_s", "rejected", "invalid", "protocol", "version"):
+        print(f"{name:>10}: {status.get(name)}")
+    if status.get("protection_note"):
+        print(f"{'note':>10}: {status['protection_note']}")
+    return 0
 
 
 def run_styles(args: argparse.Namespace) -> int:
@@ -269,7 +140,28 @@ def build_parser() -> argparse.ArgumentParser:
     cloak.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                        help="encoder precision (default: the fastest the device handles well)")
     cloak.add_argument("--report", metavar="FILE.json", help="write every figure to this file")
+    where = cloak.add_mutually_exclusive_group()
+    where.add_argument("--daemon", action="store_true", default=None,
+                       help="cloak through the daemon, starting it if needed (default: use "
+                            "it when it is running)")
+    where.add_argument("--in-process", dest="daemon", action="store_false",
+                       help="cloak in this process even if a daemon is running")
     cloak.set_defaults(run=run_cloak)
+
+    daemon = commands.add_parser("daemon", help="the warm daemon that keeps models loaded")
+    actions = daemon.add_subparsers(dest="action", required=True)
+    start = actions.add_parser("start", help="start the daemon (or report the running one)")
+    start.add_argument("--model", default="demo",
+                       help="demo (tiny, NO protection), default, a local folder or a hub id")
+    start.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    start.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    start.add_argument("--foreground", action="store_true", help="serve in this process")
+    start.add_argument("--idle-exit", type=float, metavar="MINUTES",
+                       help="exit after this many minutes without work")
+    start.set_defaults(run=run_daemon_start)
+    actions.add_parser("stop", help="stop the daemon").set_defaults(run=run_daemon_stop)
+    actions.add_parser("status", help="show what the daemon is doing").set_defaults(
+        run=run_daemon_status)
 
     styles = commands.add_parser("styles", help="list the candidate target styles")
     styles.set_defaults(run=run_styles)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from glaze.engine.models import demo_bundle
 
 
@@ -14,6 +15,7 @@ def user_folders(tmp_path, monkeypatch):
     """Profiles and caches in a fresh folder per test, never the user's own."""
     monkeypatch.setenv("GLAZE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("GLAZE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GLAZE_STATE_DIR", str(tmp_path / "state"))
 
 
 def painting(height: int, width: int, channels: int = 3, dtype=np.uint8,

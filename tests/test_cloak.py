@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from conftest import painting
+
 from glaze.engine import Cancelled, CloakSettings, cloak
 from glaze.engine.cloak import MAX_SIDE, check_size, mimic_views
 from glaze.engine.pixels import check_pixels

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 import torch
+
 from glaze.engine.models import (
     BUNDLE_FILE,
     ModelLoadError,

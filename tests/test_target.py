@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 from conftest import painting
+
 from glaze.engine import profiles, target
 from glaze.engine.profiles import ProfileStore, resolve_target
 from glaze.engine.target import (

@@ -1,0 +1,283 @@
+"""The client of the Glaze daemon, shared by the Krita and GIMP plug-ins and the CLI.
+
+Standard library, pyzmq, msgpack and platformdirs only (no numpy, no torch), Python 3.10+:
+
+    client = Client.connect(autostart=True)
+    job = client.submit(pixels, layout_for(width, height, "BGRA", "u8"), {"intensity": "low"})
+    data, result = job.result(on_progress=lambda fraction, message: ...)
+    client.close()
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+
+import zmq
+
+from . import protocol
+from .connection import ConnectionInfo, pid_alive, read_connection
+from .protocol import ProtocolError, layout_for
+
+__all__ = ["Client", "DaemonError", "DaemonUnavailable", "JobCancelled", "JobFailed",
+           "ProtocolMismatch", "RequestRejected", "layout_for"]
+
+HEARTBEAT_S = 0.25
+DEFAULT_TIMEOUT_S = 10.0  # daemon silence tolerated before giving up
+START_TIMEOUT_S = 300.0  # first start loads the models: it may take minutes
+
+
+class DaemonError(Exception):
+    """Talking to the daemon failed; the message is meant for the user."""
+
+
+class DaemonUnavailable(DaemonError):
+    """The daemon is not running, could not be started, or stopped answering."""
+
+
+class ProtocolMismatch(DaemonError):
+    """The daemon speaks another protocol version: update Glaze and its plug-ins together."""
+
+
+class RequestRejected(DaemonError):
+    """The daemon refused a request; `code` says why in a word."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class JobFailed(DaemonError):
+    """The daemon could not cloak the image."""
+
+
+class JobCancelled(DaemonError):
+    """The job was cancelled (by the user, or because the daemon stopped)."""
+
+
+def default_start_command() -> list[str]:
+    """How to start the daemon: $GLAZE_DAEMON_COMMAND, else this Python's `glaze`."""
+    import os
+
+    command = os.environ.get("GLAZE_DAEMON_COMMAND")
+    if command:
+        return shlex.split(command)
+    return [sys.executable, "-m", "glaze", "daemon", "start"]
+
+
+def start_daemon(command: list[str] | None = None,
+                 timeout: float = START_TIMEOUT_S) -> ConnectionInfo:
+    """Run the start command (which returns once the daemon answers) and read its file."""
+    command = command or default_start_command()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise DaemonUnavailable(f"could not start the Glaze daemon ({error})") from None
+    info = read_connection()
+    if done.returncode != 0 or info is None or not pid_alive(info.pid):
+        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise DaemonUnavailable(f"could not start the Glaze daemon: {detail[0]}")
+    return info
+
+
+class _Heartbeat(threading.Thread):
+    """Pings the daemon from its own socket so that a vanished client is noticed, and
+    records when the daemon last answered so that a vanished daemon is noticed too."""
+
+    def __init__(self, context: zmq.Context, info: ConnectionInfo, session: str) -> None:
+        super().__init__(name="glaze-heartbeat", daemon=True)
+        self.context, self.info, self.session = context, info, session
+        self.last_answer = time.monotonic()
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        key, guard = self.info.key_bytes, protocol.ReplayGuard()
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(self.info.endpoint)
+        try:
+            while not self.halt.is_set():
+                socket.send_multipart(protocol.pack(key, {"type": "ping",
+                                                          "session": self.session}))
+                deadline = time.monotonic() + HEARTBEAT_S
+                while (wait := deadline - time.monotonic()) > 0 and not self.halt.is_set():
+                    if socket.poll(int(wait * 1000)):
+                        try:
+                            protocol.unpack(key, socket.recv_multipart(), guard)
+                            self.last_answer = time.monotonic()
+                        except ProtocolError:
+                            pass
+        finally:
+            socket.close()
+
+
+class Client:
+    """One connection to the daemon. Use it from one thread."""
+
+    def __init__(self, info: ConnectionInfo, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.info, self.timeout = info, timeout
+        self.key = info.key_bytes
+        self.session = secrets.token_hex(8)
+        self.guard = protocol.ReplayGuard()
+        self.inbox: dict[tuple, deque] = {}
+        self.context = zmq.Context.instance()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(info.endpoint)
+        self.heartbeat = _Heartbeat(self.context, info, self.session)
+        self.heartbeat.start()
+        try:
+            self.welcome = self.request({"type": "hello"})
+        except DaemonError:
+            self.close()
+            raise
+        if self.welcome.get("protocol") != protocol.PROTOCOL_VERSION:
+            self.close()
+            raise ProtocolMismatch(
+                f"the daemon speaks protocol {self.welcome.get('protocol')}, this client "
+                f"{protocol.PROTOCOL_VERSION}: update Glaze and its plug-ins together")
+
+    @classmethod
+    def connect(cls, autostart: bool = False, start_command: list[str] | None = None,
+                timeout: float = DEFAULT_TIMEOUT_S) -> Client:
+        """Connect to the running daemon; with `autostart`, start one if there is none."""
+        info = read_connection()
+        if info is not None and pid_alive(info.pid):
+            try:
+                return cls(info, timeout)
+            except DaemonUnavailable:
+                if not autostart:
+                    raise
+        elif not autostart:
+            raise DaemonUnavailable("the Glaze daemon is not running: start it with "
+                                    "`glaze daemon start`")
+        return cls(start_daemon(start_command), timeout)
+
+    def close(self) -> None:
+        self.heartbeat.halt.set()
+        self.socket.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- requests ------------------------------------------------------------------------
+
+    def request(self, header: dict, buffers: tuple = ()) -> dict:
+        """Send a request and return its answer; raises RequestRejected for an error."""
+        ref = secrets.token_hex(6)
+        self._send({**header, "ref": ref}, buffers)
+        answer, _ = self._wait(("ref", ref), deadline=time.monotonic() + self.timeout)
+        if answer["type"] == "error":
+            raise RequestRejected(answer.get("code", "error"), answer.get("message", ""))
+        return answer
+
+    def status(self) -> dict:
+        return self.request({"type": "status"})
+
+    def stop_daemon(self) -> None:
+        self.request({"type": "stop"})
+
+    def submit(self, pixels, layout: dict, settings: dict | None = None) -> Job:
+        """Queue a cloak job for `pixels` (a bytes-like buffer in `layout`).
+
+        `settings`: intensity, quality, seed, work_size, profile, target (all optional).
+        """
+        try:
+            checked = protocol.check_layout(layout)
+        except ProtocolError as error:
+            raise RequestRejected(error.code, str(error)) from None
+        size = memoryview(pixels).nbytes
+        if size != checked["frame_bytes"]:
+            raise RequestRejected("malformed", f"the pixel buffer has {size} bytes, its layout "
+                                               f"needs {checked['frame_bytes']}")
+        answer = self.request({"type": "submit", "pixels": layout, "settings": settings or {}},
+                              (pixels,))
+        return Job(self, answer["job"])
+
+    # -- the socket ----------------------------------------------------------------------
+
+    def _send(self, header: dict, buffers: tuple = ()) -> None:
+        frames = protocol.pack(self.key, {**header, "session": self.session}, buffers)
+        self.socket.send_multipart(frames, copy=False)
+
+    def _wait(self, key: tuple, deadline: float | None = None) -> tuple[dict, list]:
+        """The next message for `key`, keeping others for whoever waits for them."""
+        while True:
+            box = self.inbox.get(key)
+            if box:
+                return box.popleft()
+            self._check_alive()
+            if deadline is not None and time.monotonic() > deadline:
+                raise DaemonUnavailable("the Glaze daemon did not answer the request in "
+                                        f"{self.timeout:.0f} s")
+            if self.socket.poll(int(HEARTBEAT_S * 1000)):
+                self._receive()
+
+    def _receive(self) -> None:
+        frames = self.socket.recv_multipart(copy=False)
+        try:
+            header, buffers = protocol.unpack(self.key, [f.buffer for f in frames], self.guard)
+        except ProtocolError:
+            return  # not from our daemon: ignore it
+        if header.get("ref") is not None:
+            key = ("ref", header["ref"])
+        elif isinstance(header.get("job"), str):
+            key = ("job", header["job"])
+        else:
+            return
+        self.inbox.setdefault(key, deque()).append((header, buffers))
+
+    def _check_alive(self) -> None:
+        if not pid_alive(self.info.pid):
+            raise DaemonUnavailable("the Glaze daemon exited (see its log for why)")
+        silent = time.monotonic() - self.heartbeat.last_answer
+        if silent > self.timeout:
+            raise DaemonUnavailable(f"the Glaze daemon has not answered for {silent:.0f} s")
+
+
+class Job:
+    """A submitted job: iterate its events, wait for its result, or cancel it."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self.client, self.id = client, job_id
+
+    def events(self) -> Iterator[dict]:
+        """Progress events, then the final one: result (with "data"), failed or cancelled."""
+        while True:
+            header, buffers = self.client._wait(("job", self.id))
+            if header["type"] == "result":
+                header = {**header, "data": buffers[0] if buffers else b""}
+            yield header
+            if header["type"] in ("result", "failed", "cancelled"):
+                return
+
+    def result(self, on_progress: Callable[[float, str], None] | None = None
+               ) -> tuple[memoryview, dict]:
+        """Wait for the cloaked pixels (same layout as sent) and the result message."""
+        for event in self.events():
+            kind = event["type"]
+            if kind == "progress" and on_progress is not None:
+                on_progress(event["fraction"], event["message"])
+            elif kind == "result":
+                return event["data"], event
+            elif kind == "failed":
+                raise JobFailed(event.get("error", "the job failed"))
+            elif kind == "cancelled":
+                raise JobCancelled(event.get("reason", "cancelled"))
+        raise DaemonError("the job ended without a result")
+
+    def cancel(self) -> None:
+        self.client.request({"type": "cancel", "job": self.id})
+
+    def state(self) -> str:
+        return self.client.request({"type": "job-state", "job": self.id})["state"]

@@ -1,0 +1,365 @@
+"""The daemon: loads a model bundle once and serves cloak jobs over signed ZeroMQ messages.
+
+One thread owns the ROUTER socket (receives, verifies, answers, streams events); one worker
+thread runs jobs one at a time on the resident models. They meet at two queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import signal
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zmq
+
+from glaze import __version__
+from glaze.engine import Cancelled, CloakSettings, ModelBundle, cloak, resolve_target
+from glaze.engine.pixels import from_buffer, to_buffer
+
+from . import protocol
+from .connection import ConnectionInfo, new_key, remove_connection, write_connection
+from .protocol import ProtocolError
+
+log = logging.getLogger("glaze.daemon")
+
+HEARTBEAT_TIMEOUT_S = 1.0  # a session silent this long has vanished: its jobs are cancelled
+MAX_QUEUE = 16
+POLL_MS = 20
+SECURITY_CODES = ("unsigned", "bad-signature", "replayed")
+SETTING_FIELDS = {"intensity": (str, int, float), "quality": (str, int, float), "seed": (int,),
+                  "work_size": (int,)}
+
+
+@dataclass
+class Job:
+    id: str
+    identity: bytes  # the ROUTER identity that submitted it: where its events go
+    session: str
+    layout: dict
+    frame: object  # the received pixel frame; its bytes are the layout's
+    settings: CloakSettings
+    profile: str
+    target: str | None
+    state: str = "queued"  # queued, running, done, failed, cancelled
+    cancel: threading.Event = field(default_factory=threading.Event)
+    reason: str = "cancelled"
+    concluded: bool = False  # its final event (result, failed, cancelled) has been sent
+
+
+class Daemon:
+    def __init__(self, bundle: ModelBundle, *, idle_exit_s: float | None = None,
+                 max_frame_bytes: int = protocol.MAX_FRAME_BYTES) -> None:
+        self.bundle = bundle
+        self.key = new_key()
+        self.idle_exit_s = idle_exit_s
+        self.max_frame_bytes = max_frame_bytes
+        self.guard = protocol.ReplayGuard()
+        self.jobs: dict[str, Job] = {}  # jobs not yet concluded
+        self.finished: OrderedDict[str, str] = OrderedDict()  # recent final states
+        self.lock = threading.Lock()
+        self.waiting: queue.Queue[Job] = queue.Queue()
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()  # (identity, header, buffers)
+        self.sessions: dict[str, float] = {}  # session -> last time heard from
+        self.stopping = threading.Event()
+        self.started = time.monotonic()
+        self.last_activity = time.monotonic()
+        self.served = self.rejected = self.invalid = 0
+        self.endpoint = ""
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def run(self, write_file: bool = True) -> None:
+        """Bind, publish the connection file, serve until stopped, then clean up."""
+        context = zmq.Context.instance()
+        socket = context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 1000)
+        socket.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)  # refused before allocation
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        port = socket.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        info = ConnectionInfo(self.endpoint, self.key, _pid(), protocol.PROTOCOL_VERSION,
+                              __version__, self.bundle.name)
+        worker = threading.Thread(target=self._work, name="glaze-worker", daemon=True)
+        worker.start()
+        if write_file:
+            write_connection(info)
+        log.info("serving %s on %s", self.bundle.name, self.endpoint)
+        try:
+            self._serve(socket)
+        finally:
+            self._cancel_all("the daemon is stopping")
+            worker.join(timeout=30)
+            self._flush(socket)
+            if write_file:
+                remove_connection(info.pid)
+            socket.close()
+            log.info("stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # -- the socket thread ---------------------------------------------------------------
+
+    def _serve(self, socket: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        while not self.stopping.is_set():
+            if poller.poll(POLL_MS):
+                while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    self._receive(socket, socket.recv_multipart(copy=False))
+            self._flush(socket)
+            self._drop_vanished_sessions()
+            if self._idle_too_long():
+                log.info("idle for %.0f s: exiting", self.idle_exit_s)
+                self.stopping.set()
+
+    def _flush(self, socket: zmq.Socket) -> None:
+        while True:
+            try:
+                identity, header, buffers = self.outbox.get_nowait()
+            except queue.Empty:
+                return
+            frames = protocol.pack(self.key_bytes, header, buffers)
+            socket.send_multipart([identity, *frames], copy=False)
+
+    @property
+    def key_bytes(self) -> bytes:
+        return bytes.fromhex(self.key)
+
+    def _receive(self, socket: zmq.Socket, frames: list) -> None:
+        identity, body = frames[0].bytes, [frame.buffer for frame in frames[1:]]
+        try:
+            header, buffers = protocol.unpack(self.key_bytes, body, self.guard)
+        except ProtocolError as error:
+            if error.code in SECURITY_CODES:
+                self.rejected += 1  # dropped unread: no answer to an unauthenticated peer
+                log.warning("dropped a message: %s", error)
+            else:
+                self.invalid += 1
+                self._reply(identity, {}, error)
+            return
+        self.last_activity = time.monotonic()
+        session = header.get("session")
+        if isinstance(session, str):
+            self.sessions[session] = time.monotonic()
+        handler = self.HANDLERS.get(header["type"])
+        try:
+            if handler is None:
+                raise ProtocolError("unknown-type", f"unknown message type {header['type']!r}")
+            answer = handler(self, identity, header, frames[4:])  # Frames, kept zero-copy
+        except ProtocolError as error:
+            self.invalid += 1
+            self._reply(identity, header, error)
+            return
+        if answer is not None:
+            self._send(identity, {**answer, "ref": header.get("ref")})
+
+    def _send(self, identity: bytes, header: dict, buffers: tuple = ()) -> None:
+        self.outbox.put((identity, header, buffers))
+
+    def _reply(self, identity: bytes, request: dict, error: ProtocolError) -> None:
+        ref = request.get("ref") if isinstance(request, dict) else None
+        self._send(identity, {"type": "error", "code": error.code, "message": str(error),
+                              "ref": ref if isinstance(ref, (str, int)) else None})
+
+    # -- message handlers: return the answer's header, or None --------------------------
+
+    def _hello(self, identity: bytes, header: dict, frames: list) -> dict:
+        return {"type": "welcome", **self._identity()}
+
+    def _identity(self) -> dict:
+        return {"protocol": protocol.PROTOCOL_VERSION, "version": __version__,
+                "bundle": self.bundle.name, "demo": self.bundle.demo,
+                "protection_note": self.bundle.protection_note,
+                "device": str(self.bundle.device)}
+
+    def _status(self, identity: bytes, header: dict, frames: list) -> dict:
+        states = [job.state for job in self.jobs.values()]
+        return {"type": "status", **self._identity(), "pid": _pid(), "endpoint": self.endpoint,
+                "queued": states.count("queued"), "running": states.count("running"),
+                "served": self.served, "rejected": self.rejected, "invalid": self.invalid,
+                "uptime_s": round(time.monotonic() - self.started, 1)}
+
+    def _submit(self, identity: bytes, header: dict, frames: list) -> dict:
+        layout = protocol.check_layout(header.get("pixels"))
+        if len(frames) != 1:
+            raise ProtocolError("malformed", "a job carries exactly one pixel frame")
+        size = len(frames[0].buffer)
+        if size != layout["frame_bytes"]:
+            raise ProtocolError("malformed", f"pixel frame has {size} bytes, the layout "
+                                             f"needs {layout['frame_bytes']}")
+        if layout["frame_bytes"] > self.max_frame_bytes:
+            raise ProtocolError("too-large", "pixel frame over the daemon's limit")
+        session = header.get("session")
+        if not isinstance(session, str):
+            raise ProtocolError("malformed", "'session' must be a string")
+        settings, profile, target = _job_settings(header.get("settings", {}))
+        queued = sum(job.state == "queued" for job in self.jobs.values())
+        if queued >= MAX_QUEUE:
+            raise ProtocolError("busy", f"{queued} jobs are waiting already; try again later")
+        job = Job(secrets.token_hex(8), identity, session, layout, frames[0], settings,
+                  profile, target)
+        self.jobs[job.id] = job
+        self.waiting.put(job)
+        return {"type": "accepted", "job": job.id, "position": queued}
+
+    def _cancel(self, identity: bytes, header: dict, frames: list) -> dict:
+        job = self._job(header)
+        self._cancel_job(job, "cancelled by the client")
+        return {"type": "cancelling", "job": job.id}
+
+    def _job_state(self, identity: bytes, header: dict, frames: list) -> dict:
+        job_id = header.get("job")
+        if isinstance(job_id, str) and job_id in self.finished:
+            return {"type": "job-state", "job": job_id, "state": self.finished[job_id]}
+        job = self._job(header)
+        return {"type": "job-state", "job": job.id, "state": job.state}
+
+    def _ping(self, identity: bytes, header: dict, frames: list) -> dict:
+        return {"type": "pong"}
+
+    def _stop(self, identity: bytes, header: dict, frames: list) -> dict:
+        self.stopping.set()
+        return {"type": "stopping"}
+
+    HANDLERS: dict[str, Callable] = {
+        "hello": _hello, "status": _status, "submit": _submit, "cancel": _cancel,
+        "job-state": _job_state, "ping": _ping, "stop": _stop,
+    }
+
+    def _job(self, header: dict) -> Job:
+        job = self.jobs.get(header.get("job")) if isinstance(header.get("job"), str) else None
+        if job is None:
+            raise ProtocolError("unknown-job", f"no job {header.get('job')!r}")
+        return job
+
+    # -- cancellation --------------------------------------------------------------------
+
+    def _cancel_job(self, job: Job, reason: str) -> None:
+        """Queued jobs end now; a running one stops at its next step and ends then."""
+        job.reason = reason
+        job.cancel.set()
+        if job.state == "queued":
+            job.state = "cancelled"
+            self._conclude(job)
+
+    def _cancel_all(self, reason: str) -> None:
+        for job in list(self.jobs.values()):
+            self._cancel_job(job, reason)
+
+    def _drop_vanished_sessions(self) -> None:
+        now = time.monotonic()
+        for job in list(self.jobs.values()):
+            heard = self.sessions.get(job.session, 0.0)
+            if not job.cancel.is_set() and now - heard > HEARTBEAT_TIMEOUT_S:
+                log.info("the client of job %s vanished: cancelling it", job.id)
+                self._cancel_job(job, "the client vanished")
+        for session, heard in list(self.sessions.items()):
+            if now - heard > 60 * HEARTBEAT_TIMEOUT_S:
+                del self.sessions[session]
+
+    def _conclude(self, job: Job, result: tuple | None = None) -> None:
+        """Send the job's one final event and forget its pixels."""
+        with self.lock:
+            if job.concluded:
+                return
+            job.concluded = True
+        if job.state == "done":
+            header, buffers = result
+            self._send(job.identity, header, buffers)
+            self.served += 1
+        elif job.state == "failed":
+            self._send(job.identity, {"type": "failed", "job": job.id, "error": job.reason})
+        else:
+            self._send(job.identity, {"type": "cancelled", "job": job.id, "reason": job.reason})
+        job.frame = None
+        self.jobs.pop(job.id, None)
+        self.finished[job.id] = job.state
+        while len(self.finished) > 1000:
+            self.finished.popitem(last=False)
+
+    def _idle_too_long(self) -> bool:
+        busy = any(job.state in ("queued", "running") for job in self.jobs.values())
+        return (self.idle_exit_s is not None and not busy
+                and time.monotonic() - self.last_activity > self.idle_exit_s)
+
+    # -- the worker thread ---------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                job = self.waiting.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if job.concluded:
+                continue
+            job.state = "running"
+            self._conclude(job, self._run(job))
+            self.last_activity = time.monotonic()
+
+    def _run(self, job: Job) -> tuple | None:
+        """Cloak one job; sets its final state and returns the result message, if any."""
+        def progress(fraction: float, message: str) -> None:
+            self._send(job.identity, {"type": "progress", "job": job.id,
+                                      "fraction": round(fraction, 4), "message": message})
+
+        try:
+            if job.cancel.is_set():
+                raise Cancelled(0)
+            pixels = from_buffer(job.frame.buffer, job.layout)
+            profile = resolve_target(self.bundle, job.profile, [pixels], override=job.target,
+                                     seed=job.settings.seed)
+            result = cloak(pixels, self.bundle, profile.target_style, job.settings,
+                           progress=progress, cancel=job.cancel.is_set)
+            out = to_buffer(result.image, job.layout, job.frame.buffer)
+        except Cancelled:
+            job.state = "cancelled"
+            return None
+        except Exception as error:  # an engine failure fails this job, not the daemon
+            log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+            job.state, job.reason = "failed", str(error) or type(error).__name__
+            return None
+        job.state = "done"
+        layout = {name: job.layout[name] for name in protocol.LAYOUT_FIELDS}
+        header = {"type": "result", "job": job.id, "report": result.report.to_dict(),
+                  "target_style": profile.target_style, "pixels": layout}
+        return header, (out,)
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _job_settings(raw: object) -> tuple[CloakSettings, str, str | None]:
+    if not isinstance(raw, dict):
+        raise ProtocolError("malformed", "'settings' must be a map")
+    values = {}
+    for name, types in SETTING_FIELDS.items():
+        if name in raw:
+            if not isinstance(raw[name], types) or isinstance(raw[name], bool):
+                raise ProtocolError("malformed", f"setting '{name}' has the wrong type")
+            values[name] = raw[name]
+    profile, target = raw.get("profile", "default"), raw.get("target")
+    if not isinstance(profile, str) or not (target is None or isinstance(target, str)):
+        raise ProtocolError("malformed", "'profile' and 'target' must be strings")
+    try:
+        return CloakSettings(**values), profile, target
+    except ValueError as error:
+        raise ProtocolError("bad-settings", str(error)) from None
+
+
+def serve(bundle: ModelBundle, idle_exit_s: float | None = None,
+          max_frame_bytes: int = protocol.MAX_FRAME_BYTES) -> None:
+    """Run a daemon in this process until SIGTERM, SIGINT, a stop message or idle exit."""
+    daemon = Daemon(bundle, idle_exit_s=idle_exit_s, max_frame_bytes=max_frame_bytes)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: daemon.stop())
+    daemon.run()

@@ -1,0 +1,298 @@
+"""`glaze cloak`: a batch of image files, cloaked in this process or by the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from glaze import __version__
+
+OUTPUT_TAG = ".glazed"
+ARTWORKS_FOR_CENTROID = 20  # first artworks of a batch that choose a new profile's target
+
+
+@dataclass
+class Job:
+    """One input file and where its output goes."""
+
+    source: Path
+    output: Path
+    status: str = "pending"  # pending, done, skipped, failed
+    error: str | None = None
+    report: dict | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"input": str(self.source), "output": str(self.output), "status": self.status,
+                "error": self.error, "report": self.report}
+
+
+def _number_or_name(value: str) -> str | float:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _glazed_name(path: Path) -> str:
+    return f"{path.stem}{OUTPUT_TAG}{path.suffix}"
+
+
+def collect_jobs(inputs: Sequence[str], outdir: str | None) -> tuple[list[Job], list[Job]]:
+    """Expand files and folders (recursively) into jobs; also return inputs that are missing."""
+    from glaze.engine.imagefile import FORMATS
+
+    jobs, missing = [], []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file()
+                           and p.suffix.lower() in FORMATS and OUTPUT_TAG not in p.stem)
+            for file in files:
+                relative = file.relative_to(path).parent
+                folder = Path(outdir) / path.name / relative if outdir else file.parent
+                jobs.append(Job(file, folder / _glazed_name(file)))
+        elif path.is_file():
+            folder = Path(outdir) if outdir else path.parent
+            jobs.append(Job(path, folder / _glazed_name(path)))
+        else:
+            missing.append(Job(path, path, "failed", "no such file or folder"))
+    return jobs, missing
+
+
+def _artworks(jobs: Sequence[Job]) -> Iterator:
+    """Pixels of the batch's first readable artworks, for choosing a target style."""
+    from glaze.engine.imagefile import ImageFileError, read_image
+
+    count = 0
+    for job in jobs:
+        if count == ARTWORKS_FOR_CENTROID:
+            return
+        try:
+            yield read_image(job.source).pixels
+            count += 1
+        except ImageFileError:
+            continue
+
+
+def _bar(**options):
+    from tqdm import tqdm
+
+    return tqdm(disable=None, file=sys.stderr, dynamic_ncols=True, **options)
+
+
+def _say(line: str) -> None:
+    """Print a line without tearing the progress bars."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stdout)
+
+
+def _progress_bar(bar):
+    def progress(fraction: float, message: str) -> None:
+        bar.n = round(fraction * 100)
+        bar.set_postfix_str(message, refresh=True)
+    return progress
+
+
+class InProcess:
+    """Cloaks in this process: loads the bundle, chooses the target at the first image."""
+
+    def __init__(self, args: argparse.Namespace, jobs: Sequence[Job]) -> None:
+        from glaze.engine import load_bundle
+
+        self.args, self.jobs = args, jobs
+        self.bundle = load_bundle(args.model, device=args.device, precision=args.precision)
+        self.name, self.note = self.bundle.name, self.bundle.protection_note
+        self.target: str | None = None
+
+    def _choose_target(self) -> str:
+        from glaze.engine import resolve_target
+        from glaze.engine.progress import Progress
+
+        with _bar(total=100, desc="target style", leave=False) as bar:
+            profile = resolve_target(self.bundle, self.args.profile, _artworks(self.jobs),
+                                     override=self.args.target, seed=self.args.seed,
+                                     progress=Progress(_progress_bar(bar)))
+        how = "chosen by you" if profile.chosen_by == "user" else "chosen automatically"
+        _say(f"profile {profile.name!r}: target style {profile.target_style!r} ({how})")
+        return profile.target_style
+
+    def __call__(self, pixels: np.ndarray, progress) -> tuple[np.ndarray, dict]:
+        from glaze.engine import cloak
+
+        self.target = self.target or self._choose_target()
+        result = cloak(pixels, self.bundle, self.target, _settings(self.args),
+                       progress=progress)
+        return result.image, result.report.to_dict()
+
+    def close(self) -> None:
+        pass
+
+
+class ViaDaemon:
+    """Cloaks through the warm daemon (the daemon chooses and keeps the profile's target)."""
+
+    def __init__(self, args: argparse.Namespace, autostart: bool) -> None:
+        from glaze.daemon.client import Client
+
+        self.args = args
+        self.client = Client.connect(autostart=autostart)
+        welcome = self.client.welcome
+        self.name, self.note = welcome["bundle"], welcome.get("protection_note")
+        _say(f"using the Glaze daemon (pid {self.client.info.pid}, {self.name})")
+
+    def __call__(self, pixels: np.ndarray, progress) -> tuple[np.ndarray, dict]:
+        from glaze.daemon.client import DaemonError
+        from glaze.daemon.protocol import layout_for
+
+        rgba = pixels if pixels.shape[2] == 4 else np.dstack(
+            [pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+        height, width = rgba.shape[:2]
+        settings = {"intensity": _number_or_name(self.args.intensity),
+                    "quality": _number_or_name(self.args.quality), "seed": self.args.seed,
+                    "work_size": self.args.work_size, "profile": self.args.profile}
+        if self.args.target:
+            settings["target"] = self.args.target
+        try:
+            job = self.client.submit(np.ascontiguousarray(rgba), layout_for(width, height),
+                                     settings)
+            data, result = job.result(on_progress=progress)
+        except DaemonError as error:
+            raise ValueError(f"the daemon could not cloak it: {error}") from None
+        image = np.frombuffer(data, np.uint8).reshape(height, width, 4)
+        return image[..., :pixels.shape[2]].copy(), result["report"]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _cloak_one(job: Job, loaded, cloaker, note: str | None) -> None:
+    from glaze.engine.imagefile import ImageFileError, write_image
+
+    folder = job.output.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # checked before the long part, not after it
+        raise ImageFileError(f"cannot create the output folder {folder}: "
+                             f"{error.strerror or error}") from None
+    with _bar(total=100, position=1, leave=False, desc=job.source.name,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
+        image, report = cloaker(loaded.pixels, _progress_bar(bar))
+    write_image(job.output, image, like=loaded, note=note)
+    job.report = report
+    job.status = "done"
+
+
+def _describe(job: Job) -> str:
+    if job.status != "done":
+        return f"{job.status.upper()} {job.source}" + (f": {job.error}" if job.error else "")
+    report = job.report
+    flag = "  INCOMPLETE: the style shift fell short" if report["incomplete"] else ""
+    psnr = f"{report['psnr']:.1f} dB" if report["psnr"] is not None else "unchanged"
+    return (f"done {job.source} -> {job.output}  (shift {report['relative_shift']:.0%}, "
+            f"LPIPS {report['lpips']:.4f}, PSNR {psnr}, {report['steps_run']} steps, "
+            f"{report['seconds']:.1f} s){flag}")
+
+
+def _settings(args: argparse.Namespace):
+    from glaze.engine import CloakSettings
+
+    return CloakSettings(intensity=_number_or_name(args.intensity),
+                         quality=_number_or_name(args.quality), seed=args.seed,
+                         work_size=args.work_size)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse bad settings and profile names before any work."""
+    from glaze.engine import ProfileStore
+
+    ProfileStore().path(args.profile)
+    _settings(args)
+
+
+def _open_cloaker(args: argparse.Namespace, jobs: Sequence[Job]):
+    """The daemon if asked for (started if need be) or running, else this process."""
+    from glaze.daemon.control import running
+
+    if args.daemon or (running() is not None and args.daemon is None):
+        return ViaDaemon(args, autostart=bool(args.daemon))
+    return InProcess(args, jobs)
+
+
+def _unfinished(jobs: Sequence[Job]) -> list[Job]:
+    """The jobs whose output is not already there and complete; marks the others skipped."""
+    from glaze.engine.imagefile import is_complete
+
+    pending = []
+    for job in jobs:
+        if job.output.exists() and is_complete(job.output, _size_of(job.source)):
+            job.status, job.error = "skipped", f"{job.output} exists"
+        else:
+            pending.append(job)
+    return pending
+
+
+def run_cloak(args: argparse.Namespace) -> int:
+    from glaze.daemon.client import DaemonError
+    from glaze.engine import ModelLoadError
+    from glaze.engine.imagefile import ImageFileError, read_image
+    from glaze.engine.storage import write_json
+
+    try:
+        _check_arguments(args)
+    except ValueError as error:
+        print(f"glaze: {error}", file=sys.stderr)
+        return 2
+    jobs, missing = collect_jobs(args.inputs, args.outdir)
+    pending = _unfinished(jobs)
+    cloaker = None
+    if pending:
+        try:
+            cloaker = _open_cloaker(args, pending)
+        except (ModelLoadError, DaemonError) as error:
+            print(f"glaze: {error}", file=sys.stderr)
+            return 2
+        if cloaker.note:
+            _say(f"NOTE: {cloaker.note}.")
+    try:
+        with _bar(total=len(pending), desc="images", unit="image") as overall:
+            for job in pending:
+                try:
+                    _cloak_one(job, read_image(job.source), cloaker, cloaker.note)
+                except (ImageFileError, ValueError, OSError) as error:
+                    job.status, job.error = "failed", str(error)
+                overall.update()
+                _say(_describe(job))
+    finally:
+        if cloaker is not None:
+            cloaker.close()
+    for job in itertools.chain(missing, (j for j in jobs if j.status == "skipped")):
+        _say(_describe(job))
+    every = missing + jobs
+    if args.report:
+        write_json(args.report, {"version": __version__,
+                                 "bundle": cloaker.name if cloaker else None,
+                                 "protection_note": cloaker.note if cloaker else None,
+                                 "images": [job.to_dict() for job in every]})
+    failed = [job for job in every if job.status == "failed"]
+    done = sum(job.status == "done" for job in every)
+    print(f"{done} cloaked, {len(every) - done - len(failed)} skipped, {len(failed)} failed")
+    if cloaker is not None and cloaker.note and done:
+        print(f"NOTE: {cloaker.note}.")
+    return 1 if failed or not every else 0
+
+
+def _size_of(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except OSError:
+        return (0, 0)
