@@ -29,7 +29,7 @@ def run_daemon_start(args: argparse.Namespace) -> int:
         return _serve_here(args)
     options = ["--model", args.model]
     for flag, value in (("--device", args.device), ("--precision", args.precision),
-                        ("--idle-exit", args.idle_exit)):
+                        ("--idle-exit", args.idle_exit), ("--max-frame-mb", args.max_frame_mb)):
         if value is not None:
             options += [flag, str(value)]
     try:
@@ -44,6 +44,7 @@ def run_daemon_start(args: argparse.Namespace) -> int:
 def _serve_here(args: argparse.Namespace) -> int:
     import logging
 
+    from glaze.daemon.protocol import MAX_FRAME_BYTES
     from glaze.daemon.server import serve
     from glaze.engine import ModelLoadError, load_bundle
 
@@ -55,7 +56,9 @@ def _serve_here(args: argparse.Namespace) -> int:
         return 1
     if bundle.protection_note:
         logging.getLogger("glaze.daemon").warning("%s", bundle.protection_note)
-    serve(bundle, idle_exit_s=args.idle_exit * 60 if args.idle_exit else None)
+    limit = int(args.max_frame_mb * 2**20) if args.max_frame_mb else MAX_FRAME_BYTES
+    serve(bundle, idle_exit_s=args.idle_exit * 60 if args.idle_exit else None,
+          max_frame_bytes=limit)
     return 0
 
 
@@ -158,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--foreground", action="store_true", help="serve in this process")
     start.add_argument("--idle-exit", type=float, metavar="MINUTES",
                        help="exit after this many minutes without work")
+    start.add_argument("--max-frame-mb", type=float, metavar="MB",
+                       help="refuse pixel frames larger than this (default: an 8192 px "
+                            "square RGBA float layer, 1 GiB)")
     start.set_defaults(run=run_daemon_start)
     actions.add_parser("stop", help="stop the daemon").set_defaults(run=run_daemon_stop)
     actions.add_parser("status", help="show what the daemon is doing").set_defaults(

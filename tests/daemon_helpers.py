@@ -1,0 +1,90 @@
+"""Starting real daemon processes for tests, each with its own state folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from glaze.daemon.connection import ConnectionInfo, read_connection
+
+TARGET = "Baroque painting by Caravaggio"
+FAST = {"quality": 2, "work_size": 64, "target": TARGET}
+SAMPLE_DTYPES = {"u8": "u1", "u16": "<u2", "f16": "<f2", "f32": "<f4"}
+
+
+class DaemonProcess:
+    def __init__(self, folder: Path, *options: str) -> None:
+        self.folder = folder
+        self.env = dict(os.environ, GLAZE_STATE_DIR=str(folder / "state"),
+                        GLAZE_DATA_DIR=str(folder / "data"),
+                        GLAZE_CACHE_DIR=str(folder / "cache"))
+        self.log = open(folder / "daemon.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "glaze", "daemon", "start", "--foreground", "--model",
+             "demo", *options], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.info = self._wait_for_file()
+
+    @property
+    def connection_file(self) -> Path:
+        return self.folder / "state" / "daemon.json"
+
+    def _wait_for_file(self, timeout: float = 120.0) -> ConnectionInfo:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = read_connection(self.connection_file)
+            if info is not None and info.pid == self.process.pid:
+                return info
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daemon exited: {(self.folder / 'daemon.log').read_text()}")
+            time.sleep(0.05)
+        raise RuntimeError("daemon did not start")
+
+    def peak_rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmHWM")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def layer(width: int, height: int, sample: str, order: str, seed: int = 0,
+          padding: int = 0) -> tuple[bytes, np.ndarray]:
+    """A test layer as a host would send it, and its RGBA samples (for checking)."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(SAMPLE_DTYPES[sample])
+    if dtype.kind == "u":
+        rgba = rng.integers(0, np.iinfo(dtype).max, (height, width, 4), endpoint=True)
+    else:
+        rgba = rng.random((height, width, 4))
+    rgba = rgba.astype(dtype)
+    channels = rgba[..., [2, 1, 0, 3]] if order == "BGRA" else rgba
+    rows = np.ascontiguousarray(channels).view(np.uint8).reshape(height, -1)
+    padded = np.concatenate([rows, np.full((height, padding), 0xAB, np.uint8)], axis=1)
+    return padded.tobytes(), rgba
+
+
+def decode(data, width: int, height: int, sample: str, order: str,
+           padding: int = 0) -> np.ndarray:
+    """The RGBA samples of a buffer sent back by the daemon."""
+    dtype = np.dtype(SAMPLE_DTYPES[sample])
+    rows = np.frombuffer(data, np.uint8).reshape(height, -1)[:, :rows_bytes(width, dtype)]
+    pixels = rows.copy().view(dtype).reshape(height, width, 4)
+    return pixels[..., [2, 1, 0, 3]] if order == "BGRA" else pixels
+
+
+def rows_bytes(width: int, dtype: np.dtype) -> int:
+    return width * 4 * dtype.itemsize

@@ -1,0 +1,319 @@
+"""The daemon as a real process, over real ZeroMQ sockets."""
+
+import dataclasses
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from daemon_helpers import FAST, DaemonProcess, decode, layer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from glaze.daemon import protocol
+from glaze.daemon.client import (
+    Client,
+    DaemonUnavailable,
+    JobCancelled,
+    JobFailed,
+    ProtocolMismatch,
+    RequestRejected,
+)
+from glaze.daemon.connection import ConnectionInfo
+from glaze.daemon.protocol import layout_for
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    process = DaemonProcess(tmp_path_factory.mktemp("daemon"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def client(daemon):
+    with Client(daemon.info) as connected:
+        yield connected
+
+
+def raw_socket(daemon) -> zmq.Socket:
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(daemon.info.endpoint)
+    return socket
+
+
+@pytest.mark.parametrize("order", ["RGBA", "BGRA"])
+@pytest.mark.parametrize("sample", ["u8", "u16", "f16", "f32"])
+def test_every_pixel_format_round_trips(client, sample, order):
+    width, height, padding = 40, 24, 8 if sample == "u16" else 0
+    data, rgba = layer(width, height, sample, order, seed=1, padding=padding)
+    stride = len(data) // height
+    job = client.submit(data, layout_for(width, height, order, sample, stride), FAST)
+    fractions = []
+    result, message = job.result(on_progress=lambda fraction, _: fractions.append(fraction))
+    assert message["pixels"] == layout_for(width, height, order, sample, stride)
+    assert len(result) == len(data)
+    out = decode(result, width, height, sample, order, padding)
+    assert out.dtype == rgba.dtype and out.shape == rgba.shape
+    assert out[..., 3].tobytes() == rgba[..., 3].tobytes()
+    assert not np.array_equal(out[..., :3], rgba[..., :3])
+    rows = np.frombuffer(result, np.uint8).reshape(height, -1)
+    assert (rows[:, stride - padding:] == 0xAB).all()  # row padding comes back as sent
+    assert fractions and fractions == sorted(fractions)
+    assert message["report"]["protection_note"]  # the demo bundle says what it is
+
+
+def test_status_and_connection_file(daemon, client):
+    status = client.status()
+    assert status["pid"] == daemon.process.pid and status["bundle"] == "demo-seed0"
+    assert status["endpoint"].startswith("tcp://127.0.0.1:")
+    assert {"queued", "running", "served", "uptime_s", "rejected", "device"} <= set(status)
+    assert stat.S_IMODE(daemon.connection_file.stat().st_mode) == 0o600
+    saved = json.loads(daemon.connection_file.read_text())
+    assert saved["pid"] == daemon.process.pid and len(bytes.fromhex(saved["key"])) == 32
+
+
+def test_unsigned_wrong_key_and_replayed_messages_are_dropped_and_counted(daemon, client):
+    before = client.status()["rejected"]
+    socket = raw_socket(daemon)
+    socket.send_multipart([msgpack.packb({"type": "status"})])  # unsigned
+    socket.send_multipart(protocol.pack(b"x" * 32, {"type": "status", "ref": "w"}))
+    signed = protocol.pack(daemon.info.key_bytes, {"type": "status", "ref": "r"})
+    socket.send_multipart(signed)
+    assert socket.poll(5000)  # the genuine one is answered
+    header, _ = protocol.unpack(daemon.info.key_bytes, socket.recv_multipart(),
+                                protocol.ReplayGuard())
+    assert header["type"] == "status"
+    socket.send_multipart(signed)  # the same frames again
+    time.sleep(0.3)
+    assert not socket.poll(200)  # dropped ones get no answer at all
+    assert client.status()["rejected"] == before + 3
+    socket.close()
+
+
+ints = st.integers(-(2**63), 2**63 - 1)  # what msgpack can carry
+signed_headers = st.one_of(
+    st.binary(max_size=64),  # not msgpack
+    st.builds(msgpack.packb, st.one_of(ints, st.text(), st.lists(ints),
+                                       st.dictionaries(st.text(max_size=8), ints))),
+    st.builds(lambda body: msgpack.packb({"type": "submit", **body}), st.fixed_dictionaries({
+        "pixels": st.one_of(st.none(), ints, st.fixed_dictionaries({
+            "width": st.one_of(st.integers(-5, 2**62), st.text(max_size=3)),
+            "height": st.integers(-5, 2**62),
+            "order": st.sampled_from(["RGBA", "BGRA", "xyz", ""]),
+            "sample": st.sampled_from(["u8", "u16", "f16", "f32", "f64"]),
+            "stride": st.integers(-1, 2**62)})),
+        "settings": st.one_of(ints, st.dictionaries(
+            st.sampled_from(["intensity", "quality", "seed", "profile", "target"]),
+            st.one_of(ints, st.text(max_size=4), st.none()))),
+        "session": st.one_of(st.text(max_size=4), ints),
+    })),
+    st.builds(lambda kind: msgpack.packb({"type": kind, "job": 5}),
+              st.sampled_from(["cancel", "job-state", "nope", ""])),
+)
+
+
+@settings(max_examples=1200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(header=signed_headers, buffers=st.lists(st.binary(max_size=48), max_size=3),
+       signed=st.booleans(), truncate=st.booleans())
+def test_fuzzed_messages_leave_the_daemon_alive(daemon, header, buffers, signed, truncate):
+    socket = fuzz_socket(daemon)
+    key = daemon.info.key_bytes if signed else b"z" * 32
+    frames = [protocol.new_nonce(), header, *buffers]
+    frames = [protocol._mac(key, frames), *frames]
+    if truncate:
+        frames = frames[: max(1, len(frames) - 1)]
+    socket.send_multipart(frames)
+    assert daemon.process.poll() is None
+
+
+_sockets = {}
+
+
+def fuzz_socket(daemon) -> zmq.Socket:
+    if daemon not in _sockets:
+        _sockets[daemon] = raw_socket(daemon)
+        _sockets[daemon].setsockopt(zmq.RCVHWM, 10)  # answers are not read
+    return _sockets[daemon]
+
+
+def test_daemon_answers_after_the_fuzz(client):
+    # runs after the fuzz (pytest keeps file order): still alive and serving jobs
+    data, rgba = layer(16, 16, "u8", "RGBA")
+    out, _ = client.submit(data, layout_for(16, 16), FAST).result()
+    assert decode(out, 16, 16, "u8", "RGBA")[..., 3].tobytes() == rgba[..., 3].tobytes()
+    assert client.status()["invalid"] > 100
+
+
+def test_bad_requests_get_clear_errors(client):
+    data, _ = layer(16, 16, "u8", "RGBA")
+    cases = [
+        (layout_for(9000, 16), b"x", "too-large"),
+        (layout_for(8192, 8192, "RGBA", "f32"), data, "malformed"),  # declared, not sent
+    ]
+    for layout, buffer, code in cases:
+        with pytest.raises(RequestRejected) as raised:
+            client.request({"type": "submit", "pixels": layout, "settings": {}}, (buffer,))
+        assert raised.value.code == code and str(raised.value)
+    with pytest.raises(RequestRejected) as raised:
+        client.submit(data, layout_for(16, 16), {"intensity": "extreme"})
+    assert raised.value.code == "bad-settings" and "unknown intensity" in str(raised.value)
+    with pytest.raises(RequestRejected, match="has 1024 bytes"):
+        client.submit(data, layout_for(16, 17))  # refused by the client before sending
+
+
+def test_cancel_a_running_job(client):
+    data, _ = layer(64, 64, "u8", "RGBA")
+    job = client.submit(data, layout_for(64, 64), {**FAST, "quality": 100000})
+    for event in job.events():
+        if event["type"] == "progress" and event["message"].startswith("cloak step"):
+            break
+    job.cancel()
+    with pytest.raises(JobCancelled, match="cancelled by the client"):
+        job.result()
+    assert job.state() == "cancelled"
+
+
+def test_an_engine_failure_fails_only_that_job(client):
+    data, _ = layer(200, 10, "u8", "RGBA")  # the engine refuses a 20:1 aspect ratio
+    with pytest.raises(JobFailed, match="aspect ratios beyond 8:1"):
+        client.submit(data, layout_for(200, 10), FAST).result()
+    data, _ = layer(16, 16, "u8", "RGBA")
+    client.submit(data, layout_for(16, 16), FAST).result()
+
+
+CLIENT_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from glaze.daemon.client import Client
+    from glaze.daemon.connection import ConnectionInfo
+    from glaze.daemon.protocol import layout_for
+    info = ConnectionInfo(**json.loads(sys.argv[1]))
+    client = Client(info)
+    job = client.submit(bytes(64 * 64 * 4), layout_for(64, 64),
+                        {"quality": 100000, "work_size": 64, "target": "x"})
+    print(job.id, flush=True)
+    for event in job.events():
+        pass
+""")
+
+
+def test_a_killed_client_has_its_job_cancelled_within_two_seconds(daemon, client):
+    info = json.dumps(dataclasses.asdict(daemon.info))
+    child = subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, info],
+                             stdout=subprocess.PIPE, text=True)
+    job_id = child.stdout.readline().strip()
+    deadline = time.monotonic() + 60
+    while client.request({"type": "job-state", "job": job_id})["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child.kill()
+    child.wait()
+    killed = time.monotonic()
+    while client.request({"type": "job-state", "job": job_id})["state"] != "cancelled":
+        assert time.monotonic() - killed < 2.0, "the job outlived its client by 2 s"
+        time.sleep(0.05)
+    data, rgba = layer(16, 16, "u8", "RGBA", seed=3)  # and the next client is served
+    out, _ = client.submit(data, layout_for(16, 16), FAST).result()
+    assert decode(out, 16, 16, "u8", "RGBA")[..., 3].tobytes() == rgba[..., 3].tobytes()
+
+
+def test_a_killed_daemon_gives_the_client_a_clear_error(tmp_path):
+    victim = DaemonProcess(tmp_path)
+    try:
+        with Client(victim.info, timeout=3.0) as client:
+            data, _ = layer(64, 64, "u8", "RGBA")
+            job = client.submit(data, layout_for(64, 64), {**FAST, "quality": 100000})
+            next(job.events())
+            victim.process.send_signal(signal.SIGKILL)
+            started = time.monotonic()
+            with pytest.raises(DaemonUnavailable, match="exited|not answered"):
+                job.result()
+            assert time.monotonic() - started < 3.0 + 1.0
+    finally:
+        victim.stop()
+
+
+MANY_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from glaze.daemon.client import Client
+    from glaze.daemon.connection import ConnectionInfo
+    from glaze.daemon.protocol import layout_for
+    info, worker = ConnectionInfo(**json.loads(sys.argv[1])), int(sys.argv[2])
+    good = 0
+    with Client(info) as client:
+        for index in range(25):
+            pixels = np.full((12, 20, 4), 100, np.uint8)
+            pixels[..., 3] = worker * 25 + index  # who it belongs to, carried in alpha
+            pixels[..., 0] = np.arange(20, dtype=np.uint8) * 10
+            job = client.submit(pixels.tobytes(), layout_for(20, 12),
+                                {"quality": 1, "work_size": 64, "target": "x"})
+            data, message = job.result()
+            out = np.frombuffer(data, np.uint8).reshape(12, 20, 4)
+            good += bool((out[..., 3] == worker * 25 + index).all()
+                         and message["job"] == job.id)
+    print("good", good)
+""")
+
+
+def test_four_clients_with_25_jobs_each_get_their_own_results(daemon):
+    info = json.dumps(dataclasses.asdict(daemon.info))
+    children = [subprocess.Popen([sys.executable, "-c", MANY_SCRIPT, info, str(worker)],
+                                 stdout=subprocess.PIPE, text=True) for worker in range(4)]
+    outputs = [child.communicate(timeout=600)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0, 0, 0]
+    assert [line.strip() for line in outputs] == ["good 25"] * 4
+
+
+def test_oversize_frames_are_refused_before_allocation(tmp_path):
+    small = DaemonProcess(tmp_path, "--max-frame-mb", "4")
+    try:
+        with Client(small.info) as client:
+            client.status()
+            before = small.peak_rss_kib()
+            socket = raw_socket(small)
+            huge = bytes(256 * 2**20)  # 256 MiB, 64 times the limit
+            for _ in range(3):
+                socket.send_multipart(protocol.pack(small.info.key_bytes, {
+                    "type": "submit", "pixels": layout_for(8192, 8192), "settings": {},
+                    "session": "s"}, [huge]))
+            time.sleep(2.0)
+            assert client.status()["pid"] == small.process.pid  # alive and answering
+            grown_mib = (small.peak_rss_kib() - before) / 1024
+            assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB"
+            socket.close()
+    finally:
+        small.stop()
+
+
+def test_protocol_version_mismatch_is_reported(tmp_path):
+    context = zmq.Context.instance()
+    server = context.socket(zmq.ROUTER)
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    info = ConnectionInfo(f"tcp://127.0.0.1:{port}", "ab" * 32, os.getpid(), 1, "0", "fake")
+
+    def answer():
+        if server.poll(5000):
+            identity, *frames = server.recv_multipart()
+            header, _ = protocol.unpack(info.key_bytes, frames, protocol.ReplayGuard())
+            reply = {"type": "welcome", "protocol": 99, "ref": header["ref"]}
+            server.send_multipart([identity, *protocol.pack(info.key_bytes, reply)])
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    with pytest.raises(ProtocolMismatch, match="protocol 99"):
+        Client(info)
+    thread.join()
+    server.close()
+
