@@ -174,12 +174,19 @@ class Client:
 
     def request(self, header: dict, buffers: tuple = ()) -> dict:
         """Send a request and return its answer; raises RequestRejected for an error."""
+        return self._request(header, buffers)[0]
+
+    def _request(self, header: dict, buffers: tuple = ()) -> tuple[dict, list]:
         ref = secrets.token_hex(6)
         self._send({**header, "ref": ref}, buffers)
-        answer, _ = self._wait(("ref", ref), deadline=time.monotonic() + self.timeout)
+        answer, returned = self._wait(("ref", ref), deadline=time.monotonic() + self.timeout)
         if answer["type"] == "error":
             raise RequestRejected(answer.get("code", "error"), answer.get("message", ""))
-        return answer
+        return answer, returned
+
+    def echo(self, buffer) -> memoryview:
+        """Send `buffer` to the daemon and back (signed both ways): a transport check."""
+        return self._request({"type": "echo"}, (buffer,))[1][0]
 
     def status(self) -> dict:
         return self.request({"type": "status"})

@@ -160,7 +160,10 @@ class Daemon:
             self._reply(identity, header, error)
             return
         if answer is not None:
-            self._send(identity, {**answer, "ref": header.get("ref")})
+            answer, buffers = answer if isinstance(answer, tuple) else (answer, ())
+            ref = header.get("ref")
+            self._send(identity, {**answer, "ref": ref if isinstance(ref, (str, int)) else None},
+                       buffers)
 
     def _send(self, identity: bytes, header: dict, buffers: tuple = ()) -> None:
         self.outbox.put((identity, header, buffers))
@@ -170,7 +173,7 @@ class Daemon:
         self._send(identity, {"type": "error", "code": error.code, "message": str(error),
                               "ref": ref if isinstance(ref, (str, int)) else None})
 
-    # -- message handlers: return the answer's header, or None --------------------------
+    # -- message handlers: return the answer's header (and buffers), or None -------------
 
     def _hello(self, identity: bytes, header: dict, frames: list) -> dict:
         return {"type": "welcome", **self._identity()}
@@ -226,13 +229,17 @@ class Daemon:
     def _ping(self, identity: bytes, header: dict, frames: list) -> dict:
         return {"type": "pong"}
 
+    def _echo(self, identity: bytes, header: dict, frames: list) -> tuple[dict, tuple]:
+        """Send the buffers back: a transport check for plug-ins and benchmarks."""
+        return {"type": "echo"}, tuple(frames)
+
     def _stop(self, identity: bytes, header: dict, frames: list) -> dict:
         self.stopping.set()
         return {"type": "stopping"}
 
     HANDLERS: dict[str, Callable] = {
         "hello": _hello, "status": _status, "submit": _submit, "cancel": _cancel,
-        "job-state": _job_state, "ping": _ping, "stop": _stop,
+        "job-state": _job_state, "ping": _ping, "echo": _echo, "stop": _stop,
     }
 
     def _job(self, header: dict) -> Job:

@@ -249,6 +249,7 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
     check_size(shape)
     tracker = Progress(progress, cancel)
     tracker.check()
+    tracker.report(0.0, "style transfer")
     seen, coverage = composite(source, bundle.device)
     whole = whole_view(shape, settings.work_size)
     with torch.no_grad():

@@ -303,12 +303,17 @@ def test_protocol_version_mismatch_is_reported(tmp_path):
     port = server.bind_to_random_port("tcp://127.0.0.1")
     info = ConnectionInfo(f"tcp://127.0.0.1:{port}", "ab" * 32, os.getpid(), 1, "0", "fake")
 
-    def answer():
-        if server.poll(5000):
+    def answer():  # a daemon of another protocol version: answer the hello, ignore pings
+        guard, deadline = protocol.ReplayGuard(), time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not server.poll(100):
+                continue
             identity, *frames = server.recv_multipart()
-            header, _ = protocol.unpack(info.key_bytes, frames, protocol.ReplayGuard())
-            reply = {"type": "welcome", "protocol": 99, "ref": header["ref"]}
-            server.send_multipart([identity, *protocol.pack(info.key_bytes, reply)])
+            header, _ = protocol.unpack(info.key_bytes, frames, guard)
+            if header["type"] == "hello":
+                reply = {"type": "welcome", "protocol": 99, "ref": header["ref"]}
+                server.send_multipart([identity, *protocol.pack(info.key_bytes, reply)])
+                return
 
     thread = threading.Thread(target=answer)
     thread.start()

@@ -1,0 +1,121 @@
+"""Transport and warm-start figures for the daemon.
+
+(a) Round trip of a 4096 x 4096 RGBA u8 layer (64 MiB) to the daemon and back, signed both
+    ways (`echo`), against a plain memcpy of the same bytes.
+(b) Time to the first progress message: a job sent to a warm daemon, against a cold
+    in-process cloak (a new Python process importing the engine and loading the models).
+
+    python benchmarks/transport.py [--model demo|PATH] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+from glaze.daemon.client import Client
+from glaze.daemon.connection import read_connection
+from glaze.daemon.protocol import layout_for
+
+COLD = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from glaze.engine import CloakSettings, cloak, load_bundle
+    bundle = load_bundle(sys.argv[1])
+    pixels = np.full((512, 512, 4), 128, np.uint8)
+    def first(fraction, message):
+        print(time.time(), flush=True)
+        raise SystemExit(0)
+    cloak(pixels, bundle, "Cubism painting by Juan Gris", CloakSettings(quality=1),
+          progress=first)
+""")
+
+
+def start_daemon(model: str, state: str) -> subprocess.Popen:
+    env = dict(os.environ, GLAZE_STATE_DIR=state)
+    daemon = subprocess.Popen([sys.executable, "-m", "glaze", "daemon", "start",
+                               "--foreground", "--model", model], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = os.path.join(state, "daemon.json")
+    while (info := read_connection(Path(path))) is None \
+            or info.pid != daemon.pid:
+        time.sleep(0.1)
+    return daemon
+
+
+def transport(client: Client, repeats: int) -> tuple[float, float]:
+    layer = np.random.default_rng(0).integers(0, 256, (4096, 4096, 4), np.uint8)
+    target = np.empty_like(layer)
+    trips, copies = [], []
+    for _ in range(repeats + 1):  # the first of each is a warm-up
+        start = time.perf_counter()
+        back = client.echo(layer)
+        trips.append(time.perf_counter() - start)
+        assert memoryview(back).nbytes == layer.nbytes
+        start = time.perf_counter()
+        np.copyto(target, layer)
+        copies.append(time.perf_counter() - start)
+    return statistics.median(trips[1:]), statistics.median(copies[1:])
+
+
+def first_progress_warm(client: Client, repeats: int) -> float:
+    pixels = np.full((512, 512, 4), 128, np.uint8)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        job = client.submit(pixels, layout_for(512, 512),
+                            {"quality": 1, "target": "Cubism painting by Juan Gris"})
+        next(job.events())
+        times.append(time.perf_counter() - start)
+        job.cancel()
+        for _event in job.events():
+            pass
+    return statistics.median(times)
+
+
+def first_progress_cold(model: str, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.time()
+        done = subprocess.run([sys.executable, "-c", COLD, model], capture_output=True,
+                              text=True, check=True)
+        times.append(float(done.stdout.split()[0]) - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as state:
+        daemon = start_daemon(args.model, state)
+        try:
+            with Client(read_connection(Path(state, "daemon.json"))) \
+                    as client:
+                trip, copy = transport(client, args.repeats)
+                warm = first_progress_warm(client, args.repeats)
+        finally:
+            daemon.terminate()
+            daemon.wait()
+    cold = first_progress_cold(args.model, max(1, args.repeats // 2))
+    print(f"model {args.model}, medians of {args.repeats}")
+    print(f"4096x4096 RGBA u8 round trip (signed, 2 x 64 MiB): {trip * 1000:8.1f} ms")
+    print(f"memcpy of the same 64 MiB:                          {copy * 1000:8.1f} ms")
+    print(f"ratio round trip / memcpy:                          {trip / copy:8.1f}")
+    print(f"first progress, warm daemon:                        {warm * 1000:8.1f} ms")
+    print(f"first progress, cold in-process:                    {cold * 1000:8.1f} ms")
+    print(f"ratio cold / warm:                                  {cold / warm:8.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""`glaze daemon start|stop|status` and `glaze cloak` through the daemon, as processes."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import painting
+from PIL import Image
+
+from glaze.daemon.connection import pid_alive, read_connection
+
+
+def glaze(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "glaze", *args], env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+@pytest.fixture
+def env(tmp_path):
+    environment = dict(os.environ, GLAZE_STATE_DIR=str(tmp_path / "state"),
+                       GLAZE_DATA_DIR=str(tmp_path / "data"),
+                       GLAZE_CACHE_DIR=str(tmp_path / "cache"))
+    yield environment
+    glaze(environment, "daemon", "stop")
+
+
+def connection(env: dict):
+    return read_connection(Path(env["GLAZE_STATE_DIR"]) / "daemon.json")
+
+
+def test_start_status_second_start_and_stop(env):
+    started = glaze(env, "daemon", "start")
+    assert started.returncode == 0, started.stderr
+    info = connection(env)
+    assert f"pid {info.pid}" in started.stdout and pid_alive(info.pid)
+    again = glaze(env, "daemon", "start")
+    assert "already running" in again.stdout and f"pid {info.pid}" in again.stdout
+    status = glaze(env, "daemon", "status")
+    assert status.returncode == 0 and f"pid: {info.pid}" in status.stdout
+    assert "bundle: demo-seed0" in status.stdout and "NO protection" in status.stdout
+    stopped = glaze(env, "daemon", "stop")
+    assert f"stopped the Glaze daemon (pid {info.pid})" in stopped.stdout
+    assert not pid_alive(info.pid) and connection(env) is None
+    assert glaze(env, "daemon", "status").returncode == 1
+
+
+def test_a_stale_connection_file_is_replaced(env):
+    state = Path(env["GLAZE_STATE_DIR"])
+    state.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (state / "daemon.json").write_text(json.dumps({
+        "endpoint": "tcp://127.0.0.1:1", "key": "00" * 32, "pid": int(dead), "protocol": 1,
+        "version": "0", "bundle": "gone"}))
+    started = glaze(env, "daemon", "start")
+    assert started.returncode == 0 and "already running" not in started.stdout
+    assert connection(env).pid != int(dead) and connection(env).bundle == "demo-seed0"
+
+
+def test_idle_exit(env):
+    assert glaze(env, "daemon", "start", "--idle-exit", "0.02").returncode == 0  # 1.2 s
+    info = connection(env)
+    deadline = time.monotonic() + 30
+    while pid_alive(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pid_alive(info.pid) and connection(env) is None
+
+
+def test_cloak_uses_the_running_daemon_and_in_process_on_request(env, tmp_path):
+    source = tmp_path / "art.png"
+    Image.fromarray(painting(48, 64, channels=4)).save(source)
+    fast = ["--quality", "2", "--work-size", "64", "--target", "Cubism painting by Juan Gris"]
+    assert glaze(env, "daemon", "start").returncode == 0
+    via = glaze(env, "cloak", str(source), "-o", str(tmp_path / "a"), *fast)
+    assert via.returncode == 0, via.stderr
+    assert "using the Glaze daemon" in via.stdout and "NO protection" in via.stdout
+    assert "served: 1" in glaze(env, "daemon", "status").stdout
+    local = glaze(env, "cloak", str(source), "-o", str(tmp_path / "b"), "--in-process", *fast)
+    assert local.returncode == 0 and "using the Glaze daemon" not in local.stdout
+    # the same job gives the same pixels either way
+    a = Image.open(tmp_path / "a" / "art.glazed.png")
+    b = Image.open(tmp_path / "b" / "art.glazed.png")
+    assert a.tobytes() == b.tobytes() and a.mode == "RGBA"
+
+
+def test_cloak_with_daemon_flag_starts_one(env, tmp_path):
+    source = tmp_path / "art.jpg"
+    Image.fromarray(painting(48, 64)).save(source)
+    done = glaze(env, "cloak", str(source), "--daemon", "--quality", "2", "--work-size", "64",
+                 "--target", "Cubism painting by Juan Gris")
+    assert done.returncode == 0, done.stderr
+    assert "using the Glaze daemon" in done.stdout and connection(env) is not None
+    assert (tmp_path / "art.glazed.jpg").is_file()
