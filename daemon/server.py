@@ -23,6 +23,7 @@ import zmq
 from glaze import __version__
 from glaze.engine import Cancelled, CloakSettings, ModelBundle, cloak, resolve_target
 from glaze.engine.pixels import from_buffer, to_buffer
+from glaze.engine.progress import Progress
 
 from . import protocol
 from .connection import ConnectionInfo, new_key, remove_connection, write_connection
@@ -322,8 +323,9 @@ class Daemon:
             if job.cancel.is_set():
                 raise Cancelled(0)
             pixels = from_buffer(job.frame.buffer, job.layout)
-            profile = resolve_target(self.bundle, job.profile, [pixels], override=job.target,
-                                     seed=job.settings.seed)
+            profile = resolve_target(  # a new profile computes its candidates' centroids
+                self.bundle, job.profile, [pixels], override=job.target,
+                seed=job.settings.seed, progress=Progress(progress, job.cancel.is_set))
             result = cloak(pixels, self.bundle, profile.target_style, job.settings,
                            progress=progress, cancel=job.cancel.is_set)
             out = to_buffer(result.image, job.layout, job.frame.buffer)

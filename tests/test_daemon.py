@@ -322,3 +322,19 @@ def test_protocol_version_mismatch_is_reported(tmp_path):
     thread.join()
     server.close()
 
+
+
+def test_graceful_stop_cancels_running_work_and_removes_the_file(tmp_path):
+    stopping = DaemonProcess(tmp_path)
+    try:
+        with Client(stopping.info) as client:
+            data, _ = layer(64, 64, "u8", "RGBA")
+            job = client.submit(data, layout_for(64, 64), {**FAST, "quality": 100000})
+            next(job.events())
+            stopping.process.send_signal(signal.SIGTERM)
+            with pytest.raises(JobCancelled, match="the daemon is stopping"):
+                job.result()
+        assert stopping.process.wait(timeout=30) == 0
+        assert not stopping.connection_file.exists()
+    finally:
+        stopping.stop()
