@@ -10,8 +10,11 @@ Standard library, pyzmq, msgpack and platformdirs only (no numpy, no torch), Pyt
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -62,13 +65,21 @@ class JobCancelled(DaemonError):
 
 
 def default_start_command() -> list[str]:
-    """How to start the daemon: $GLAZE_DAEMON_COMMAND, else this Python's `glaze`."""
-    import os
-
+    """How to start the daemon: $GLAZE_DAEMON_COMMAND, else this Python's `glaze` when it
+    has one, else `glaze` on the PATH (inside a painting program, sys.executable is the
+    program itself, not a Python)."""
     command = os.environ.get("GLAZE_DAEMON_COMMAND")
     if command:
         return shlex.split(command)
-    return [sys.executable, "-m", "glaze", "daemon", "start"]
+    is_python = os.path.basename(sys.executable).lower().startswith("python")
+    if is_python and importlib.util.find_spec("glaze.engine") is not None:
+        return [sys.executable, "-m", "glaze", "daemon", "start"]
+    installed = shutil.which("glaze")
+    if installed:
+        return [installed, "daemon", "start"]
+    raise DaemonUnavailable("the Glaze daemon is not running and this program does not know "
+                            "how to start it: run `glaze daemon start`, or set "
+                            "GLAZE_DAEMON_COMMAND to the command that starts it")
 
 
 def start_daemon(command: list[str] | None = None,

@@ -1,0 +1,97 @@
+"""Where pixels leave and enter Krita: reading a layer or the projection, writing a new
+layer, exporting a file. Nothing here modifies the source layer or the document's file."""
+
+import os
+
+from krita import InfoObject, Krita
+
+# Krita's pixelData: integer depths are B,G,R,A; float depths R,G,B,A.
+ORDERS = {"U8": "BGRA", "U16": "BGRA", "F16": "RGBA", "F32": "RGBA"}
+SAMPLES = {"U8": "u8", "U16": "u16", "F16": "f16", "F32": "f32"}
+
+
+class UnsupportedLayer(Exception):
+    """The layer or document is in a colour model Glaze does not handle."""
+
+
+def layer_format(model: str, depth: str) -> tuple:
+    """(order, sample) for a Krita colour model and depth, or UnsupportedLayer."""
+    if model != "RGBA":
+        raise UnsupportedLayer(
+            f"Glaze works on RGB images; this one is {model}. Convert it with "
+            "Image > Convert Image Color Space (RGB/Alpha), or glaze a copy.")
+    if depth not in ORDERS:
+        raise UnsupportedLayer(f"Glaze does not handle {depth} colour depth.")
+    return ORDERS[depth], SAMPLES[depth]
+
+
+class Pixels:
+    """A rectangle of pixels in Krita's own layout, ready for the client."""
+
+    def __init__(self, data, x: int, y: int, width: int, height: int, order: str,
+                 sample: str) -> None:
+        self.data, self.x, self.y, self.width, self.height = data, x, y, width, height
+        self.order, self.sample = order, sample
+
+    def layout(self, layout_for):
+        return layout_for(self.width, self.height, self.order, self.sample)
+
+
+def read_layer(node) -> Pixels:
+    """The paint layer's pixels over its bounds."""
+    if node is None or node.type() != "paintlayer":
+        raise UnsupportedLayer("Select a paint layer to glaze.")
+    order, sample = layer_format(node.colorModel(), node.colorDepth())
+    bounds = node.bounds()
+    if bounds.width() <= 0 or bounds.height() <= 0:
+        raise UnsupportedLayer("The layer is empty.")
+    data = node.pixelData(bounds.x(), bounds.y(), bounds.width(), bounds.height())
+    return Pixels(bytes(data), bounds.x(), bounds.y(), bounds.width(), bounds.height(),
+                  order, sample)
+
+
+def read_projection(document) -> Pixels:
+    """The document's visible image (all layers merged)."""
+    order, sample = layer_format(document.colorModel(), document.colorDepth())
+    width, height = document.width(), document.height()
+    data = document.pixelData(0, 0, width, height)
+    return Pixels(bytes(data), 0, 0, width, height, order, sample)
+
+
+def add_glazed_layer(document, source, pixels: Pixels, data) -> object:
+    """A new layer named "<source> (glazed)" directly above `source`, holding `data`."""
+    layer = document.createNode(f"{source.name()} (glazed)", "paintlayer")
+    if (layer.colorModel(), layer.colorDepth()) != (source.colorModel(), source.colorDepth()):
+        layer.setColorSpace(source.colorModel(), source.colorDepth(), source.colorProfile())
+    layer.setPixelData(bytes(data), pixels.x, pixels.y, pixels.width, pixels.height)
+    source.parentNode().addChildNode(layer, source)
+    document.refreshProjection()
+    return layer
+
+
+def export_pixels(document, pixels: Pixels, data, path: str, quality: int = 95) -> None:
+    """Write the glazed image to `path` through a temporary Krita document; the open
+    document is not touched. Written beside `path`, then renamed over it."""
+    app = Krita.instance()
+    copy = app.createDocument(pixels.width, pixels.height, "glazed export",
+                              document.colorModel(), document.colorDepth(),
+                              document.colorProfile(), document.resolution())
+    try:
+        copy.setBatchmode(True)
+        layer = copy.createNode("glazed", "paintlayer")
+        layer.setPixelData(bytes(data), 0, 0, pixels.width, pixels.height)
+        root = copy.rootNode()
+        for child in root.childNodes():
+            root.removeChildNode(child)
+        root.addChildNode(layer, None)
+        copy.refreshProjection()
+        stem, suffix = os.path.splitext(path)
+        temporary = f"{stem}.part{suffix}"  # the exporter picks the format by suffix
+        options = InfoObject()
+        options.setProperty("quality", quality)
+        options.setProperty("alpha", True)
+        if not copy.exportImage(temporary, options) or not os.path.exists(temporary):
+            raise OSError(f"Krita could not write {path}")
+        os.replace(temporary, path)
+    finally:
+        copy.close()

@@ -1,0 +1,136 @@
+"""The Krita extension: the actions, and the two flows they start."""
+
+from krita import Extension, Krita
+from PyQt5.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
+
+from .dialog import GlazeDialog, job_settings, remember
+from .document import (
+    UnsupportedLayer,
+    add_glazed_layer,
+    export_pixels,
+    read_layer,
+    read_projection,
+)
+from .job import GlazeRun
+
+EXPORT_TYPES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"}
+
+
+def describe(result: dict) -> str:
+    report = result.get("report", {})
+    lines = [f"Glazed toward \u201c{result.get('target_style', report.get('target_style'))}\u201d "
+             f"(feature shift {report.get('relative_shift', 0):.0%})."]
+    if report.get("incomplete"):
+        lines.append("The style shift fell short: this image is only partly protected.")
+    if report.get("protection_note"):
+        lines.append(report["protection_note"] + ".")
+    return "\n".join(lines)
+
+
+class GlazeExtension(Extension):
+    def __init__(self, parent) -> None:
+        super().__init__(parent)
+        self.runs = []  # runs in flight, kept alive until they finish
+
+    def setup(self) -> None:
+        pass
+
+    def createActions(self, window) -> None:
+        glaze = window.createAction("glaze_layer", "Glaze\u2026", "filter")
+        glaze.triggered.connect(self.glaze_active_layer)
+        export = window.createAction("glaze_export", "Export Glazed\u2026", "file")
+        export.triggered.connect(self.export_active_document)
+
+    # -- the actions (interactive) -------------------------------------------------------
+
+    def glaze_active_layer(self) -> None:
+        document = Krita.instance().activeDocument()
+        if document is None:
+            return self._tell("Open an image first.")
+        dialog = GlazeDialog("Glaze")
+        if dialog.exec_():
+            remember(dialog.values())
+            try:
+                self.glaze_layer(document, document.activeNode(), job_settings(dialog.values()))
+            except UnsupportedLayer as error:
+                self._tell(str(error))
+
+    def export_active_document(self) -> None:
+        document = Krita.instance().activeDocument()
+        if document is None:
+            return self._tell("Open an image first.")
+        dialog = GlazeDialog("Export Glazed", export=True)
+        if not dialog.exec_():
+            return
+        values = dialog.values()
+        remember(values)
+        path, _ = QFileDialog.getSaveFileName(
+            None, "Export Glazed", "", "Images (*.png *.jpg *.jpeg *.webp)")
+        if path:
+            try:
+                self.export_glazed(document, path, job_settings(values), values["jpeg_quality"])
+            except UnsupportedLayer as error:
+                self._tell(str(error))
+
+    # -- the flows (also used by tests and scripts) --------------------------------------
+
+    def glaze_layer(self, document, node, settings: dict, interactive: bool = True) -> GlazeRun:
+        """Cloak `node` into a new layer above it. Raises UnsupportedLayer at once."""
+        pixels = read_layer(node)
+
+        def apply(data: bytes, result: dict) -> str:
+            add_glazed_layer(document, node, pixels, data)
+            return describe(result)
+
+        return self._start(pixels, settings, apply, f"Glazing \u201c{node.name()}\u201d",
+                           interactive)
+
+    def export_glazed(self, document, path: str, settings: dict, quality: int = 95,
+                      interactive: bool = True) -> GlazeRun:
+        """Cloak the visible image into a new file; the document stays as it is."""
+        suffix = path[path.rfind("."):].lower() if "." in path else ""
+        if suffix not in EXPORT_TYPES:
+            raise UnsupportedLayer("Export Glazed writes PNG, JPEG or WebP files: end the "
+                                   "name with .png, .jpg or .webp.")
+        pixels = read_projection(document)
+
+        def apply(data: bytes, result: dict) -> str:
+            export_pixels(document, pixels, data, path, quality)
+            return f"Wrote {path}.\n" + describe(result)
+
+        return self._start(pixels, settings, apply, "Exporting glazed", interactive)
+
+    def _start(self, pixels, settings: dict, apply, title: str, interactive: bool) -> GlazeRun:
+        run = GlazeRun(pixels, settings, apply, self)
+        self.runs.append(run)
+        run.finished.connect(lambda *_: self.runs.remove(run))
+        if interactive:
+            self._show_progress(run, title)
+        run.start()
+        return run
+
+    def _show_progress(self, run: GlazeRun, title: str) -> None:
+        dialog = QProgressDialog(title, "Cancel", 0, 1000)
+        dialog.setWindowTitle("Glaze")
+        dialog.setMinimumDuration(0)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        dialog.canceled.connect(run.cancel)
+
+        def progressed(fraction: float, message: str) -> None:
+            dialog.setValue(int(fraction * 1000))
+            dialog.setLabelText(f"{title}: {message}")
+
+        def finished(status: str, message: str) -> None:
+            dialog.close()
+            if status != "cancelled":
+                self._tell(message, warning=status == "failed")
+
+        run.progressed.connect(progressed)
+        run.finished.connect(finished)
+        dialog.show()
+
+    @staticmethod
+    def _tell(message: str, warning: bool = True) -> None:
+        box = QMessageBox.warning if warning else QMessageBox.information
+        box(None, "Glaze", message)

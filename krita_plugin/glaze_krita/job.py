@@ -1,0 +1,82 @@
+"""One glaze run: the daemon works in a thread while Krita stays responsive; the result is
+applied on Krita's own thread, all at once, or not at all."""
+
+from PyQt5.QtCore import QObject, QThread, pyqtSignal
+
+from .client import Client, DaemonError, JobCancelled, layout_for
+
+
+class DaemonThread(QThread):
+    """Talks to the daemon (the client's socket lives and dies in this thread)."""
+
+    progressed = pyqtSignal(float, str)
+    succeeded = pyqtSignal(bytes, dict)
+    failed = pyqtSignal(str)
+    cancelled = pyqtSignal()
+
+    def __init__(self, pixels, settings: dict, parent=None) -> None:
+        super().__init__(parent)
+        self.pixels, self.settings = pixels, settings
+        self.cancel_requested = False
+
+    def run(self) -> None:
+        try:
+            with Client.connect(autostart=True) as client:
+                job = client.submit(self.pixels.data, self.pixels.layout(layout_for),
+                                    self.settings)
+                asked = False
+                for event in job.events():
+                    if self.cancel_requested and not asked:
+                        job.cancel()
+                        asked = True
+                    kind = event["type"]
+                    if kind == "progress":
+                        self.progressed.emit(event["fraction"], event["message"])
+                    elif kind == "result":
+                        self.succeeded.emit(bytes(event["data"]), event)
+                    elif kind == "failed":
+                        self.failed.emit(event.get("error", "the job failed"))
+                    elif kind == "cancelled":
+                        self.cancelled.emit()
+        except JobCancelled:
+            self.cancelled.emit()
+        except DaemonError as error:
+            self.failed.emit(str(error))
+        except Exception as error:  # never let a thread die silently inside Krita
+            self.failed.emit(f"{type(error).__name__}: {error}")
+
+
+class GlazeRun(QObject):
+    """Sends `pixels` to the daemon and calls `apply(data, result)` when they come back.
+
+    `finished(status, message)`: status is "done", "failed" or "cancelled".
+    """
+
+    progressed = pyqtSignal(float, str)
+    finished = pyqtSignal(str, str)
+
+    def __init__(self, pixels, settings: dict, apply, parent=None) -> None:
+        super().__init__(parent)
+        self.apply = apply
+        self.thread = DaemonThread(pixels, settings, self)
+        self.thread.progressed.connect(self.progressed)
+        self.thread.succeeded.connect(self._succeeded)
+        self.thread.failed.connect(lambda message: self.finished.emit("failed", message))
+        self.thread.cancelled.connect(lambda: self.finished.emit("cancelled", "Cancelled."))
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self) -> None:
+        self.thread.cancel_requested = True
+
+    def _succeeded(self, data: bytes, result: dict) -> None:
+        if self.thread.cancel_requested:  # the result came first: the user still said no
+            self.finished.emit("cancelled", "Cancelled.")
+            return
+        try:
+            message = self.apply(data, result)
+        except Exception as error:
+            self.finished.emit("failed", f"{type(error).__name__}: {error}")
+            return
+        self.finished.emit("done", message)

@@ -1,0 +1,232 @@
+"""Checks run inside real Krita by the test driver (Krita's own Python: no pytest here).
+
+Each check records {"name", "ok", "detail"}; main() writes them all as JSON and returns the
+process exit code.
+"""
+
+import json
+import os
+import struct
+import tempfile
+import traceback
+
+from krita import Krita
+from PyQt5.QtCore import QEventLoop, QTimer
+from PyQt5.QtGui import QImage
+from PyQt5.QtWidgets import QApplication
+
+FAST = {"quality": 2, "work_size": 64, "target": "Baroque painting by Caravaggio"}
+W, H = 64, 48
+FORMATS = {"U8": ("BGRA", "<B", 255), "U16": ("BGRA", "<H", 65535), "F32": ("RGBA", "<f", 1.0)}
+results = []
+
+
+def check(name):
+    def register(function):
+        def run():
+            try:
+                detail = function()
+                results.append({"name": name, "ok": True, "detail": detail or ""})
+            except Exception:
+                results.append({"name": name, "ok": False, "detail": traceback.format_exc()})
+        check.all.append(run)
+        return function
+    return register
+
+
+check.all = []
+
+
+def extension():
+    for candidate in Krita.instance().extensions():
+        if type(candidate).__name__ == "GlazeExtension":
+            return candidate
+    raise AssertionError("the Glaze extension is not loaded")
+
+
+def wait(run, on_progress=None, timeout_ms=240000):
+    """Block (with Krita's event loop running) until the run finishes."""
+    loop, outcome = QEventLoop(), {}
+
+    def finished(status, message):
+        outcome.update(status=status, message=message)
+        loop.quit()
+
+    run.finished.connect(finished)
+    if on_progress:
+        run.progressed.connect(on_progress)
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec_()
+    return outcome.get("status", "timeout"), outcome.get("message", "")
+
+
+def painting(depth):
+    """Known pixels with a transparent strip (x < 8) and a half-transparent one."""
+    order, code, top = FORMATS[depth]
+    out = bytearray()
+    for y in range(H):
+        for x in range(W):
+            rgb = [((x * 4) % 256) / 255, ((y * 5) % 256) / 255, ((x + y) % 256) / 255]
+            alpha = 0.0 if x < 8 else 0.5 if x < 16 else 1.0
+            channels = [rgb[2], rgb[1], rgb[0], alpha] if order == "BGRA" else rgb + [alpha]
+            for value in channels:
+                out += struct.pack(code, value * top if code == "<f" else round(value * top))
+    return bytes(out)
+
+
+def document(depth="U8", model="RGBA"):
+    doc = Krita.instance().createDocument(W, H, f"glaze test {depth}", model, depth, "", 72.0)
+    layer = doc.createNode("art", "paintlayer")
+    doc.rootNode().addChildNode(layer, None)
+    if model == "RGBA":
+        layer.setPixelData(painting(depth), 0, 0, W, H)
+    doc.refreshProjection()
+    settle(doc)
+    return doc, layer
+
+
+def settle(doc):
+    """Let Krita finish its asynchronous updates (they mark the document modified)."""
+    doc.waitForDone()
+    for _ in range(5):
+        QApplication.processEvents()
+
+
+def samples(data, depth):
+    _, code, _ = FORMATS[depth]
+    size = struct.calcsize(code)
+    return [struct.unpack_from(code, data, i)[0] for i in range(0, len(data), size)]
+
+
+def snapshot(doc):
+    return [(n.name(), bytes(n.pixelData(0, 0, W, H))) for n in doc.rootNode().childNodes()]
+
+
+def glaze_checks(depth):
+    doc, source = document(depth)
+    before = bytes(source.pixelData(0, 0, W, H))
+    status, message = wait(extension().glaze_layer(doc, source, FAST, interactive=False))
+    assert status == "done", (status, message)
+    nodes = doc.rootNode().childNodes()
+    names = [n.name() for n in nodes]
+    assert names[-2:] == ["art", "art (glazed)"], names  # directly above the source
+    glazed = nodes[-1]
+    assert glazed.colorDepth() == depth and glazed.colorModel() == "RGBA"
+    assert glazed.bounds() == source.bounds(), (glazed.bounds(), source.bounds())
+    assert bytes(source.pixelData(0, 0, W, H)) == before, "the source layer changed"
+    old, new = samples(before, depth), samples(bytes(glazed.pixelData(0, 0, W, H)), depth)
+    assert old[3::4] == new[3::4], "alpha changed"
+    colour = [i for i in range(len(old)) if i % 4 != 3]
+    assert any(old[i] != new[i] for i in colour), "RGB did not change"
+    assert "NO protection" in message
+    doc.close()
+    return message
+
+
+@check("glaze an 8-bit layer")
+def glaze_u8():
+    return glaze_checks("U8")
+
+
+@check("glaze a 16-bit layer")
+def glaze_u16():
+    return glaze_checks("U16")
+
+
+@check("glaze a 32-bit float layer")
+def glaze_f32():
+    return glaze_checks("F32")
+
+
+@check("export glazed leaves the document untouched")
+def export():
+    doc, _ = document("U8")
+    doc.setModified(False)
+    before = snapshot(doc)
+    path = os.path.join(tempfile.mkdtemp(), "glazed.png")
+    status, message = wait(extension().export_glazed(doc, path, FAST, interactive=False))
+    assert status == "done", (status, message)
+    image = QImage(path)
+    assert not image.isNull() and (image.width(), image.height()) == (W, H)
+    settle(doc)
+    assert not doc.modified(), "the document reports itself modified"
+    assert snapshot(doc) == before, "the document's layers changed"
+    assert [name for name in os.listdir(os.path.dirname(path))] == ["glazed.png"]
+    doc.close()
+    return message
+
+
+@check("an unreachable daemon is reported and changes nothing")
+def unreachable():
+    doc, _ = document("U8")
+    before = snapshot(doc)
+    saved = {key: os.environ.get(key) for key in ("GLAZE_STATE_DIR", "GLAZE_DAEMON_COMMAND")}
+    os.environ["GLAZE_STATE_DIR"] = tempfile.mkdtemp()  # no daemon there
+    os.environ["GLAZE_DAEMON_COMMAND"] = "false"  # and starting one fails
+    try:
+        status, message = wait(extension().glaze_layer(doc, doc.rootNode().childNodes()[-1],
+                                                       FAST, interactive=False))
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.update({key: value})
+    assert status == "failed" and "could not start the Glaze daemon" in message, message
+    assert snapshot(doc) == before
+    doc.close()
+    return message
+
+
+@check("cancel mid-job leaves the document as it was")
+def cancel():
+    doc, source = document("U8")
+    before = snapshot(doc)
+    run = extension().glaze_layer(doc, source, {**FAST, "quality": 100000}, interactive=False)
+    seen = []
+
+    def progressed(fraction, message):
+        seen.append(message)
+        if message.startswith("cloak step"):
+            run.cancel()
+
+    status, message = wait(run, progressed)
+    assert status == "cancelled", (status, message)
+    assert snapshot(doc) == before
+    doc.close()
+    return f"{len(seen)} progress messages before the cancel took effect"
+
+
+@check("a CMYK document gets a clear message and nothing changes")
+def cmyk():
+    doc, layer = document("U8", model="CMYKA")
+    before = snapshot(doc)
+    try:
+        extension().glaze_layer(doc, layer, FAST, interactive=False)
+    except Exception as error:
+        assert type(error).__name__ == "UnsupportedLayer" and "RGB" in str(error), error
+        message = str(error)
+    else:
+        raise AssertionError("a CMYK layer was accepted")
+    assert snapshot(doc) == before
+    doc.close()
+    return message
+
+
+@check("the actions are in the Filter and File menus")
+def menus():
+    window = Krita.instance().activeWindow()
+    found = {}
+    for top in window.qwindow().menuBar().actions():
+        menu = top.menu()
+        for action in (menu.actions() if menu else []):
+            if action.objectName() in ("glaze_layer", "glaze_export"):
+                found[action.objectName()] = top.text().replace("&", "")
+    assert found.get("glaze_layer") == "Filter", found
+    assert found.get("glaze_export") == "File", found
+    return str(found)
+
+
+def main(result_path):
+    for run in check.all:
+        run()
+    with open(result_path, "w") as out:
+        json.dump(results, out, indent=2)
+    return 0 if results and all(r["ok"] for r in results) else 1

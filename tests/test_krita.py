@@ -1,0 +1,67 @@
+"""The Krita plug-in inside real Krita (full Krita under Xvfb, a fresh HOME), against a
+real daemon serving the demo bundle. Each check runs in Krita; this file reports them."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from daemon_helpers import DaemonProcess
+from host_plugins import enable_krita_plugins, install_krita_plugin
+
+HERE = Path(__file__).resolve().parent
+CHECKS = [
+    "glaze an 8-bit layer",
+    "glaze a 16-bit layer",
+    "glaze a 32-bit float layer",
+    "export glazed leaves the document untouched",
+    "an unreachable daemon is reported and changes nothing",
+    "cancel mid-job leaves the document as it was",
+    "a CMYK document gets a clear message and nothing changes",
+    "the actions are in the Filter and File menus",
+]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("krita") is None or shutil.which("xvfb-run") is None,
+    reason="needs Krita and Xvfb (.ci/run installs them: apt krita python3-pyqt5 xvfb ...)")
+
+
+@pytest.fixture(scope="module")
+def krita_results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("krita")
+    home = folder / "home"
+    install_krita_plugin(home / ".local/share/krita/pykrita", HERE / "krita/glaze_test_driver")
+    enable_krita_plugins(home / ".config", "glaze_krita", "glaze_test_driver")
+    daemon = DaemonProcess(folder)
+    result = folder / "results.json"
+    env = dict(daemon.env, HOME=str(home), GLAZE_KRITA_SCENARIO=str(HERE / "krita/scenario.py"),
+               GLAZE_KRITA_RESULT=str(result), GLAZE_DAEMON_COMMAND="false",
+               QT_QPA_PLATFORM="xcb", PYTHONDONTWRITEBYTECODE="1")
+    for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "DISPLAY"):
+        env.pop(key, None)
+    try:
+        done = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita",
+                               "--nosplash"], env=env, capture_output=True, text=True,
+                              timeout=600)
+    finally:
+        daemon.stop()
+    crash = result.with_name(result.name + ".crash")
+    if crash.exists():
+        pytest.fail(f"the scenario crashed inside Krita:\n{crash.read_text()}")
+    if not result.exists():
+        pytest.fail(f"Krita exited {done.returncode} without results:\n{done.stderr[-3000:]}")
+    return {item["name"]: item for item in json.loads(result.read_text())}, done.returncode
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_in_krita(krita_results, name):
+    results, _ = krita_results
+    assert name in results, f"check not run; ran: {sorted(results)}"
+    assert results[name]["ok"], results[name]["detail"]
+
+
+def test_krita_exit_code_reflects_the_checks(krita_results):
+    results, code = krita_results
+    assert code == (0 if all(item["ok"] for item in results.values()) else 1)
+    assert set(results) == set(CHECKS)
