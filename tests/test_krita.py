@@ -19,6 +19,7 @@ CHECKS = [
     "an unreachable daemon is reported and changes nothing",
     "cancel mid-job leaves the document as it was",
     "a CMYK document gets a clear message and nothing changes",
+    "Filter > Glaze through the real action, dialog and progress",
     "the actions are in the Filter and File menus",
 ]
 

@@ -210,6 +210,48 @@ def cmyk():
     return message
 
 
+@check("Filter > Glaze through the real action, dialog and progress")
+def action():
+    app = Krita.instance()
+    doc, source = document("U8")
+    window = app.activeWindow()
+    window.addView(doc)
+    doc.setActiveNode(source)
+    settle(doc)
+    app.writeSetting("glaze", "quality", "faster")  # the dialog's fastest preset
+    app.writeSetting("glaze", "target", FAST["target"])
+    seen = {"dialogs": [], "messages": []}
+    loop = QEventLoop()
+
+    def answer_modal_windows():  # a person clicking OK
+        widget = QApplication.activeModalWidget()
+        if widget is None:
+            return
+        kind = type(widget).__name__
+        if kind == "GlazeDialog":
+            seen["dialogs"].append(widget.values())
+            widget.accept()
+        elif kind == "QMessageBox":
+            seen["messages"].append(widget.text())
+            widget.accept()
+            loop.quit()
+
+    clicker = QTimer()
+    clicker.timeout.connect(answer_modal_windows)
+    clicker.start(100)
+    QTimer.singleShot(300000, loop.quit)
+    QTimer.singleShot(0, app.action("glaze_layer").trigger)
+    loop.exec_()
+    clicker.stop()
+    names = [n.name() for n in doc.rootNode().childNodes()]
+    assert seen["dialogs"] and seen["dialogs"][0]["quality"] == "faster", seen
+    assert seen["messages"] and "NO protection" in seen["messages"][0], seen
+    assert names[-2:] == ["art", "art (glazed)"], names
+    doc.setModified(False)  # close without a "save changes?" question
+    doc.close()
+    return seen["messages"][0]
+
+
 @check("the actions are in the Filter and File menus")
 def menus():
     window = Krita.instance().activeWindow()
