@@ -4,6 +4,7 @@ real daemon serving the demo bundle. Each check runs in Krita; this file reports
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ CHECKS = [
     "glaze a 32-bit float layer",
     "export glazed leaves the document untouched",
     "an unreachable daemon is reported and changes nothing",
+    "a daemon that is not running is started on first use",
     "cancel mid-job leaves the document as it was",
     "a CMYK document gets a clear message and nothing changes",
     "Filter > Glaze through the real action, dialog and progress",
@@ -38,6 +40,7 @@ def krita_results(tmp_path_factory):
     result = folder / "results.json"
     env = dict(daemon.env, HOME=str(home), GLAZE_KRITA_SCENARIO=str(HERE / "krita/scenario.py"),
                GLAZE_KRITA_RESULT=str(result), GLAZE_DAEMON_COMMAND="false",
+               GLAZE_TEST_START_COMMAND=f"{sys.executable} -m glaze daemon start --model demo",
                QT_QPA_PLATFORM="xcb", PYTHONDONTWRITEBYTECODE="1")
     for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "DISPLAY"):
         env.pop(key, None)

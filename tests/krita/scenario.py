@@ -175,6 +175,28 @@ def unreachable():
     return message
 
 
+@check("a daemon that is not running is started on first use")
+def autostart():
+    doc, source = document("U8")
+    saved = {key: os.environ.get(key) for key in ("GLAZE_STATE_DIR", "GLAZE_DAEMON_COMMAND")}
+    os.environ["GLAZE_STATE_DIR"] = tempfile.mkdtemp()  # no daemon there yet
+    os.environ["GLAZE_DAEMON_COMMAND"] = os.environ["GLAZE_TEST_START_COMMAND"]
+    try:
+        status, message = wait(extension().glaze_layer(doc, source, FAST, interactive=False))
+        assert status == "done", (status, message)
+        from glaze_client.client import Client  # the plug-in's vendored copy
+
+        with Client.connect() as client:  # the daemon the plug-in started: stop it
+            pid = client.info.pid
+            client.stop_daemon()
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.update({key: value})
+    assert [n.name() for n in doc.rootNode().childNodes()][-1] == "art (glazed)"
+    doc.close()
+    return f"started daemon pid {pid}"
+
+
 @check("cancel mid-job leaves the document as it was")
 def cancel():
     doc, source = document("U8")

@@ -1,0 +1,40 @@
+"""The plug-ins import only what their host provides: the standard library, the host's own
+API and Qt, and the shared client (pyzmq and msgpack come with it). No numpy, no torch."""
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KRITA_ALLOWED = {"krita", "PyQt5", "glaze_client", "glaze"}
+CLIENT_ALLOWED = {"zmq", "msgpack", "platformdirs"}
+
+
+def imported_roots(folder: Path) -> dict[str, set[str]]:
+    found = {}
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], set()).add(path.name)
+    return found
+
+
+def outside_stdlib(found: dict[str, set[str]], allowed: set[str]) -> dict[str, set[str]]:
+    return {name: files for name, files in found.items()
+            if name not in sys.stdlib_module_names and name not in allowed}
+
+
+def test_krita_plugin_imports():
+    assert outside_stdlib(imported_roots(ROOT / "krita_plugin"), KRITA_ALLOWED) == {}
+
+
+def test_shared_client_imports():
+    client = {name: files for name, files in imported_roots(ROOT / "daemon").items()
+              if files & {"client.py", "protocol.py", "connection.py", "__init__.py"}}
+    assert outside_stdlib(client, CLIENT_ALLOWED) == {}
