@@ -14,6 +14,8 @@ QUALITIES = {"faster": 150, "default": 500, "slower": 1000}
 # with a random backbone (the demo bundle) never reaches p.
 LINF_PER_BUDGET = 160.0 / 255.0
 LINF_RANGE = (3.0 / 255.0, 13.0 / 255.0)
+MAX_STEPS = 100_000
+MAX_WORK_SIZE = 2048  # the encoder's memory grows with its square
 
 
 def _preset(value: str | float, table: dict[str, float], what: str) -> float:
@@ -41,10 +43,11 @@ class CloakSettings:
     def __post_init__(self) -> None:
         if not 0.0 < self.budget <= 0.5:
             raise ValueError(f"intensity (LPIPS budget p) must be in (0, 0.5], got {self.budget}")
-        if self.steps < 0:
-            raise ValueError(f"quality (steps) must be zero or more, got {self.steps}")
-        if self.work_size < 64 or self.work_size % 8:
-            raise ValueError(f"work_size must be a multiple of 8 and at least 64, "
+        if not 0 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"quality (steps) must be between 0 and {MAX_STEPS}, "
+                             f"got {self.steps}")
+        if not 64 <= self.work_size <= MAX_WORK_SIZE or self.work_size % 8:
+            raise ValueError(f"work_size must be a multiple of 8 from 64 to {MAX_WORK_SIZE}, "
                              f"got {self.work_size}")
         if self.max_change is not None and not 0.0 < self.max_change <= 1.0:
             raise ValueError(f"max_change must be in (0, 1], got {self.max_change}")

@@ -170,3 +170,7 @@ def test_presets():
         CloakSettings(intensity="extreme")
     with pytest.raises(ValueError, match="budget"):
         CloakSettings(intensity=0.0)
+    with pytest.raises(ValueError, match="work_size"):
+        CloakSettings(work_size=1 << 20)  # would ask for terabytes
+    with pytest.raises(ValueError, match="steps"):
+        CloakSettings(quality=10**9)
