@@ -93,8 +93,10 @@ def start_daemon(command: list[str] | None = None,
         raise DaemonUnavailable(f"could not start the Glaze daemon ({error})") from None
     info = read_connection()
     if done.returncode != 0 or info is None or not pid_alive(info.pid):
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise DaemonUnavailable(f"could not start the Glaze daemon: {detail[0]}")
+        said = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        detail = said[0] if said else f"`{shlex.join(command)}` exited with code " \
+                                      f"{done.returncode}"
+        raise DaemonUnavailable(f"could not start the Glaze daemon: {detail}")
     return info
 
 

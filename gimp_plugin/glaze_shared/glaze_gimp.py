@@ -1,0 +1,123 @@
+"""Code both Glaze plug-ins share: arguments, pixels in and out of GIMP, the daemon job.
+
+This folder has no executable of its own name, so GIMP does not take it for a plug-in.
+"""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+VENDOR = os.path.join(HERE, "vendor")
+if os.path.isdir(VENDOR) and VENDOR not in sys.path:
+    sys.path.insert(0, VENDOR)
+
+import gi  # noqa: E402
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+
+try:
+    from glaze_client.client import Client, DaemonError, layout_for  # noqa: E402
+except ImportError:
+    from glaze.daemon.client import Client, DaemonError, layout_for  # noqa: E402
+
+# 8-bit images are read as 8-bit; anything deeper as float, so no precision is lost.
+U8_PRECISIONS = ("U8_LINEAR", "U8_NON_LINEAR", "U8_PERCEPTUAL")
+FORMATS = {"u8": "R'G'B'A u8", "f32": "R'G'B'A float"}
+SETTINGS = (("intensity", "Intensity", "low, default, high, or the LPIPS budget p", "default"),
+            ("quality", "Render quality", "faster, default, slower, or a number of steps",
+             "default"),
+            ("profile", "Artist profile", "the profile whose target style to use", "default"),
+            ("target", "Target style", "empty: chosen for the profile automatically", ""))
+
+
+class GlazeFailed(Exception):
+    """The cloak could not be made; the message is for the user."""
+
+
+def add_settings_arguments(procedure) -> None:
+    flags = GObject.ParamFlags.READWRITE
+    for name, nick, blurb, default in SETTINGS:
+        procedure.add_string_argument(name, nick, blurb, default, flags)
+    procedure.add_int_argument("work-size", "Working size",
+                               "long side the encoder sees, in pixels", 64, 2048, 512, flags)
+
+
+def _number_or_name(value: str):
+    try:
+        return float(value) if "." in value else int(value)
+    except ValueError:
+        return value
+
+
+def settings_from_config(config) -> dict:
+    settings = {name: _number_or_name(config.get_property(name).strip())
+                for name, *_ in SETTINGS if name not in ("profile", "target")}
+    settings["profile"] = config.get_property("profile").strip() or "default"
+    settings["work_size"] = config.get_property("work-size")
+    target = config.get_property("target").strip()
+    if target:
+        settings["target"] = target
+    return settings
+
+
+def sample_type(image) -> str:
+    eight_bit = {getattr(Gimp.Precision, name) for name in U8_PRECISIONS
+                 if hasattr(Gimp.Precision, name)}
+    return "u8" if image.get_precision() in eight_bit else "f32"
+
+
+def read_pixels(drawable, sample: str):
+    """(bytes, width, height) of the drawable, RGBA in `sample`."""
+    width, height = drawable.get_width(), drawable.get_height()
+    rect = Gegl.Rectangle.new(0, 0, width, height)
+    data = drawable.get_buffer().get(rect, 1.0, FORMATS[sample], Gegl.AbyssPolicy.CLAMP)
+    return bytes(data), width, height
+
+
+def write_pixels(drawable, data: bytes, sample: str) -> None:
+    width, height = drawable.get_width(), drawable.get_height()
+    buffer = drawable.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, width, height), FORMATS[sample], data)
+    buffer.flush()
+    drawable.update(0, 0, width, height)
+
+
+def cloak(data: bytes, width: int, height: int, sample: str, settings: dict):
+    """Send the pixels to the daemon (started if need be), with GIMP's progress bar."""
+    def progress(fraction: float, message: str) -> None:
+        Gimp.progress_set_text(f"Glaze: {message}")
+        Gimp.progress_update(fraction)
+
+    Gimp.progress_init("Glaze: connecting to the daemon (the first start loads the models)")
+    try:
+        with Client.connect(autostart=True) as client:
+            job = client.submit(data, layout_for(width, height, "RGBA", sample), settings)
+            result, message = job.result(on_progress=progress)
+            return bytes(result), message
+    except DaemonError as error:
+        raise GlazeFailed(f"Glaze: {error}") from None
+    finally:
+        Gimp.progress_end()
+
+
+def success(procedure):
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def failure(procedure, message: str, status=Gimp.PDBStatusType.EXECUTION_ERROR):
+    Gimp.message(message)
+    return procedure.new_return_values(status, GLib.Error(message))
+
+
+def show_dialog(procedure, config, title: str) -> bool:
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+
+    GimpUi.init(procedure.get_name())
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
+    dialog.fill(None)
+    accepted = dialog.run()
+    dialog.destroy()
+    return accepted

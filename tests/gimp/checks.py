@@ -1,0 +1,166 @@
+"""Checks run inside real GIMP 3 (gimp-console, python-fu-eval batch) by tests/test_gimp.py.
+
+Reads $GLAZE_GIMP_CHECKS (which checks to run, comma-separated) and writes
+$GLAZE_GIMP_RESULT: a JSON list of {"name", "ok", "detail"}.
+"""
+
+import json
+import os
+import struct
+import traceback
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp  # noqa: E402
+
+W, H = 64, 48
+FAST = {"quality": "2", "work-size": 64, "target": "Baroque painting by Caravaggio"}
+FORMATS = {"u8": ("R'G'B'A u8", "<B", 255, Gimp.Precision.U8_NON_LINEAR),
+           "float": ("R'G'B'A float", "<f", 1.0, Gimp.Precision.FLOAT_NON_LINEAR)}
+results = []
+CHECKS = {}
+
+
+def check(name):
+    def register(function):
+        CHECKS[name] = function
+        return function
+    return register
+
+
+def painting(kind):
+    fmt, code, top, _ = FORMATS[kind]
+    out = bytearray()
+    for y in range(H):
+        for x in range(W):
+            alpha = 0.0 if x < 8 else 0.5 if x < 16 else 1.0
+            for value in (((x * 4) % 256) / 255, ((y * 5) % 256) / 255,
+                          ((x + y) % 256) / 255, alpha):
+                out += struct.pack(code, value * top if code == "<f" else round(value * top))
+    return bytes(out)
+
+
+def new_image(kind):
+    fmt, _, _, precision = FORMATS[kind]
+    image = Gimp.Image.new_with_precision(W, H, Gimp.ImageBaseType.RGB, precision)
+    layer = Gimp.Layer.new(image, "art", W, H, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                           Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    buffer = layer.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, W, H), fmt, painting(kind))
+    buffer.flush()
+    return image, layer
+
+
+def pixels(layer, kind):
+    fmt = FORMATS[kind][0]
+    rect = Gegl.Rectangle.new(0, 0, layer.get_width(), layer.get_height())
+    return bytes(layer.get_buffer().get(rect, 1.0, fmt, Gegl.AbyssPolicy.CLAMP))
+
+
+def samples(data, kind):
+    code = FORMATS[kind][1]
+    size = struct.calcsize(code)
+    return [struct.unpack_from(code, data, i)[0] for i in range(0, len(data), size)]
+
+
+def snapshot(image):
+    return [(layer.get_name(), pixels(layer, "u8")) for layer in image.get_layers()]
+
+
+def run(procedure_name, image, drawables, **arguments):
+    procedure = Gimp.get_pdb().lookup_procedure(procedure_name)
+    assert procedure is not None, f"{procedure_name} is not installed"
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", drawables)
+    for name, value in {**FAST, **arguments}.items():
+        config.set_property(name, value)
+    result = procedure.run(config)
+    status = result.index(0)
+    error = result.index(1) if result.length() > 1 else None
+    return status, (str(error) if error is not None else "")
+
+
+def glaze_checks(kind):
+    image, source = new_image(kind)
+    before = pixels(source, kind)
+    status, error = run("plug-in-glaze", image, [source])
+    assert status == Gimp.PDBStatusType.SUCCESS, (status, error)
+    layers = image.get_layers()
+    assert [layer.get_name() for layer in layers] == ["art (glazed)", "art"], layers
+    glazed = layers[0]
+    assert (glazed.get_width(), glazed.get_height()) == (W, H)
+    assert pixels(source, kind) == before, "the source layer changed"
+    old, new = samples(before, kind), samples(pixels(glazed, kind), kind)
+    assert old[3::4] == new[3::4], "alpha changed"
+    assert any(old[i] != new[i] for i in range(len(old)) if i % 4 != 3), "RGB unchanged"
+    image.delete()
+
+
+@check("glaze an 8-bit layer")
+def glaze_u8():
+    glaze_checks("u8")
+
+
+@check("glaze a float layer")
+def glaze_float():
+    glaze_checks("float")
+
+
+@check("export glazed writes a file and leaves the image alone")
+def export():
+    image, source = new_image("u8")
+    before = snapshot(image)
+    folder = os.environ["GLAZE_GIMP_OUT"]
+    path = os.path.join(folder, "glazed.png")
+    status, error = run("plug-in-glaze-export", image, [source], filename=path)
+    assert status == Gimp.PDBStatusType.SUCCESS, (status, error)
+    loaded = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, _gfile(path))
+    assert (loaded.get_width(), loaded.get_height()) == (W, H)
+    assert snapshot(image) == before and len(Gimp.get_images()) == 2
+    assert sorted(os.listdir(folder)) == ["glazed.png"], os.listdir(folder)
+    loaded.delete()
+    image.delete()
+
+
+def _gfile(path):
+    from gi.repository import Gio
+
+    return Gio.File.new_for_path(path)
+
+
+@check("an unreachable daemon is an error and changes nothing")
+def unreachable():
+    image, source = new_image("u8")
+    before = snapshot(image)
+    status, error = run("plug-in-glaze", image, [source])
+    assert status == Gimp.PDBStatusType.EXECUTION_ERROR, (status, error)
+    assert "could not start the Glaze daemon" in error, error
+    assert snapshot(image) == before
+    image.delete()
+    return error
+
+
+@check("a long job (killed from outside)")
+def long_job():
+    image, source = new_image("u8")
+    status, error = run("plug-in-glaze", image, [source], quality="100000")
+    return f"{status}: {error}"
+
+
+def main():
+    for name in os.environ["GLAZE_GIMP_CHECKS"].split(","):
+        try:
+            detail = CHECKS[name]()
+            results.append({"name": name, "ok": True, "detail": str(detail or "")})
+        except Exception:
+            results.append({"name": name, "ok": False, "detail": traceback.format_exc()})
+        with open(os.environ["GLAZE_GIMP_RESULT"], "w") as out:
+            json.dump(results, out, indent=2)
+
+
+main()
