@@ -60,6 +60,7 @@ class Daemon:
                  max_frame_bytes: int = protocol.MAX_FRAME_BYTES) -> None:
         self.bundle = bundle
         self.key = new_key()
+        self.key_bytes = bytes.fromhex(self.key)
         self.idle_exit_s = idle_exit_s
         self.max_frame_bytes = max_frame_bytes
         self.guard = protocol.ReplayGuard()
@@ -115,7 +116,7 @@ class Daemon:
         while not self.stopping.is_set():
             if poller.poll(POLL_MS):
                 while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                    self._receive(socket, socket.recv_multipart(copy=False))
+                    self._receive(socket.recv_multipart(copy=False))
             self._flush(socket)
             self._drop_vanished_sessions()
             if self._idle_too_long():
@@ -131,11 +132,7 @@ class Daemon:
             frames = protocol.pack(self.key_bytes, header, buffers)
             socket.send_multipart([identity, *frames], copy=False)
 
-    @property
-    def key_bytes(self) -> bytes:
-        return bytes.fromhex(self.key)
-
-    def _receive(self, socket: zmq.Socket, frames: list) -> None:
+    def _receive(self, frames: list) -> None:
         identity, body = frames[0].bytes, [frame.buffer for frame in frames[1:]]
         try:
             header, buffers = protocol.unpack(self.key_bytes, body, self.guard)

@@ -19,10 +19,13 @@ MAX_WORK_SIZE = 2048  # the encoder's memory grows with its square
 
 
 def _preset(value: str | float, table: dict[str, float], what: str) -> float:
+    """A preset's value, or the number given (also as text, as dialogs and CLIs pass it)."""
     if isinstance(value, str):
-        try:
+        if value in table:
             return table[value]
-        except KeyError:
+        try:
+            return float(value)
+        except ValueError:
             choices = ", ".join(table)
             raise ValueError(f"unknown {what} {value!r}: choose {choices} or a number") from None
     return float(value)

@@ -32,13 +32,6 @@ class Job:
                 "error": self.error, "report": self.report}
 
 
-def _number_or_name(value: str) -> str | float:
-    try:
-        return float(value)
-    except ValueError:
-        return value
-
-
 def _glazed_name(path: Path) -> str:
     return f"{path.stem}{OUTPUT_TAG}{path.suffix}"
 
@@ -154,9 +147,9 @@ class ViaDaemon:
         rgba = pixels if pixels.shape[2] == 4 else np.dstack(
             [pixels, np.full(pixels.shape[:2], 255, np.uint8)])
         height, width = rgba.shape[:2]
-        settings = {"intensity": _number_or_name(self.args.intensity),
-                    "quality": _number_or_name(self.args.quality), "seed": self.args.seed,
-                    "work_size": self.args.work_size, "profile": self.args.profile}
+        settings = {"intensity": self.args.intensity, "quality": self.args.quality,
+                    "seed": self.args.seed, "work_size": self.args.work_size,
+                    "profile": self.args.profile}
         if self.args.target:
             settings["target"] = self.args.target
         try:
@@ -203,8 +196,7 @@ def _describe(job: Job) -> str:
 def _settings(args: argparse.Namespace):
     from glaze.engine import CloakSettings
 
-    return CloakSettings(intensity=_number_or_name(args.intensity),
-                         quality=_number_or_name(args.quality), seed=args.seed,
+    return CloakSettings(intensity=args.intensity, quality=args.quality, seed=args.seed,
                          work_size=args.work_size)
 
 

@@ -166,6 +166,7 @@ def test_presets():
     assert low.strength < default.strength < high.strength
     assert CloakSettings(quality="faster").steps < CloakSettings(quality="slower").steps
     assert CloakSettings(intensity=0.05, quality=12).steps == 12
+    assert CloakSettings(intensity="0.05", quality="12").steps == 12  # as text from a dialog
     with pytest.raises(ValueError, match="unknown intensity"):
         CloakSettings(intensity="extreme")
     with pytest.raises(ValueError, match="budget"):

@@ -44,16 +44,8 @@ def add_settings_arguments(procedure) -> None:
                                "long side the encoder sees, in pixels", 64, 2048, 512, flags)
 
 
-def _number_or_name(value: str):
-    try:
-        return float(value) if "." in value else int(value)
-    except ValueError:
-        return value
-
-
 def settings_from_config(config) -> dict:
-    settings = {name: _number_or_name(config.get_property(name).strip())
-                for name, *_ in SETTINGS if name not in ("profile", "target")}
+    settings = {name: config.get_property(name).strip() for name in ("intensity", "quality")}
     settings["profile"] = config.get_property("profile").strip() or "default"
     settings["work_size"] = config.get_property("work-size")
     target = config.get_property("target").strip()
