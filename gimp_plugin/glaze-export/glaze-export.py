@@ -11,8 +11,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..
 from glaze_gimp import (  # noqa: E402
     Gimp,
     GlazeFailed,
+    GlazePlugIn,
     GObject,
-    add_settings_arguments,
     cloak,
     failure,
     read_pixels,
@@ -23,33 +23,22 @@ from glaze_gimp import (  # noqa: E402
     write_pixels,
 )
 
-PROCEDURE = "plug-in-glaze-export"
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
-class GlazeExport(Gimp.PlugIn):
-    def do_query_procedures(self):
-        return [PROCEDURE]
+class GlazeExport(GlazePlugIn):
+    PROCEDURE = "plug-in-glaze-export"
+    LABEL = "Export Glazed..."
+    MENU = "<Image>/File/[Export]"
+    BLURB = "Export a glazed copy of the image"
+    HELP = ("Cloaks a merged copy of the visible image and writes it to a PNG, JPEG or WebP "
+            "file. The open image is not changed.")
+    SENSITIVITY = Gimp.ProcedureSensitivityMask.ALWAYS
 
-    def do_set_i18n(self, name):
-        return False
-
-    def do_create_procedure(self, name):
-        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
-        procedure.set_image_types("RGB*")
-        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
-        procedure.set_menu_label("Export Glazed...")
-        procedure.add_menu_path("<Image>/File/[Export]")
-        procedure.set_documentation(
-            "Export a glazed copy of the image",
-            "Cloaks a merged copy of the visible image and writes it to a PNG, JPEG or WebP "
-            "file. The open image is not changed.", name)
-        procedure.set_attribution("Glaze for painters", "Glaze for painters", "2026")
+    def add_arguments(self, procedure) -> None:
         procedure.add_string_argument("filename", "File name",
                                       "where to write (.png, .jpg or .webp)", "",
                                       GObject.ParamFlags.READWRITE)
-        add_settings_arguments(procedure)
-        return procedure
 
     def run(self, procedure, run_mode, image, drawables, config, data):
         if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config,

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..
 from glaze_gimp import (  # noqa: E402
     Gimp,
     GlazeFailed,
-    add_settings_arguments,
+    GlazePlugIn,
     cloak,
     failure,
     read_pixels,
@@ -21,29 +21,14 @@ from glaze_gimp import (  # noqa: E402
     write_pixels,
 )
 
-PROCEDURE = "plug-in-glaze"
 
-
-class Glaze(Gimp.PlugIn):
-    def do_query_procedures(self):
-        return [PROCEDURE]
-
-    def do_set_i18n(self, name):
-        return False
-
-    def do_create_procedure(self, name):
-        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
-        procedure.set_image_types("RGB*")
-        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
-        procedure.set_menu_label("Glaze...")
-        procedure.add_menu_path("<Image>/Filters/Glaze")
-        procedure.set_documentation(
-            "Cloak a layer against style mimicry",
-            "Adds a glazed copy of the selected layer above it; the layer itself is not "
-            "changed. Runs on the Glaze daemon, which is started if it is not running.", name)
-        procedure.set_attribution("Glaze for painters", "Glaze for painters", "2026")
-        add_settings_arguments(procedure)
-        return procedure
+class Glaze(GlazePlugIn):
+    PROCEDURE = "plug-in-glaze"
+    LABEL = "Glaze..."
+    MENU = "<Image>/Filters/Glaze"
+    BLURB = "Cloak a layer against style mimicry"
+    HELP = ("Adds a glazed copy of the selected layer above it; the layer itself is not "
+            "changed. Runs on the Glaze daemon, which is started if it is not running.")
 
     def run(self, procedure, run_mode, image, drawables, config, data):
         if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):

@@ -36,6 +36,35 @@ class GlazeFailed(Exception):
     """The cloak could not be made; the message is for the user."""
 
 
+class GlazePlugIn(Gimp.PlugIn):
+    """What both plug-ins declare alike; a subclass names its one procedure and menu."""
+
+    PROCEDURE = ""
+    LABEL = MENU = BLURB = HELP = ""
+    SENSITIVITY = Gimp.ProcedureSensitivityMask.DRAWABLE
+
+    def do_query_procedures(self):
+        return [self.PROCEDURE]
+
+    def do_set_i18n(self, name):
+        return False
+
+    def do_create_procedure(self, name):
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
+        procedure.set_image_types("RGB*")
+        procedure.set_sensitivity_mask(self.SENSITIVITY)
+        procedure.set_menu_label(self.LABEL)
+        procedure.add_menu_path(self.MENU)
+        procedure.set_documentation(self.BLURB, self.HELP, name)
+        procedure.set_attribution("Glaze for painters", "Glaze for painters", "2026")
+        self.add_arguments(procedure)
+        add_settings_arguments(procedure)
+        return procedure
+
+    def add_arguments(self, procedure) -> None:
+        """Arguments before the shared settings."""
+
+
 def add_settings_arguments(procedure) -> None:
     flags = GObject.ParamFlags.READWRITE
     for name, nick, blurb, default in SETTINGS:
