@@ -15,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 CHECKS = [
     "glaze an 8-bit layer",
     "glaze a 16-bit layer",
+    "glaze a 16-bit float layer",
     "glaze a 32-bit float layer",
     "export glazed leaves the document untouched",
     "an unreachable daemon is reported and changes nothing",

@@ -17,7 +17,8 @@ from PyQt5.QtWidgets import QApplication
 
 FAST = {"quality": 2, "work_size": 64, "target": "Baroque painting by Caravaggio"}
 W, H = 64, 48
-FORMATS = {"U8": ("BGRA", "<B", 255), "U16": ("BGRA", "<H", 65535), "F32": ("RGBA", "<f", 1.0)}
+FORMATS = {"U8": ("BGRA", "<B", 255), "U16": ("BGRA", "<H", 65535), "F16": ("RGBA", "<e", 1.0),
+           "F32": ("RGBA", "<f", 1.0)}
 results = []
 
 
@@ -70,7 +71,8 @@ def painting(depth):
             alpha = 0.0 if x < 8 else 0.5 if x < 16 else 1.0
             channels = [rgb[2], rgb[1], rgb[0], alpha] if order == "BGRA" else rgb + [alpha]
             for value in channels:
-                out += struct.pack(code, value * top if code == "<f" else round(value * top))
+                scaled = value * top
+                out += struct.pack(code, scaled if code in ("<e", "<f") else round(scaled))
     return bytes(out)
 
 
@@ -131,6 +133,11 @@ def glaze_u8():
 @check("glaze a 16-bit layer")
 def glaze_u16():
     return glaze_checks("U16")
+
+
+@check("glaze a 16-bit float layer")
+def glaze_f16():
+    return glaze_checks("F16")
 
 
 @check("glaze a 32-bit float layer")
