@@ -100,6 +100,7 @@ class InProcess:
         from glaze.engine import load_bundle
 
         self.args, self.jobs = args, jobs
+        self.settings = _settings(args)
         self.bundle = load_bundle(args.model, device=args.device, precision=args.precision)
         self.name, self.note = self.bundle.name, self.bundle.protection_note
         self.target: str | None = None
@@ -120,8 +121,7 @@ class InProcess:
         from glaze.engine import cloak
 
         self.target = self.target or self._choose_target()
-        result = cloak(pixels, self.bundle, self.target, _settings(self.args),
-                       progress=progress)
+        result = cloak(pixels, self.bundle, self.target, self.settings, progress=progress)
         return result.image, result.report.to_dict()
 
     def close(self) -> None:
@@ -165,7 +165,7 @@ class ViaDaemon:
         self.client.close()
 
 
-def _cloak_one(job: Job, loaded, cloaker, note: str | None) -> None:
+def _cloak_one(job: Job, loaded, cloaker) -> None:
     from glaze.engine.imagefile import ImageFileError, write_image
 
     folder = job.output.parent
@@ -177,7 +177,7 @@ def _cloak_one(job: Job, loaded, cloaker, note: str | None) -> None:
     with _bar(total=100, position=1, leave=False, desc=job.source.name,
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
         image, report = cloaker(loaded.pixels, _progress_bar(bar))
-    write_image(job.output, image, like=loaded, note=note)
+    write_image(job.output, image, like=loaded, note=cloaker.note)
     job.report = report
     job.status = "done"
 
@@ -256,7 +256,7 @@ def run_cloak(args: argparse.Namespace) -> int:
         with _bar(total=len(pending), desc="images", unit="image") as overall:
             for job in pending:
                 try:
-                    _cloak_one(job, read_image(job.source), cloaker, cloaker.note)
+                    _cloak_one(job, read_image(job.source), cloaker)
                 except (ImageFileError, ValueError, OSError) as error:
                     job.status, job.error = "failed", str(error)
                 overall.update()

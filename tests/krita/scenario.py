@@ -125,24 +125,9 @@ def glaze_checks(depth):
     return message
 
 
-@check("glaze an 8-bit layer")
-def glaze_u8():
-    return glaze_checks("U8")
-
-
-@check("glaze a 16-bit layer")
-def glaze_u16():
-    return glaze_checks("U16")
-
-
-@check("glaze a 16-bit float layer")
-def glaze_f16():
-    return glaze_checks("F16")
-
-
-@check("glaze a 32-bit float layer")
-def glaze_f32():
-    return glaze_checks("F32")
+for _depth, _label in (("U8", "an 8-bit"), ("U16", "a 16-bit"), ("F16", "a 16-bit float"),
+                      ("F32", "a 32-bit float")):
+    check(f"glaze {_label} layer")(lambda depth=_depth: glaze_checks(depth))
 
 
 @check("export glazed leaves the document untouched")
