@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 import zmq
 
 from . import protocol
-from .connection import ConnectionInfo, pid_alive, read_connection
+from .connection import ConnectionInfo, installation, pid_alive, read_connection
 from .protocol import ProtocolError, layout_for
 
 __all__ = ["Client", "DaemonError", "DaemonUnavailable", "JobCancelled", "JobFailed",
@@ -65,12 +65,15 @@ class JobCancelled(DaemonError):
 
 
 def default_start_command() -> list[str]:
-    """How to start the daemon: $GLAZE_DAEMON_COMMAND, else this Python's `glaze` when it
-    has one, else `glaze` on the PATH (inside a painting program, sys.executable is the
-    program itself, not a Python)."""
+    """How to start the daemon: $GLAZE_DAEMON_COMMAND, else the command the installer
+    recorded, else this Python's `glaze` when it has one, else `glaze` on the PATH (inside a
+    painting program, sys.executable is the program itself, not a Python)."""
     command = os.environ.get("GLAZE_DAEMON_COMMAND")
     if command:
         return shlex.split(command)
+    recorded = installation().get("start_command")
+    if recorded:
+        return list(recorded)
     is_python = os.path.basename(sys.executable).lower().startswith("python")
     if is_python and importlib.util.find_spec("glaze.engine") is not None:
         return [sys.executable, "-m", "glaze", "daemon", "start"]

@@ -16,6 +16,10 @@ from pathlib import Path
 import platformdirs
 
 FILE_NAME = "daemon.json"
+# Written beside this module by `glaze install` into each plug-in's copy of the client: how
+# to start this installation's daemon and where it keeps its connection file (a sandboxed
+# host, e.g. a Flatpak, has per-application folders of its own).
+INSTALLATION_FILE = "installation.json"
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,22 @@ class ConnectionInfo:
         return bytes.fromhex(self.key)
 
 
+def installation() -> dict:
+    """What `glaze install` recorded for this copy of the client ({} when run in place)."""
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               INSTALLATION_FILE)) as file:
+            found = json.load(file)
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def state_dir() -> Path:
-    """Where the connection file lives ($GLAZE_STATE_DIR overrides the per-user default)."""
-    return Path(os.environ.get("GLAZE_STATE_DIR") or platformdirs.user_state_dir("glaze", False))
+    """Where the connection file lives: $GLAZE_STATE_DIR, else the folder the installer
+    recorded, else the per-user default."""
+    return Path(os.environ.get("GLAZE_STATE_DIR") or installation().get("state_dir")
+                or platformdirs.user_state_dir("glaze", False))
 
 
 def connection_path() -> Path:

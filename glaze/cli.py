@@ -9,6 +9,9 @@ from collections.abc import Sequence
 
 from glaze import __version__
 
+MODEL_HELP = ("demo (tiny, NO protection), default, a local folder or a hub id (default: what "
+              "`glaze install --models` chose, else demo)")
+
 
 def run_cloak(args: argparse.Namespace) -> int:
     from glaze.batch import run_cloak as run
@@ -119,6 +122,35 @@ def run_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_install(args: argparse.Namespace) -> int:
+    from glaze.installer.install import InstallOptions, install
+
+    return install(InstallOptions(
+        krita=args.krita, gimp=args.gimp, models=args.models, autostart=args.autostart,
+        dry_run=args.dry_run, krita_python=args.krita_python, gimp_python=args.gimp_python))
+
+
+def run_uninstall(args: argparse.Namespace) -> int:
+    from glaze.installer.install import uninstall
+
+    return uninstall()
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from glaze.installer.doctor import doctor
+
+    return doctor()
+
+
+def _configured_model() -> str:
+    from glaze.daemon.config import configured_model
+
+    try:
+        return configured_model()
+    except ValueError as error:
+        raise SystemExit(f"glaze: {error}") from error
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glaze", description=__doc__)
     parser.add_argument("--version", action="version", version=f"glaze {__version__}")
@@ -128,8 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     cloak.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="PNG, JPEG, WebP or TIFF files, or folders (searched recursively)")
     cloak.add_argument("-o", "--outdir", help="write outputs here (default: beside each input)")
-    cloak.add_argument("--model", default="demo",
-                       help="demo (tiny, NO protection), default, a local folder or a hub id")
+    cloak.add_argument("--model", help=MODEL_HELP)
     cloak.add_argument("--intensity", default="default",
                        help="low, default, high, or the LPIPS budget p itself (e.g. 0.05)")
     cloak.add_argument("--quality", default="default",
@@ -154,8 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon = commands.add_parser("daemon", help="the warm daemon that keeps models loaded")
     actions = daemon.add_subparsers(dest="action", required=True)
     start = actions.add_parser("start", help="start the daemon (or report the running one)")
-    start.add_argument("--model", default="demo",
-                       help="demo (tiny, NO protection), default, a local folder or a hub id")
+    start.add_argument("--model", help=MODEL_HELP)
     start.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     start.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     start.add_argument("--foreground", action="store_true", help="serve in this process")
@@ -176,12 +206,39 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("name")
     profile.add_argument("--target", help="set this profile's target style")
     profile.set_defaults(run=run_profile)
+
+    install = commands.add_parser(
+        "install", help="put Filter > Glaze into Krita and GIMP 3 (run again to update)")
+    install.add_argument("--krita", action="store_true",
+                         help="install the Krita plug-in even if Krita is not found")
+    install.add_argument("--gimp", action="store_true",
+                         help="install the GIMP 3 plug-ins even if GIMP 3 is not found")
+    install.add_argument("--models", metavar="demo|default|PATH|HUB_ID",
+                         help="the models the daemon loads: demo (tiny, NO protection), "
+                              "default (fetches Stable Diffusion 2.1 base, ~5 GB), a local "
+                              "diffusers folder or a hub id (default: keep the current choice)")
+    install.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=None,
+                         help="start the daemon at login (systemd user unit, launchd agent or "
+                              "Windows startup entry); without it the plug-ins start it")
+    install.add_argument("--dry-run", action="store_true",
+                         help="list every file it would write, write nothing")
+    install.add_argument("--krita-python", metavar="3.X",
+                         help="Krita's Python version, when it cannot be found out")
+    install.add_argument("--gimp-python", metavar="COMMAND",
+                         help="the command that runs GIMP's Python (default: python3)")
+    install.set_defaults(run=run_install)
+    commands.add_parser("uninstall", help="remove what `glaze install` wrote").set_defaults(
+        run=run_uninstall)
+    commands.add_parser("doctor", help="versions, device, models, daemon and plug-ins: the "
+                        "text to paste into a bug report").set_defaults(run=run_doctor)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if "model" in args and args.model is None:
+            args.model = _configured_model()
         return args.run(args)
     except KeyboardInterrupt:
         print("glaze: interrupted; finished outputs are kept, none is half-written",

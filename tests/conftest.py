@@ -16,6 +16,7 @@ def user_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("GLAZE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("GLAZE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("GLAZE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("GLAZE_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def painting(height: int, width: int, channels: int = 3, dtype=np.uint8,

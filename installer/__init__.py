@@ -1,0 +1,1 @@
+"""`glaze install`, `glaze uninstall`, `glaze doctor`."""

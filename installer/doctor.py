@@ -1,0 +1,155 @@
+"""`glaze doctor`: what a bug report needs, in plain text (versions, device, models, the
+daemon, and each host's plug-in: where it is and whether its client imports)."""
+
+from __future__ import annotations
+
+import platform
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from glaze import __version__
+
+from .install import GIMP_SHARED, KRITA_PLUGIN
+from .manifest import Manifest, current_entry
+
+IMPORT_CHECK = ("import sys; sys.path.insert(0, sys.argv[1]); import glaze_client.client, zmq, "
+                "msgpack; print(zmq.__file__, zmq.zmq_version())")
+EXTENSION_TAG = re.compile(r"\.(cpython-(\d)(\d+)|abi3)[-.]")
+
+
+def _line(report: Callable[[str], None], name: str, value: object) -> None:
+    report(f"{name:>16}: {value}")
+
+
+def vendor_folder(host: dict) -> Path:
+    plugins = Path(host["plugins"])
+    if host["program"] == "krita":
+        return plugins / KRITA_PLUGIN / "vendor"
+    return plugins / GIMP_SHARED / "vendor"
+
+
+def client_check(host: dict) -> str:
+    """Whether the host's Python can import the vendored client: run the host's Python
+    where it can be run, else compare the compiled extension's tag with its version."""
+    vendor = vendor_folder(host)
+    if not (vendor / "glaze_client" / "client.py").is_file():
+        return "NO: the vendored client is missing (run `glaze install` again)"
+    command = _runnable_python(host)
+    if command:
+        done = subprocess.run([*command, "-c", IMPORT_CHECK, str(vendor)], capture_output=True,
+                              text=True, timeout=60)
+        if done.returncode == 0:
+            return f"yes (checked with {' '.join(command)}: zmq {done.stdout.strip()})"
+        return f"NO ({' '.join(command)}: {done.stderr.strip().splitlines()[-1:]})"
+    tags = {match.group(1) for path in vendor.rglob("*.so") for match in
+            [EXTENSION_TAG.search(path.name)] if match}
+    tags |= {match.group(1) for path in vendor.rglob("*.pyd") for match in
+             [EXTENSION_TAG.search(path.name)] if match}
+    want = "cpython-" + host["python"].replace(".", "")
+    fits = any(tag == "abi3" or tag.startswith(want) for tag in tags)
+    return (f"{'likely' if fits else 'NO'}: compiled for {sorted(tags)}, the host runs Python "
+            f"{host['python']} (not run: this Python cannot be started outside the program)")
+
+
+def _runnable_python(host: dict) -> list[str] | None:
+    if host["program"] == "gimp":
+        found = host.get("python_found_by", "")
+        if found.startswith("asked `"):
+            return found.removeprefix("asked `").removesuffix("`").split()
+        return None
+    # Krita embeds Python; a system Krita links the system's python3.X, which can be run.
+    if "linked by" in host.get("python_found_by", ""):
+        system = Path(f"/usr/bin/python{host['python']}")
+        return [str(system)] if system.is_file() else None
+    return None
+
+
+def _hosts(report: Callable[[str], None], manifest: Manifest | None) -> None:
+    if manifest is None:
+        _line(report, "installed", "no (`glaze install` has not been run for this user)")
+        return
+    _line(report, "installed", f"{manifest.state}, model {manifest.facts.get('model')}, "
+          f"autostart {'on' if manifest.facts.get('autostart') else 'off'}")
+    changed = [path for path, entry in manifest.files.items()
+               if current_entry(Path(path)) != entry]
+    _line(report, "installed files", f"{len(manifest.files)}, {len(changed)} missing or changed"
+          + (f" (e.g. {changed[0]})" if changed else ""))
+    for host in manifest.facts.get("hosts", []):
+        name = f"{host['program']} {host['variant']}"
+        _line(report, name, f"{host['plugins']} (Python {host['python']}, "
+              f"{host['python_found_by']})")
+        _line(report, "  client imports", client_check(host))
+
+
+def _engine(report: Callable[[str], None]) -> None:
+    try:
+        import torch
+
+        from glaze.engine.models import pick_device
+    except ImportError as error:
+        _line(report, "engine", f"cannot import ({error})")
+        return
+    device = pick_device()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    _line(report, "torch", f"{torch.__version__} (CUDA {torch.version.cuda})")
+    _line(report, "device", f"{device} {name}".strip())
+
+
+def _model(report: Callable[[str], None]) -> None:
+    from glaze.daemon.config import config_path, configured_model
+
+    try:
+        model = configured_model()
+    except ValueError as error:
+        _line(report, "model", str(error))
+        return
+    where = "built in, NO protection" if model == "demo" else (
+        "local folder" if Path(model).is_dir() else _hub_state(model))
+    _line(report, "model", f"{model} ({where}; settings {config_path()})")
+
+
+def _hub_state(model: str) -> str:
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model, "model_index.json")
+    return (f"hub id, cached in {constants.HF_HUB_CACHE}" if isinstance(cached, str)
+            else "hub id, NOT downloaded yet: run `glaze install --models default`")
+
+
+def _daemon(report: Callable[[str], None]) -> None:
+    from glaze.daemon.client import Client, DaemonError
+    from glaze.daemon.control import running
+
+    info = running()
+    if info is None:
+        _line(report, "daemon", "not running (the plug-ins start it on first use)")
+        return
+    try:
+        with Client(info, timeout=5.0) as client:
+            status = client.status()
+        _line(report, "daemon", f"running, pid {info.pid}, {info.endpoint}, bundle "
+              f"{status.get('bundle')} on {status.get('device')}")
+    except DaemonError as error:
+        _line(report, "daemon", f"pid {info.pid} does not answer: {error}")
+
+
+def doctor(report: Callable[[str], None] = print) -> int:
+    report("glaze doctor (paste this into a bug report)")
+    _line(report, "glaze", __version__)
+    _line(report, "python", f"{platform.python_version()} ({sys.executable})")
+    _line(report, "platform", platform.platform())
+    _engine(report)
+    _model(report)
+    _daemon(report)
+    try:
+        manifest = Manifest.load()
+    except ValueError as error:
+        _line(report, "installed", str(error))
+        manifest = None
+    _hosts(report, manifest)
+    return 0
+
+

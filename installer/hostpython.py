@@ -1,0 +1,150 @@
+"""Which Python runs inside each painting program, so that pyzmq and msgpack (compiled
+extensions) can be fetched for it.
+
+GIMP 3 runs Python plug-ins with a separate interpreter (`python3` on Linux, its bundled
+one on Windows and macOS), so the installer asks that interpreter. Krita embeds Python: the
+installer reads the Python library its binding module links (libpython3.X.so,
+python3X.dll, Python.framework/Versions/3.X), and falls back to the versions Krita's own
+builds ship:
+
+    Krita (official Windows, macOS, AppImage builds)   Python
+    5.0, 5.1                                           3.8
+    5.2                                                3.10
+    5.3, 6.0                                           3.13   (6.x uses PyQt6: not supported)
+
+Distribution packages (Debian's krita) link the system Python instead, which the binding
+module shows.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+KRITA_PYTHON = {"5.0": "3.8", "5.1": "3.8", "5.2": "3.10", "5.3": "3.13", "6.0": "3.13"}
+KRITA_BINDINGS = ("lib/*/krita-python-libs/PyKrita/krita.so",
+                  "lib64/krita-python-libs/PyKrita/krita.so",
+                  "lib/krita-python-libs/PyKrita/krita.so",
+                  "lib/krita-python-libs/PyKrita/krita.pyd")
+LINKED_PYTHON = re.compile(
+    rb"libpython3\.(\d+)|python3(\d+)\.dll|Python\.framework/Versions/3\.(\d+)")
+PROBE = ("import json, platform, sys, sysconfig; print(json.dumps({'version': '%d.%d' % "
+         "sys.version_info[:2], 'platform': sysconfig.get_platform(), "
+         "'libc': platform.libc_ver()}))")
+OLDEST_MANYLINUX = 17  # glibc 2.17: the oldest manylinux tag wheels are still built for
+
+
+class HostPythonError(RuntimeError):
+    """The Python inside a painting program could not be determined; says how to fix it."""
+
+
+@dataclass(frozen=True)
+class HostPython:
+    version: str  # "3.13"
+    platforms: tuple[str, ...]  # wheel platform tags it accepts, best first
+    found_by: str  # how the version was learned, for the user
+
+    @property
+    def abi(self) -> str:
+        return "cp" + self.version.replace(".", "")
+
+
+def wheel_platforms(platform_name: str, libc: tuple[str, str] = ("", "")) -> tuple[str, ...]:
+    """Wheel platform tags for sysconfig.get_platform() (and glibc version, on Linux)."""
+    name = platform_name.replace("-", "_").replace(".", "_")
+    if name.startswith("linux_"):
+        arch = name.removeprefix("linux_")
+        kind, version = libc
+        minor = int(version.split(".")[1]) if kind == "glibc" and "." in version else 17
+        return tuple(f"manylinux_2_{m}_{arch}" for m in range(minor, OLDEST_MANYLINUX - 1, -1)) \
+            + (f"manylinux2014_{arch}",)
+    if name.startswith("macosx_"):
+        _, major, _, arch = (name.split("_") + ["", "", "", ""])[:4]
+        arches = (arch, "universal2") if arch in ("arm64", "x86_64") else (arch,)
+        return tuple(f"macosx_{m}_0_{a}" for m in range(max(int(major or 11), 11), 10, -1)
+                     for a in arches) + tuple(f"macosx_10_9_{a}" for a in arches)
+    return (name,)  # win_amd64, win_arm64
+
+
+def this_machine(version: str, found_by: str) -> HostPython:
+    """A Python of `version` on this machine's platform (an embedded Python shares it)."""
+    return HostPython(version, wheel_platforms(sysconfig.get_platform(), platform.libc_ver()),
+                      found_by)
+
+
+def ask(command: str) -> HostPython:
+    """Run `command` (a Python, e.g. `python3` or `flatpak run --command=python3 APP`) and
+    ask it for its version and platform."""
+    try:
+        done = subprocess.run([*shlex.split(command), "-c", PROBE], capture_output=True,
+                              text=True, timeout=60)
+        facts = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as error:
+        raise HostPythonError(f"could not run `{command}` to ask its Python version "
+                              f"({error})") from error
+    return HostPython(facts["version"], wheel_platforms(facts["platform"], tuple(facts["libc"])),
+                      f"asked `{command}`")
+
+
+def linked_python(binary: Path) -> str | None:
+    """The Python version a compiled module links, read from its bytes."""
+    match = LINKED_PYTHON.search(binary.read_bytes())
+    if match is None:
+        return None
+    minor = next(group for group in match.groups() if group)
+    return f"3.{int(minor)}"
+
+
+def krita_bindings(prefixes: list[Path]) -> list[Path]:
+    """Krita's Python binding module under the given install prefixes."""
+    return [path for prefix in prefixes for pattern in KRITA_BINDINGS
+            for path in sorted(prefix.glob(pattern))]
+
+
+def krita_python(krita_version: str | None = None, override: str | None = None,
+                 prefixes: list[Path] | None = None) -> HostPython:
+    """Krita's Python: `override` (a version), else the binding module's linked library,
+    else the table above by Krita's version."""
+    if override:
+        return this_machine(override, "given with --krita-python")
+    for binding in krita_bindings(prefixes if prefixes is not None else default_prefixes()):
+        version = linked_python(binding)
+        if version:
+            return this_machine(version, f"linked by {binding}")
+    series = ".".join((krita_version or "").split(".")[:2])
+    if series in KRITA_PYTHON:
+        return this_machine(KRITA_PYTHON[series], f"Krita {series} ships it")
+    raise HostPythonError(
+        "could not tell which Python Krita runs (no Krita binding module found"
+        + (f", and Krita {krita_version} is not in the table" if krita_version else "")
+        + "): pass --krita-python 3.X (Krita shows it under Help > About Krita > "
+        "Python, or in Settings > Python Plugin Manager error tooltips)")
+
+
+def default_prefixes() -> list[Path]:
+    """Install prefixes where a Krita binding module may be."""
+    found = [Path(sys.base_prefix), Path("/usr"), Path("/usr/local")]
+    if sys.platform == "win32":
+        found += [Path(r"C:\Program Files\Krita (x64)")]
+    elif sys.platform == "darwin":
+        found += [Path("/Applications/krita.app/Contents")]
+    return list(dict.fromkeys(found))
+
+
+def gimp_python(command: str | None = None) -> HostPython:
+    """GIMP 3's plug-in Python: `command` when given, else `python3` (what GIMP's Python
+    plug-ins' `#!/usr/bin/env python3` line runs on Linux)."""
+    try:
+        return ask(command or "python3")
+    except HostPythonError as error:
+        raise HostPythonError(
+            f"{error}; pass --gimp-python with the command that runs GIMP's Python (Flatpak: "
+            "'flatpak run --command=python3 org.gimp.GIMP'; Windows: the python.exe in GIMP's "
+            "bin folder)") from error

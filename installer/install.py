@@ -1,0 +1,235 @@
+"""`glaze install` and `glaze uninstall`: the plug-ins, each with a client runtime built for
+its host's Python, the daemon's settings, optional autostart, and the model weights."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from glaze.daemon.config import config_path, read_config
+from glaze.daemon.connection import state_dir
+
+from . import autostart, models
+from .hostpython import HostPython, HostPythonError, ask, gimp_python, krita_python
+from .locations import Environment, Host, choose_hosts
+from .manifest import FileSpec, Manifest, SettingEdit, apply, plan, remove_all
+from .runtime import VendorError, build_runtime
+
+KRITA_PLUGIN = "glaze_krita"
+GIMP_PLUGINS = ("glaze", "glaze-export")  # each folder holds one executable NAME.py
+GIMP_SHARED = "glaze_shared"
+Report = Callable[[str], None]
+
+
+@dataclass
+class InstallOptions:
+    krita: bool = False
+    gimp: bool = False
+    models: str | None = None  # None: keep the current choice (demo on a first install)
+    autostart: bool | None = None  # None: keep the current choice (off on a first install)
+    dry_run: bool = False
+    krita_python: str | None = None  # a version, when it cannot be found out
+    gimp_python: str | None = None  # a command that runs GIMP's Python
+
+
+def daemon_command() -> list[str]:
+    """How this installation's daemon is started (the Python that has Glaze installed)."""
+    return [sys.executable, "-m", "glaze", "daemon", "start"]
+
+
+def _tree(source: Traversable, into: Path, executable: Callable[[str], bool]) -> list[FileSpec]:
+    specs = []
+    for item in sorted(source.iterdir(), key=lambda entry: entry.name):
+        if item.name == "__pycache__":
+            continue
+        if item.is_dir():
+            specs += _tree(item, into / item.name, executable)
+        else:
+            specs.append(FileSpec(into / item.name, item.read_bytes(),
+                                  0o755 if executable(item.name) else 0o644))
+    return specs
+
+
+def _folder(folder: Path, into: Path) -> list[FileSpec]:
+    """A folder built on this machine (a vendored runtime), as files under `into`."""
+    return [FileSpec(into / path.relative_to(folder), path.read_bytes(),
+                     0o755 if path.stat().st_mode & 0o100 else 0o644)
+            for path in sorted(folder.rglob("*")) if path.is_file()
+            and "__pycache__" not in path.parts]
+
+
+def plugin_files(host: Host, runtime: Path) -> list[FileSpec]:
+    """The plug-in's files and its vendored client runtime, where `host` looks for them."""
+    if host.program == "krita":
+        source = files("glaze.krita_plugin")
+        desktop = source / f"{KRITA_PLUGIN}.desktop"
+        plugin = host.plugins / KRITA_PLUGIN
+        return [FileSpec(host.plugins / desktop.name, desktop.read_bytes()),
+                *_tree(source / KRITA_PLUGIN, plugin, lambda name: False),
+                *_folder(runtime, plugin / "vendor")]
+    source = files("glaze.gimp_plugin")
+    specs = []
+    for name in (*GIMP_PLUGINS, GIMP_SHARED):
+        specs += _tree(source / name, host.plugins / name,
+                       lambda file: file.removesuffix(".py") in GIMP_PLUGINS)
+    return specs + _folder(runtime, host.plugins / GIMP_SHARED / "vendor")
+
+
+def host_python(host: Host, options: InstallOptions) -> HostPython:
+    if host.flatpak_id:
+        return ask(f"flatpak run --command=python3 {host.flatpak_id}")
+    if host.program == "krita":
+        return krita_python(override=options.krita_python)
+    return gimp_python(options.gimp_python)
+
+
+@dataclass
+class Plan:
+    specs: list[FileSpec]
+    edits: list[SettingEdit]
+    facts: dict
+    problems: list[str]
+
+
+def _settings_file(model: str) -> FileSpec:
+    settings = {**_current_settings(), "model": model}
+    return FileSpec(config_path(), (json.dumps(settings, indent=2, sort_keys=True) + "\n")
+                    .encode())
+
+
+def _current_settings() -> dict:
+    try:
+        return read_config()
+    except ValueError:
+        return {}  # replaced by a valid file
+
+
+def make_plan(options: InstallOptions, previous: dict, staging: Path,
+              where: Environment, report: Report) -> Plan:
+    """Everything to install, with client runtimes built into `staging`."""
+    requested = {name for name in ("krita", "gimp") if getattr(options, name)}
+    requested |= set(previous.get("programs", []))
+    specs, edits, problems, hosts, runtimes = [], [], [], [], {}
+    installation = {"start_command": daemon_command(), "state_dir": str(state_dir())}
+    for program in ("krita", "gimp"):
+        if requested and program not in requested:
+            continue
+        found = choose_hosts(program, where, asked=program in requested)
+        if not found:
+            report(f"{'Krita' if program == 'krita' else 'GIMP 3'} not found: skipped "
+                   f"(--{program} installs its plug-in anyway)")
+        for host in found:
+            try:
+                python = host_python(host, options)
+                runtime = runtimes.get(python)
+                if runtime is None:
+                    runtime = runtimes[python] = staging / f"runtime-{len(runtimes)}"
+                    build_runtime(python, runtime, installation)
+            except (HostPythonError, VendorError) as error:
+                problems.append(f"{host.label}: {error}")
+                continue
+            specs += plugin_files(host, runtime)
+            if host.settings is not None:
+                edits.append(SettingEdit(host.settings, KRITA_PLUGIN))
+            hosts.append({"program": host.program, "variant": host.variant,
+                          "plugins": str(host.plugins), "python": python.version,
+                          "python_found_by": python.found_by,
+                          "settings": str(host.settings) if host.settings else None})
+    model = models.model_location(options.models or previous.get("model")
+                                  or _current_settings().get("model") or "demo")
+    specs.append(_settings_file(model))
+    wants_autostart = options.autostart if options.autostart is not None \
+        else previous.get("autostart", False)
+    if wants_autostart:
+        from glaze.daemon.control import log_path
+        specs += autostart.autostart_files(where, [*daemon_command(), "--foreground"],
+                                           log_path())
+    facts = {"programs": sorted({host["program"] for host in hosts}), "hosts": hosts,
+             "model": model, "autostart": wants_autostart}
+    return Plan(specs, edits, facts, problems)
+
+
+def install(options: InstallOptions, where: Environment | None = None,
+            report: Report = print) -> int:
+    """Install (or complete, or update) everything; returns the exit status."""
+    where = where or Environment.current()
+    manifest = Manifest.load() or Manifest(state="new")
+    if manifest.state == "installing":
+        report("an earlier `glaze install` was interrupted: completing it")
+    with tempfile.TemporaryDirectory(prefix="glaze-install-") as staging:
+        try:
+            wanted = make_plan(options, manifest.facts, Path(staging), where, report)
+        except models.ModelFetchError as error:
+            report(f"glaze install: {error}")
+            return 2
+        changes = plan(wanted.specs, wanted.edits,
+                       manifest if manifest.state != "new" else None)
+        if options.dry_run:
+            _describe(wanted, changes, report)
+        elif changes or manifest.state != "installed" or manifest.facts != wanted.facts:
+            manifest.facts = wanted.facts
+            apply(changes, wanted.specs, manifest, report)
+            report(f"installed: {len(changes.write)} files written, {changes.unchanged} "
+                   "already in place")
+        else:
+            report(f"Glaze is already installed: nothing changed ({changes.unchanged} files "
+                   "checked)")
+    if not options.dry_run:
+        try:
+            models.fetch(wanted.facts["model"], report)
+        except models.ModelFetchError as error:
+            wanted.problems.append(str(error))
+    _summary(wanted, options.dry_run, report)
+    return 1 if wanted.problems else 0
+
+
+def _describe(wanted: Plan, changes, report: Report) -> None:
+    writing = {spec.path for spec in changes.write}
+    report("dry run: nothing is written. Would write:")
+    for spec in wanted.specs:
+        state = "unchanged" if spec.path not in writing else (
+            "replace" if spec.path.exists() else "new")
+        target = f" -> {spec.link}" if spec.link else f" ({oct(spec.mode)})"
+        report(f"  [{state}] {spec.path}{target}")
+    for edit in changes.settings:
+        report(f"  [setting] enable_{edit.name}=true in {edit.path}")
+    for path in changes.remove:
+        report(f"  [remove] {path}")
+    report("  [record] " + str(Manifest.path()))
+
+
+def _summary(wanted: Plan, dry_run: bool, report: Report) -> None:
+    for host in wanted.facts["hosts"]:
+        report(f"{host['program']} ({host['variant']}): {host['plugins']} with a client for "
+               f"Python {host['python']} ({host['python_found_by']})")
+    model = wanted.facts["model"]
+    report(f"model: {model}" + (" (tiny demo models: NO protection; `glaze install --models "
+                                "default` fetches the real ones)" if model == "demo" else ""))
+    report("the daemon starts at login" if wanted.facts["autostart"]
+           else "the plug-ins start the daemon on first use")
+    for problem in wanted.problems:
+        report(f"problem: {problem}")
+    if not dry_run and wanted.facts["hosts"]:
+        report("restart Krita / GIMP, then use Filter > Glaze (Krita) or Filters > Glaze "
+               "(GIMP)")
+
+
+def uninstall(report: Report = print) -> int:
+    """Remove what `glaze install` wrote and put back what it replaced."""
+    manifest = Manifest.load()
+    if manifest is None:
+        report("nothing to uninstall: `glaze install` has not been run (for this user)")
+        return 0
+    from glaze.daemon.control import stop
+
+    if stop() is not None:
+        report("stopped the running Glaze daemon")
+    kept = remove_all(manifest, report)
+    report("uninstalled" + (f"; {len(kept)} files you changed were kept" if kept else ""))
+    return 0

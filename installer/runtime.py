@@ -1,0 +1,55 @@
+"""The client runtime each plug-in carries in its own `vendor` folder: the shared Glaze
+client plus pyzmq, msgpack and platformdirs built for the host program's Python."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+from glaze.daemon.connection import INSTALLATION_FILE
+
+from .hostpython import HostPython
+
+CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py")
+REQUIREMENTS = ("pyzmq>=25", "msgpack>=1.0", "platformdirs>=4")
+
+
+class VendorError(RuntimeError):
+    """pip could not fetch the client's dependencies for a host's Python."""
+
+
+def fetch_dependencies(host: HostPython, into: Path) -> None:
+    """pip-install the client's dependencies for `host` (not for this Python) into `into`."""
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+               "--no-cache-dir", "--no-compile", "--target", str(into), "--only-binary=:all:",
+               "--implementation", "cp", "--python-version", host.version,
+               "--abi", host.abi, "--abi", "abi3", "--abi", "none"]
+    for tag in host.platforms:
+        command += ["--platform", tag]
+    done = subprocess.run([*command, *REQUIREMENTS], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise VendorError(f"pip could not fetch {', '.join(REQUIREMENTS)} for Python "
+                            f"{host.version} ({host.platforms[0]}):\n{done.stderr.strip()}")
+    # Console scripts are made for this machine's Python; the plug-ins need none.
+    shutil.rmtree(into / "bin", ignore_errors=True)
+
+
+def copy_client(into: Path, installation: dict) -> None:
+    """The shared client (stdlib + pyzmq + msgpack + platformdirs) as `glaze_client`, with
+    what it needs to know of this installation (how to start the daemon, where it is)."""
+    package = into / "glaze_client"
+    package.mkdir(parents=True, exist_ok=True)
+    source = files("glaze.daemon")
+    for name in CLIENT_MODULES:
+        (package / name).write_bytes((source / name).read_bytes())
+    (package / INSTALLATION_FILE).write_text(json.dumps(installation, indent=2) + "\n")
+
+
+def build_runtime(host: HostPython, into: Path, installation: dict) -> None:
+    """A complete vendor folder for one host Python."""
+    fetch_dependencies(host, into)
+    copy_client(into, installation)
