@@ -135,15 +135,17 @@ def _make_parents(path: Path, manifest: Manifest) -> None:
         manifest.directories.append(str(folder))
 
 
-def _write(spec: FileSpec, manifest: Manifest) -> None:
+def _write(spec: FileSpec, manifest: Manifest, owned: set[str]) -> None:
+    """Write one file; a file there that is not one of ours is moved to the backups first."""
     _make_parents(spec.path, manifest)
     key = str(spec.path)
-    if (spec.path.exists() or spec.path.is_symlink()) and key not in manifest.files \
+    if (spec.path.exists() or spec.path.is_symlink()) and key not in owned \
             and key not in manifest.backups:
         backup = data_dir() / BACKUPS / sha256(key.encode())
         _make_parents(backup, manifest)
-        shutil.move(spec.path, backup)
         manifest.backups[key] = str(backup)
+        manifest.save()  # recorded before it moves: an interruption cannot lose it
+        shutil.move(spec.path, backup)
     if spec.link is not None:
         spec.path.unlink(missing_ok=True)
         spec.path.symlink_to(spec.link)
@@ -170,11 +172,13 @@ def apply(changes: Changes, specs: list[FileSpec], manifest: Manifest,
           report: Callable[[str], None] = print) -> None:
     """Carry out `changes`; `manifest` (loaded or new) ends up describing `specs`."""
     _make_parents(Manifest.path(), manifest)
+    # Ours: what an earlier run wrote and nobody changed since (an old version included).
+    owned = {key for key, entry in manifest.files.items() if current_entry(Path(key)) == entry}
     manifest.state = "installing"
     manifest.files.update({str(spec.path): spec.entry() for spec in specs})
     manifest.save()
     for spec in changes.write:
-        _write(spec, manifest)
+        _write(spec, manifest, owned)
         report(f"  wrote {spec.path}")
     for edit in changes.settings:
         _edit_setting(edit, manifest)

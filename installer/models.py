@@ -13,8 +13,6 @@ class ModelFetchError(RuntimeError):
 
 def model_location(choice: str) -> str:
     """What the settings file records: "demo", an absolute folder, or a hub id."""
-    from glaze.engine.models import DEFAULT_HUB_ID
-
     if choice == "demo":
         return "demo"
     folder = Path(choice).expanduser()
@@ -24,6 +22,8 @@ def model_location(choice: str) -> str:
                                   "model_index.json)")
         return str(folder.resolve())
     if choice == "default":
+        from glaze.engine.models import DEFAULT_HUB_ID
+
         return DEFAULT_HUB_ID
     if folder.is_absolute() or choice.startswith(".") or choice.count("/") != 1:
         raise ModelFetchError(f"{choice}: no such folder, and not a hub id like 'owner/name'")

@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from host_plugins import ROOT, vendor_client
+from host_plugins import glaze_install
 
 DEBIAN13_ROOT = Path(os.environ.get("GLAZE_GIMP_ROOT", "/var/cache/glaze-ci/trixie-gimp"))
 GIMP = "gimp-console-3.0"
@@ -38,12 +38,14 @@ class Gimp:
     def seen_by_gimp(self, path: Path) -> str:
         return "/" + str(path.relative_to(self.root)) if self.root else str(path)
 
-    def install_plugins(self, profile: Path) -> None:
-        plugins = profile / "plug-ins"
-        for name in ("glaze", "glaze-export", "glaze_shared"):
-            shutil.copytree(ROOT / "gimp_plugin" / name, plugins / name,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        vendor_client(plugins / "glaze_shared" / "vendor")
+    @property
+    def python(self) -> str:
+        """The command that runs the Python GIMP gives its plug-ins."""
+        return f"/usr/sbin/chroot {self.root} /usr/bin/python3" if self.root else "python3"
+
+    def install_plugins(self, home: Path) -> str:
+        """`glaze install --gimp` for a user whose home is `home`."""
+        return glaze_install(home, "--gimp", "--gimp-python", self.python)
 
     def batch(self, script: Path, env: dict, timeout: float = 300,
               background: bool = False):

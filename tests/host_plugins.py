@@ -1,35 +1,42 @@
-"""Installing the plug-ins by hand into a test profile, as the README describes."""
+"""Installing the plug-ins into a test HOME with `glaze install`, as an artist would."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+from glaze.installer import kritarc
+
 ROOT = Path(__file__).resolve().parent.parent
-CLIENT_FILES = ("__init__.py", "protocol.py", "connection.py", "client.py")
 
 
-def vendor_client(folder: Path) -> None:
-    """Copy the shared client into `folder`/glaze_client (its dependencies come from the
-    host's Python here: Debian's python3-zmq, python3-msgpack, python3-platformdirs)."""
-    target = folder / "glaze_client"
-    target.mkdir(parents=True, exist_ok=True)
-    for name in CLIENT_FILES:
-        shutil.copy2(ROOT / "daemon" / name, target / name)
+def home_env(home: Path, **extra: str) -> dict[str, str]:
+    """An environment where every per-user folder is under `home`. PATH leaves out
+    ~/.cargo/bin: pip asks rustc its version, and rustup then writes into HOME."""
+    keep = {key: value for key, value in os.environ.items()
+            if not key.startswith(("XDG_", "GLAZE_", "GIMP")) and key != "HOME"}
+    return {**keep, "HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin", **extra}
 
 
-def install_krita_plugin(pykrita: Path, *extra: Path) -> None:
-    """Copy the Glaze plug-in (and `extra` plug-in folders with their .desktop files)."""
-    pykrita.mkdir(parents=True, exist_ok=True)
-    for folder in (ROOT / "krita_plugin" / "glaze_krita", *extra):
-        shutil.copytree(folder, pykrita / folder.name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy2(folder.with_suffix(".desktop"), pykrita / f"{folder.name}.desktop")
-    vendor_client(pykrita / "glaze_krita" / "vendor")
+def glaze(home: Path, *arguments: str, **extra: str) -> subprocess.CompletedProcess:
+    """Run `glaze ARGUMENTS` for a user whose home is `home`."""
+    return subprocess.run([sys.executable, "-m", "glaze", *arguments], env=home_env(home, **extra),
+                          capture_output=True, text=True, timeout=600)
 
 
-def enable_krita_plugins(config: Path, *names: str) -> None:
-    """Switch the plug-ins on in kritarc, as Settings > Python Plugin Manager would."""
-    config.mkdir(parents=True, exist_ok=True)
-    lines = ["[python]", *(f"enable_{name}=true" for name in names)]
-    (config / "kritarc").write_text("\n".join(lines) + "\n")
+def glaze_install(home: Path, *arguments: str) -> str:
+    done = glaze(home, "install", *arguments)
+    assert done.returncode == 0, f"glaze install failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def add_krita_plugin(home: Path, folder: Path) -> None:
+    """Copy a further (test) plug-in beside the installed one and switch it on."""
+    pykrita = home / ".local/share/krita/pykrita"
+    shutil.copytree(folder, pykrita / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(folder.with_suffix(".desktop"), pykrita / f"{folder.name}.desktop")
+    settings = home / ".config/kritarc"
+    settings.write_text(kritarc.set_value(settings.read_text(), folder.name, "true"))

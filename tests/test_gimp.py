@@ -1,5 +1,6 @@
-"""The GIMP 3 plug-ins inside real GIMP (gimp-console, python-fu-eval batch scripts),
-against a real daemon on this machine serving the demo bundle."""
+"""The GIMP 3 plug-ins, installed by `glaze install` into a fresh HOME, inside real GIMP
+(gimp-console, python-fu-eval batch scripts), against a real daemon on this machine serving
+the demo bundle."""
 
 import json
 import shutil
@@ -21,11 +22,12 @@ pytestmark = pytest.mark.skipif(GIMP is None, reason="needs GIMP 3 (.ci/run prov
 def setup(tmp_path_factory):
     workspace = GIMP.workspace(tmp_path_factory.mktemp("gimp"))
     shutil.copy2(HERE / "gimp" / "checks.py", workspace / "checks.py")
-    GIMP.install_plugins(workspace / "profile")
+    GIMP.install_plugins(workspace / "home")
     (workspace / "out").mkdir()
     daemon = DaemonProcess(workspace)
+    # No GIMP3_DIRECTORY: GIMP finds the plug-ins where `glaze install` put them.
     env = {"HOME": GIMP.seen_by_gimp(workspace / "home"),
-           "GIMP3_DIRECTORY": GIMP.seen_by_gimp(workspace / "profile"),
+           "GLAZE_GIMP_PLUGINS": GIMP.seen_by_gimp(workspace / "home/.config/GIMP/3.0/plug-ins"),
            "GLAZE_STATE_DIR": GIMP.seen_by_gimp(workspace / "state"),
            "GLAZE_DAEMON_COMMAND": "false",
            "GLAZE_GIMP_OUT": GIMP.seen_by_gimp(workspace / "out"),
@@ -46,7 +48,8 @@ def run_checks(setup, names, **overrides):
     return {item["name"]: item for item in json.loads(result.read_text())}, done
 
 
-@pytest.mark.parametrize("name", ["glaze an 8-bit layer", "glaze a float layer",
+@pytest.mark.parametrize("name", ["the plug-ins import their own copy of the client and pyzmq",
+                                  "glaze an 8-bit layer", "glaze a float layer",
                                   "export glazed writes a file and leaves the image alone"])
 def test_in_gimp(setup, name):
     results, done = run_checks(setup, [name])

@@ -1,5 +1,6 @@
-"""The Krita plug-in inside real Krita (full Krita under Xvfb, a fresh HOME), against a
-real daemon serving the demo bundle. Each check runs in Krita; this file reports them."""
+"""The Krita plug-in, installed by `glaze install` into a fresh HOME, inside real Krita
+(full Krita under Xvfb), against a real daemon serving the demo bundle. Each check runs in
+Krita; this file reports them."""
 
 import json
 import shutil
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from daemon_helpers import DaemonProcess
-from host_plugins import enable_krita_plugins, install_krita_plugin
+from host_plugins import add_krita_plugin, glaze_install
 
 HERE = Path(__file__).resolve().parent
 CHECKS = [
+    "the plug-in imports its own copy of the client and pyzmq",
     "glaze an 8-bit layer",
     "glaze a 16-bit layer",
     "glaze a 16-bit float layer",
@@ -35,8 +37,8 @@ pytestmark = pytest.mark.skipif(
 def krita_results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("krita")
     home = folder / "home"
-    install_krita_plugin(home / ".local/share/krita/pykrita", HERE / "krita/glaze_test_driver")
-    enable_krita_plugins(home / ".config", "glaze_krita", "glaze_test_driver")
+    glaze_install(home, "--krita")
+    add_krita_plugin(home, HERE / "krita/glaze_test_driver")
     daemon = DaemonProcess(folder)
     result = folder / "results.json"
     env = dict(daemon.env, HOME=str(home), GLAZE_KRITA_SCENARIO=str(HERE / "krita/scenario.py"),

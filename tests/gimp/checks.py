@@ -101,6 +101,23 @@ def glaze_checks(kind):
     image.delete()
 
 
+@check("the plug-ins import their own copy of the client and pyzmq")
+def vendored_client():
+    import importlib
+    import sys
+
+    shared = os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared")
+    sys.path.insert(0, shared)
+    importlib.import_module("glaze_gimp")  # puts its vendor folder first, as the plug-ins do
+    import glaze_client.client
+    import msgpack
+    import zmq
+
+    vendor = os.path.join(shared, "vendor") + os.sep
+    for module in (glaze_client.client, zmq, msgpack):
+        assert module.__file__.startswith(vendor), (module.__name__, module.__file__)
+
+
 @check("glaze an 8-bit layer")
 def glaze_u8():
     glaze_checks("u8")

@@ -125,6 +125,18 @@ def glaze_checks(depth):
     return message
 
 
+@check("the plug-in imports its own copy of the client and pyzmq")
+def vendored_client():
+    import glaze_client.client
+    import msgpack
+    import zmq
+    from glaze_krita.client import VENDOR
+
+    for module in (glaze_client.client, zmq, msgpack):
+        assert module.__file__.startswith(VENDOR + os.sep), (module.__name__, module.__file__)
+    return f"zmq {zmq.__version__} from {zmq.__file__}"
+
+
 for _depth, _label in (("U8", "an 8-bit"), ("U16", "a 16-bit"), ("F16", "a 16-bit float"),
                       ("F32", "a 32-bit float")):
     check(f"glaze {_label} layer")(lambda depth=_depth: glaze_checks(depth))

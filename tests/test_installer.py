@@ -1,0 +1,310 @@
+"""`glaze install`, `uninstall` and `doctor` for a user whose home is a temporary folder.
+
+Installing into real Krita and GIMP (and using the plug-ins there) is tested by
+test_krita.py and test_gimp.py, which install with `glaze install`; this file checks what
+the installer writes, that it does it once, and that uninstall puts everything back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import plistlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from host_plugins import glaze, glaze_install, home_env
+
+from glaze.daemon.config import configured_model
+from glaze.installer import kritarc
+from glaze.installer.autostart import autostart_files, systemd_unit
+from glaze.installer.hostpython import krita_python, linked_python, wheel_platforms
+from glaze.installer.locations import Environment, gimp_hosts, krita_hosts
+from glaze.installer.models import ModelFetchError, fetch, model_location
+
+KRITA = shutil.which("krita") is not None
+needs_krita = pytest.mark.skipif(not KRITA, reason="needs Krita (.ci/run installs it)")
+
+
+def listing(home: Path) -> dict[str, str]:
+    """Every entry under `home` with its content hash and mode (links: their target)."""
+    found = {}
+    for path in sorted(home.rglob("*")):
+        key = str(path.relative_to(home))
+        if path.is_symlink():
+            found[key] = "-> " + os.readlink(path)
+        elif path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            found[key] = f"{digest} {oct(path.stat().st_mode & 0o777)}"
+        else:
+            found[key] = "dir"
+    return found
+
+
+def a_users_home(home: Path) -> Path:
+    """A home with Krita settings and another plug-in of the user's, and a GIMP profile."""
+    pykrita = home / ".local/share/krita/pykrita"
+    (pykrita / "their_plugin").mkdir(parents=True)
+    (pykrita / "their_plugin/__init__.py").write_text("# someone else's plug-in\n")
+    (pykrita / "their_plugin.desktop").write_text("[Desktop Entry]\nName=Theirs\n")
+    (home / ".config").mkdir(parents=True)
+    (home / ".config/kritarc").write_text(
+        "[General]\nshowSplash=false\n\n[python]\nenable_their_plugin=true\n")
+    (home / ".config/GIMP/3.0/plug-ins/their-filter").mkdir(parents=True)
+    (home / ".config/GIMP/3.0/plug-ins/their-filter/their-filter.py").write_text("#!x\n")
+    return home
+
+
+def gimp_python_args() -> list[str]:
+    """GIMP's plug-in Python: here the one this test runs on stands in for it."""
+    return ["--gimp", "--gimp-python", sys.executable]
+
+
+# --- the whole cycle, as a user runs it -------------------------------------------------
+
+
+@needs_krita
+def test_install_twice_then_uninstall_leaves_home_as_it_was(tmp_path):
+    home = a_users_home(tmp_path / "home")
+    before = listing(home)
+
+    first = glaze_install(home, "--krita", *gimp_python_args())
+    installed = listing(home)
+    pykrita = home / ".local/share/krita/pykrita"
+    plugins = home / ".config/GIMP/3.0/plug-ins"
+    for path in (pykrita / "glaze_krita.desktop", pykrita / "glaze_krita/__init__.py",
+                 pykrita / "glaze_krita/vendor/glaze_client/client.py",
+                 plugins / "glaze/glaze.py", plugins / "glaze-export/glaze-export.py",
+                 plugins / "glaze_shared/glaze_gimp.py",
+                 plugins / "glaze_shared/vendor/glaze_client/client.py",
+                 home / ".config/glaze/config.json"):
+        assert path.is_file(), f"{path} not installed:\n{first}"
+    assert os.access(plugins / "glaze/glaze.py", os.X_OK)  # GIMP runs only executables
+    assert not os.access(plugins / "glaze_shared/glaze_gimp.py", os.X_OK)
+    assert list((pykrita / "glaze_krita/vendor").glob("zmq/backend/cython/*.so")) \
+        or list((pykrita / "glaze_krita/vendor").glob("zmq/**/*.so")), "no compiled pyzmq"
+    settings = (home / ".config/kritarc").read_text()
+    assert "enable_glaze_krita=true" in settings and "enable_their_plugin=true" in settings
+    assert settings.startswith("[General]\nshowSplash=false\n")
+    recorded = json.loads(
+        (pykrita / "glaze_krita/vendor/glaze_client/installation.json").read_text())
+    assert recorded["start_command"][-2:] == ["daemon", "start"]
+    assert json.loads((home / ".config/glaze/config.json").read_text()) == {"model": "demo"}
+
+    second = glaze_install(home, "--krita", *gimp_python_args())
+    assert "nothing changed" in second, second
+    assert listing(home) == installed
+
+    done = glaze(home, "uninstall")
+    assert done.returncode == 0, done.stderr
+    assert listing(home) == before
+
+
+@needs_krita
+def test_dry_run_writes_nothing_and_lists_every_file(tmp_path):
+    home = a_users_home(tmp_path / "home")
+    before = listing(home)
+    done = glaze(home, "install", "--krita", *gimp_python_args(), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert listing(home) == before
+    listed = {line.split("] ", 1)[1].split(" (")[0].split(" -> ")[0]
+              for line in done.stdout.splitlines() if line.startswith("  [new]")}
+    glaze_install(home, "--krita", *gimp_python_args())
+    manifest = json.loads((home / ".local/share/glaze/install-manifest.json").read_text())
+    assert listed == set(manifest["files"]), listed ^ set(manifest["files"])
+
+
+@needs_krita
+def test_an_interrupted_install_is_completed_by_the_next_run(tmp_path):
+    home = a_users_home(tmp_path / "home")
+    script = ("import sys\n"
+              "from glaze.installer.install import InstallOptions, install\n"
+              "written = []\n"
+              "def report(line):\n"
+              "    written.append(line)\n"
+              "    if len(written) == 20:\n"
+              "        raise KeyboardInterrupt\n"
+              "install(InstallOptions(krita=True), report=report)\n")
+    interrupted = subprocess.run([sys.executable, "-c", script], env=home_env(home),
+                                 capture_output=True, text=True, timeout=300)
+    assert "KeyboardInterrupt" in interrupted.stderr
+    manifest = home / ".local/share/glaze/install-manifest.json"
+    assert json.loads(manifest.read_text())["state"] == "installing"
+
+    rerun = glaze_install(home, "--krita")
+    assert "interrupted" in rerun and "nothing changed" not in rerun
+    state = json.loads(manifest.read_text())
+    assert state["state"] == "installed"
+    assert all(Path(path).exists() for path in state["files"])
+    assert "nothing changed" in glaze_install(home, "--krita")
+
+
+@needs_krita
+def test_uninstall_restores_a_file_it_replaced_and_keeps_one_the_user_changed(tmp_path):
+    home = a_users_home(tmp_path / "home")
+    old = home / ".local/share/krita/pykrita/glaze_krita/__init__.py"
+    old.parent.mkdir(parents=True)
+    old.write_text("# a copy installed by hand, earlier\n")
+    glaze_install(home, "--krita")
+    assert old.read_text() != "# a copy installed by hand, earlier\n"
+    changed = home / ".local/share/krita/pykrita/glaze_krita/dialog.py"
+    changed.write_text(changed.read_text() + "# the user's edit\n")
+
+    done = glaze(home, "uninstall")
+    assert "kept" in done.stdout and str(changed) in done.stdout
+    assert old.read_text() == "# a copy installed by hand, earlier\n"
+    assert changed.exists()
+    assert not (home / ".local/share/krita/pykrita/glaze_krita/job.py").exists()
+
+
+@needs_krita
+def test_autostart_unit_is_valid_and_enabled_then_removed(tmp_path):
+    home = tmp_path / "home"
+    glaze_install(home, "--krita", "--autostart")
+    unit = home / ".config/systemd/user/glaze-daemon.service"
+    wants = home / ".config/systemd/user/default.target.wants/glaze-daemon.service"
+    assert unit.is_file() and wants.resolve() == unit.resolve()
+    assert f"ExecStart={sys.executable} -m glaze daemon start --foreground" in unit.read_text()
+    verify = shutil.which("systemd-analyze")
+    if verify:
+        done = subprocess.run([verify, "verify", "--user", str(unit)], capture_output=True,
+                              text=True, env=home_env(home))
+        problems = [line for line in done.stderr.splitlines() if str(unit) in line]
+        assert not problems, done.stderr
+    assert "nothing changed" in glaze_install(home)  # the choice is kept
+    glaze(home, "uninstall")
+    assert not unit.exists() and not wants.is_symlink()
+
+
+@needs_krita
+def test_doctor_reports_the_installation_and_that_the_client_imports(tmp_path):
+    home = tmp_path / "home"
+    glaze_install(home, "--krita", *gimp_python_args())
+    done = glaze(home, "doctor")
+    assert done.returncode == 0, done.stderr
+    report = done.stdout
+    for expected in ("glaze:", "torch:", "device:", "model: demo (built in, NO protection",
+                     "daemon: not running", "installed: installed", "0 missing or changed",
+                     "krita native:", "gimp native:"):
+        assert expected in report, f"{expected!r} not in:\n{report}"
+    imports = [line for line in report.splitlines() if "client imports" in line]
+    assert len(imports) == 2 and all(": yes (checked with" in line for line in imports), report
+
+
+def test_doctor_before_any_install(tmp_path):
+    done = glaze(tmp_path / "home", "doctor")
+    assert done.returncode == 0 and "`glaze install` has not been run" in done.stdout
+
+
+def test_an_unknown_gimp_python_is_a_clear_problem_and_the_rest_installs(tmp_path):
+    home = tmp_path / "home"
+    done = glaze(home, "install", "--gimp", "--gimp-python", "/nonexistent/python3")
+    assert done.returncode == 1
+    assert "could not run `/nonexistent/python3`" in done.stdout
+    assert "--gimp-python" in done.stdout
+    assert (home / ".config/glaze/config.json").is_file()
+
+
+# --- the pieces ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "", "[General]\nx=1\n", "[General]\nx=1", "[python]\nenable_other=true\n",
+    "[python]\nenable_glaze_krita=false\n[General]\ny=2\n",
+    "[A]\na=1\n\n[python]\nenable_other=false\n\n[B]\nb=2\n",
+])
+def test_kritarc_edit_touches_one_line_and_is_undone_exactly(text):
+    before = kritarc.read_value(text, "glaze_krita")
+    edited = kritarc.set_value(text, "glaze_krita", "true")
+    assert kritarc.read_value(edited, "glaze_krita") == "true"
+    assert kritarc.read_value(edited, "other") == kritarc.read_value(text, "other")
+    restored = kritarc.set_value(edited, "glaze_krita", before)
+    assert restored.rstrip("\n") == text.rstrip("\n")
+
+
+def test_profile_locations_per_platform(tmp_path):
+    linux = Environment(tmp_path, {"XDG_DATA_HOME": "/d", "XDG_CONFIG_HOME": "/c"}, "linux")
+    native, flatpak = krita_hosts(linux)
+    assert native.plugins == Path("/d/krita/pykrita") and native.settings == Path("/c/kritarc")
+    assert flatpak.plugins == tmp_path / ".var/app/org.kde.krita/data/krita/pykrita"
+    assert gimp_hosts(linux)[0].plugins == Path("/c/GIMP/3.0/plug-ins")
+    assert gimp_hosts(Environment(tmp_path, {"GIMP3_DIRECTORY": "/g"}, "linux"))[0].plugins \
+        == Path("/g/plug-ins")
+    windows = Environment(tmp_path, {"APPDATA": "/r", "LOCALAPPDATA": "/l"}, "win32")
+    assert krita_hosts(windows)[0].plugins == Path("/r/krita/pykrita")
+    assert krita_hosts(windows)[0].settings == Path("/l/kritarc")
+    assert gimp_hosts(windows)[0].plugins == Path("/r/GIMP/3.0/plug-ins")
+    mac = Environment(tmp_path, {}, "darwin")
+    assert gimp_hosts(mac)[0].plugins == \
+        tmp_path / "Library/Application Support/GIMP/3.0/plug-ins"
+    assert krita_hosts(mac)[0].settings == tmp_path / "Library/Preferences/kritarc"
+
+
+def test_wheel_platform_tags():
+    linux = wheel_platforms("linux-x86_64", ("glibc", "2.36"))
+    assert linux[0] == "manylinux_2_36_x86_64" and "manylinux_2_17_x86_64" in linux
+    assert linux[-1] == "manylinux2014_x86_64"
+    assert wheel_platforms("win-amd64") == ("win_amd64",)
+    mac = wheel_platforms("macosx-11.0-arm64")
+    assert "macosx_11_0_arm64" in mac and "macosx_11_0_universal2" in mac
+
+
+def test_krita_python_from_the_linked_library_or_the_table(tmp_path):
+    binding = tmp_path / "lib/x86_64-linux-gnu/krita-python-libs/PyKrita/krita.so"
+    binding.parent.mkdir(parents=True)
+    binding.write_bytes(b"\x7fELF...libpython3.12.so.1.0\x00...")
+    assert linked_python(binding) == "3.12"
+    assert krita_python(prefixes=[tmp_path]).version == "3.12"
+    windows = tmp_path / "w/lib/krita-python-libs/PyKrita/krita.pyd"
+    windows.parent.mkdir(parents=True)
+    windows.write_bytes(b"MZ...python310.dll\x00")
+    assert krita_python(prefixes=[tmp_path / "w"]).version == "3.10"
+    assert krita_python("5.2.9", prefixes=[]).version == "3.10"
+    assert krita_python(override="3.9", prefixes=[]).version == "3.9"
+    with pytest.raises(RuntimeError, match="--krita-python"):
+        krita_python("4.4.8", prefixes=[])
+
+
+def test_autostart_files_for_each_platform(tmp_path):
+    command = ["/opt/my python/bin/python", "-m", "glaze", "daemon", "start", "--foreground"]
+    unit = systemd_unit(command)
+    assert 'ExecStart="/opt/my python/bin/python" -m glaze' in unit
+    mac = autostart_files(Environment(tmp_path, {}, "darwin"), command, tmp_path / "log")
+    agent = plistlib.loads(mac[0].data)
+    assert agent["ProgramArguments"] == command and agent["RunAtLoad"] is True
+    windows = autostart_files(Environment(tmp_path, {"APPDATA": str(tmp_path)}, "win32"),
+                              command, tmp_path / "log")
+    assert windows[0].path.name == "glaze-daemon.cmd"
+    assert b'"/opt/my python/bin/python" -m glaze' in windows[0].data
+
+
+def test_model_choices(tmp_path, bundle, monkeypatch):
+    assert model_location("demo") == "demo"
+    assert model_location("default") == "stabilityai/stable-diffusion-2-1-base"
+    assert model_location("someone/their-model") == "someone/their-model"
+    folder = bundle.save(tmp_path / "saved")
+    assert model_location(str(folder)) == str(folder.resolve())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelFetchError, match="model_index.json"):
+        model_location(str(tmp_path / "empty"))
+    with pytest.raises(ModelFetchError, match="not a hub id"):
+        model_location(str(tmp_path / "missing"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelFetchError, match="could not fetch someone/their-model"):
+        fetch("someone/their-model", report=lambda line: None)
+
+
+@needs_krita
+def test_install_with_a_local_model_folder_is_what_the_daemon_loads(tmp_path, bundle,
+                                                                    monkeypatch):
+    home = tmp_path / "home"
+    folder = bundle.save(tmp_path / "saved")
+    glaze_install(home, "--krita", "--models", str(folder))
+    settings = json.loads((home / ".config/glaze/config.json").read_text())
+    assert settings == {"model": str(folder.resolve())}
+    monkeypatch.setenv("GLAZE_CONFIG_DIR", str(home / ".config/glaze"))
+    assert configured_model() == str(folder.resolve())
