@@ -41,7 +41,8 @@ class Gimp:
     @property
     def python(self) -> str:
         """The command that runs the Python GIMP gives its plug-ins."""
-        return f"/usr/sbin/chroot {self.root} /usr/bin/python3" if self.root else "python3"
+        chroot = f"/usr/sbin/chroot {self.root} " if self.root else ""
+        return chroot + "/usr/bin/python3"
 
     def install_plugins(self, home: Path) -> str:
         """`glaze install --gimp` for a user whose home is `home`."""

@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import painting
 from host_plugins import glaze, glaze_install, home_env
+from PIL import Image
 
 from glaze.daemon.config import configured_model
 from glaze.installer import kritarc
@@ -308,3 +310,34 @@ def test_install_with_a_local_model_folder_is_what_the_daemon_loads(tmp_path, bu
     assert settings == {"model": str(folder.resolve())}
     monkeypatch.setenv("GLAZE_CONFIG_DIR", str(home / ".config/glaze"))
     assert configured_model() == str(folder.resolve())
+
+
+def test_a_configured_model_that_does_not_exist_is_a_clear_error(tmp_path, monkeypatch):
+    settings = tmp_path / "config"
+    settings.mkdir()
+    (settings / "config.json").write_text(json.dumps({"model": str(tmp_path / "gone")}))
+    Image.fromarray(painting(32, 32)).save(tmp_path / "x.png")
+    done = glaze(tmp_path / "home", "cloak", "--in-process", str(tmp_path / "x.png"),
+                 GLAZE_CONFIG_DIR=str(settings))
+    assert done.returncode != 0 and str(tmp_path / "gone") in done.stdout + done.stderr
+    (settings / "config.json").write_text("{not json")
+    done = glaze(tmp_path / "home", "daemon", "start", GLAZE_CONFIG_DIR=str(settings))
+    assert done.returncode != 0 and "not a valid settings file" in done.stderr
+
+
+def test_the_package_carries_every_plugin_file_the_installer_copies(tmp_path):
+    """A non-editable install (a wheel) has the plug-ins as package data."""
+    import zipfile
+
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                           str(tmp_path), str(Path(__file__).parent.parent)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    root = Path(__file__).parent.parent
+    tracked = subprocess.run(["git", "ls-files", "krita_plugin", "gimp_plugin"], cwd=root,
+                             capture_output=True, text=True).stdout.split()
+    assert tracked, "not a git checkout"
+    for path in tracked:
+        assert f"glaze/{path}" in names, f"{path} is missing from the wheel"
