@@ -14,6 +14,7 @@ from pathlib import Path
 
 from glaze.daemon.config import config_path, read_config
 from glaze.daemon.connection import state_dir
+from glaze.daemon.control import log_path, stop
 
 from . import autostart, models
 from .hostpython import HostPython, HostPythonError, ask, gimp_python, krita_python
@@ -110,61 +111,73 @@ def _current_settings() -> dict:
         return {}  # replaced by a valid file
 
 
+def _program_names(options: InstallOptions, previous: dict) -> list[str]:
+    """The programs asked for now or installed before; none named: all that are found."""
+    named = {name for name in ("krita", "gimp") if getattr(options, name)}
+    named |= set(previous.get("programs", []))
+    return [name for name in ("krita", "gimp") if name in named or not named]
+
+
+def _host_facts(host: Host, python: HostPython) -> dict:
+    return {"program": host.program, "variant": host.variant, "plugins": str(host.plugins),
+            "python": python.version, "python_found_by": python.found_by,
+            "settings": str(host.settings) if host.settings else None}
+
+
 def make_plan(options: InstallOptions, previous: dict, staging: Path,
               where: Environment, report: Report) -> Plan:
-    """Everything to install, with client runtimes built into `staging`."""
-    requested = {name for name in ("krita", "gimp") if getattr(options, name)}
-    requested |= set(previous.get("programs", []))
-    specs, edits, problems, hosts, runtimes = [], [], [], [], {}
+    """Everything to install, with the client runtimes built into `staging`."""
+    wanted = Plan([], [], {}, [])
+    hosts, runtimes = [], {}
     installation = {"start_command": daemon_command(), "state_dir": str(state_dir())}
-    for program in ("krita", "gimp"):
-        if requested and program not in requested:
-            continue
-        found = choose_hosts(program, where, asked=program in requested)
+    for program in _program_names(options, previous):
+        named = getattr(options, program) or program in previous.get("programs", [])
+        found = choose_hosts(program, where, asked=named)
         if not found:
             report(f"{'Krita' if program == 'krita' else 'GIMP 3'} not found: skipped "
                    f"(--{program} installs its plug-in anyway)")
         for host in found:
             try:
                 python = host_python(host, options)
-                runtime = runtimes.get(python)
-                if runtime is None:
-                    runtime = runtimes[python] = staging / f"runtime-{len(runtimes)}"
-                    build_runtime(python, runtime, installation)
+                if python not in runtimes:
+                    runtimes[python] = staging / f"runtime-{len(runtimes)}"
+                    build_runtime(python, runtimes[python], installation)
             except (HostPythonError, VendorError) as error:
-                problems.append(f"{host.label}: {error}")
+                wanted.problems.append(f"{host.label}: {error}")
                 continue
-            specs += plugin_files(host, runtime)
+            wanted.specs += plugin_files(host, runtimes[python])
             if host.settings is not None:
-                edits.append(SettingEdit(host.settings, KRITA_PLUGIN))
-            hosts.append({"program": host.program, "variant": host.variant,
-                          "plugins": str(host.plugins), "python": python.version,
-                          "python_found_by": python.found_by,
-                          "settings": str(host.settings) if host.settings else None})
+                wanted.edits.append(SettingEdit(host.settings, KRITA_PLUGIN))
+            hosts.append(_host_facts(host, python))
     model = models.model_location(options.models or previous.get("model")
                                   or _current_settings().get("model") or "demo")
-    specs.append(_settings_file(model))
-    wants_autostart = options.autostart if options.autostart is not None \
-        else previous.get("autostart", False)
-    if wants_autostart:
-        from glaze.daemon.control import log_path
-        specs += autostart.autostart_files(where, [*daemon_command(), "--foreground"],
-                                           log_path())
-    facts = {"programs": sorted({host["program"] for host in hosts}), "hosts": hosts,
-             "model": model, "autostart": wants_autostart}
-    return Plan(specs, edits, facts, problems)
+    wanted.specs.append(_settings_file(model))
+    autostarts = previous.get("autostart", False) if options.autostart is None \
+        else options.autostart
+    if autostarts:
+        wanted.specs += autostart.autostart_files(where, [*daemon_command(), "--foreground"],
+                                                  log_path())
+    wanted.facts = {"programs": sorted({host["program"] for host in hosts}), "hosts": hosts,
+                    "model": model, "autostart": autostarts}
+    return wanted
 
 
 def install(options: InstallOptions, where: Environment | None = None,
             report: Report = print) -> int:
     """Install (or complete, or update) everything; returns the exit status."""
     where = where or Environment.current()
-    manifest = Manifest.load() or Manifest(state="new")
+    try:
+        manifest = Manifest.load() or Manifest(state="new")
+    except ValueError as error:
+        report(f"glaze install: {error}")
+        return 2
     if manifest.state == "installing":
         report("an earlier `glaze install` was interrupted: completing it")
     with tempfile.TemporaryDirectory(prefix="glaze-install-") as staging:
         try:
             wanted = make_plan(options, manifest.facts, Path(staging), where, report)
+            if not options.dry_run:  # first: a failed download leaves everything as it was
+                models.fetch(wanted.facts["model"], report)
         except models.ModelFetchError as error:
             report(f"glaze install: {error}")
             return 2
@@ -180,11 +193,6 @@ def install(options: InstallOptions, where: Environment | None = None,
         else:
             report(f"Glaze is already installed: nothing changed ({changes.unchanged} files "
                    "checked)")
-    if not options.dry_run:
-        try:
-            models.fetch(wanted.facts["model"], report)
-        except models.ModelFetchError as error:
-            wanted.problems.append(str(error))
     _summary(wanted, options.dry_run, report)
     return 1 if wanted.problems else 0
 
@@ -226,8 +234,6 @@ def uninstall(report: Report = print) -> int:
     if manifest is None:
         report("nothing to uninstall: `glaze install` has not been run (for this user)")
         return 0
-    from glaze.daemon.control import stop
-
     if stop() is not None:
         report("stopped the running Glaze daemon")
     kept = remove_all(manifest, report)

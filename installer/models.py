@@ -40,6 +40,11 @@ def fetch(location: str, report: Callable[[str], None] = print) -> None:
 
     from glaze.engine.models import ModelLoadError, perceptual_model
 
+    try:
+        StableDiffusionImg2ImgPipeline.download(location, local_files_only=True)
+        return  # complete in the cache already: nothing to fetch (works offline)
+    except (OSError, ValueError):
+        pass
     report(f"fetching {location} into {constants.HF_HUB_CACHE} (resumes if interrupted)")
     try:
         StableDiffusionImg2ImgPipeline.download(location)
