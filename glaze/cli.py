@@ -176,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("name")
     profile.add_argument("--target", help="set this profile's target style")
     profile.set_defaults(run=run_profile)
+
+    from glaze.evaluate import add_parser as add_eval
+
+    add_eval(commands)
     return parser
 
 
