@@ -63,7 +63,7 @@ UNITS = {"jpeg": "JPEG quality", "noise": "Gaussian sigma", "resize": "downscale
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)[None] / 255.0
+    return torch.from_numpy(np.array(image[..., :3], dtype=np.float32)).permute(2, 0, 1)[None] / 255
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:

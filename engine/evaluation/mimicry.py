@@ -88,7 +88,7 @@ def training_tensor(images: Sequence[np.ndarray], resolution: int) -> torch.Tens
     """Resize the short side to the resolution and center-crop, as training scripts do."""
     batch = []
     for image in images:
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None] / 255
         height, width = x.shape[-2:]
         scale = resolution / min(height, width)
         size = (max(resolution, round(height * scale)), max(resolution, round(width * scale)))
