@@ -4,8 +4,8 @@ Each takes and returns an H x W x 3 uint8 image, as the mimic's files hold them:
 - jpeg: re-encode at a JPEG quality (Pillow);
 - noise: add Gaussian noise of standard deviation sigma ([0, 1] units);
 - resize: downscale by a factor and upscale back (antialiased, kornia);
-- noisy_upscale: Gaussian noise, downscale by 4, then a diffusion x4 upscaler
-  (Hönig et al. 2024); skipped when no upscaler weights are given;
+- noisy_upscale: Gaussian noise, downscale to a quarter of the training size, then a
+  diffusion x4 upscaler (Hönig et al. 2024); skipped when no upscaler weights are given;
 - impress: IMPRESS purification, min ||x_p - D(E(x_p))||^2 + alpha * max(LPIPS(x_p, x) - bound, 0)
   with the bundle's VAE and LPIPS; a final blend toward x keeps LPIPS within the bound.
 """
@@ -27,7 +27,7 @@ from diffusers import (
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from ..cloak import resize, whole_view
+from ..cloak import fit, resize, whole_view
 from ..demo import demo_tokenizer
 from ..models import ModelBundle, ModelLoadError, pick_device
 from ..progress import Progress
@@ -128,7 +128,8 @@ def load_upscaler(source: str | None,
         pipe = demo_upscaler()
     else:
         try:
-            pipe = StableDiffusionUpscalePipeline.from_pretrained(source)
+            half = torch.float16 if pick_device(device).type == "cuda" else torch.float32
+            pipe = StableDiffusionUpscalePipeline.from_pretrained(source, dtype=half)
         except Exception as error:
             raise ModelLoadError(f"could not load the upscaler {source!r}: {error}") from error
     pipe.set_progress_bar_config(disable=True)
@@ -137,16 +138,19 @@ def load_upscaler(source: str | None,
 
 def noisy_upscale(image: np.ndarray, sigma: float,
                   upscaler: StableDiffusionUpscalePipeline | None, seed: int = 0,
-                  steps: int = 20, prompt: str = "") -> np.ndarray:
-    """Gaussian noise, downscale by 4, diffusion x4 upscaling back to the original size."""
+                  steps: int = 20, work_size: int = 512, prompt: str = "") -> np.ndarray:
+    """Gaussian noise, downscale to a quarter of the training size, diffusion x4 upscaling.
+
+    The result's long side is about `work_size` (the mimic trains at that size anyway), so
+    the upscaler's cost does not grow with the artwork's size.
+    """
     if upscaler is None:
         raise Skipped(SKIPPED_NO_UPSCALER)
-    height, width = image.shape[:2]
-    small = (max(8, height // UPSCALE), max(8, width // UPSCALE))
+    small = fit(image.shape[:2], max(8, min(work_size, max(image.shape[:2])) // UPSCALE))
     low = _array(resize(_tensor(gaussian_noise(image, sigma, seed)), small))
     output = upscaler(prompt=prompt, image=Image.fromarray(low), num_inference_steps=steps,
                       generator=torch.Generator("cpu").manual_seed(seed), output_type="pil")
-    return np.asarray(output.images[0].convert("RGB").resize((width, height), Image.BICUBIC))
+    return np.asarray(output.images[0].convert("RGB"))
 
 
 def reconstruct(bundle: ModelBundle, images: torch.Tensor) -> torch.Tensor:
@@ -213,5 +217,5 @@ def apply(image: np.ndarray, countermeasure: Countermeasure, bundle: ModelBundle
     if kind == "resize":
         return resize_round_trip(image, strength)
     if kind == "noisy_upscale":
-        return noisy_upscale(image, strength, upscaler, seed, upscale_steps)
+        return noisy_upscale(image, strength, upscaler, seed, upscale_steps, work_size)
     return impress(image, bundle, strength, impress_steps, work_size=work_size)

@@ -119,11 +119,16 @@ def plot(summary: dict, path: Path) -> None:
 
     cells = summary["cells"]
     kinds = sorted({c["countermeasure"]["kind"] for c in cells} - {"none"})
-    figure, axes = pyplot.subplots(1, 1 + len(kinds), figsize=(4.5 * (1 + len(kinds)), 3.6),
+    columns = min(3, 1 + len(kinds))
+    rows = -(-(1 + len(kinds)) // columns)
+    figure, axes = pyplot.subplots(rows, columns, figsize=(4.5 * columns, 3.6 * rows),
                                    squeeze=False)
-    _plot_budget(axes[0][0], cells)
-    for axis, kind in zip(axes[0][1:], kinds, strict=True):
+    axes = axes.flatten()
+    _plot_budget(axes[0], cells)
+    for axis, kind in zip(axes[1:], kinds, strict=False):
         _plot_countermeasure(axis, cells, kind)
+    for axis in axes[1 + len(kinds):]:
+        axis.set_visible(False)
     figure.suptitle(headline(summary) if summary["meaningful"]
                     else "DEMO MODELS: these numbers carry NO meaning about protection",
                     fontsize=8, wrap=True)
@@ -157,9 +162,14 @@ def _plot_countermeasure(axis, cells: list[dict], kind: str) -> None:
         if cell["countermeasure"]["kind"] == kind:
             series[cell["condition_name"]].append((cell["countermeasure"]["strength"],
                                                    cell["shift_rate"]))
+    baseline = {cell["condition_name"]: cell["shift_rate"] for cell in cells
+                if cell["countermeasure"]["kind"] == "none"}
     for name, points in sorted(series.items()):
         points.sort()
-        axis.plot(*zip(*points, strict=True), marker="o", label=name)
+        line, = axis.plot(*zip(*points, strict=True), marker="o", label=name)
+        if name in baseline:  # the same condition without the countermeasure
+            axis.axhline(baseline[name], color=line.get_color(), linestyle=":",
+                         label=f"{name}, no countermeasure")
     axis.set(xlabel=UNITS[kind], ylabel="genre shift rate", ylim=(-0.05, 1.05), title=kind)
     axis.legend(fontsize=7)
 

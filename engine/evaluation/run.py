@@ -161,6 +161,14 @@ def choose_target(bundle: ModelBundle, works: list[np.ndarray], seed: int,
     return pick_target(artist_centroid(bundle, works), centroids, seed)
 
 
+def _digest(works: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(works):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(works[name]).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def fingerprint(config: EvalConfig, context_choices: dict) -> str:
     """A short hash of every setting that shapes a cell's numbers."""
     fields = {key: value for key, value in asdict(config).items()
@@ -249,8 +257,10 @@ class Runner:
         with mimicry.loaded_lora(context.bundle, lora) as pipe:
             images = mimicry.generate(pipe, sorted({context.captions[n] for n in context.held_out}),
                                       config.mimic, self.progress())
+        generated = self.folder / "generated" / cell.name
+        shutil.rmtree(generated, ignore_errors=True)  # no stale images from another setting
         for index, image in enumerate(images):
-            _save_png(image, self.folder / "generated" / cell.name / f"{index:03d}.png")
+            _save_png(image, generated / f"{index:03d}.png")
         return self._score(cell, images, protected, train, time.perf_counter() - started)
 
     def _score(self, cell: Cell, images: list[np.ndarray], protected: dict, train: list,
@@ -309,7 +319,8 @@ def prepare(config: EvalConfig, progress: Progress | None = None) -> Context:
     labels = style_metric.genres()
     if config.artist_genre:
         if config.artist_genre not in labels:
-            raise ValueError(f"unknown genre {config.artist_genre!r}: see `glaze eval --genres`")
+            raise ValueError(f"unknown genre {config.artist_genre!r}: choose one of "
+                             f"{', '.join(labels)}")
         genre, source = config.artist_genre, "given"
     else:
         probabilities = style_metric.genre_probabilities(clip, list(works.values()), labels)
@@ -323,7 +334,7 @@ def prepare(config: EvalConfig, progress: Progress | None = None) -> Context:
                       captions, genre, source, target)
     context.fingerprint = fingerprint(config, {
         "bundle": bundle.identity, "training": training, "captions": captions, "genre": genre,
-        "target": target})
+        "target": target, "works": _digest(works)})
     return context
 
 
