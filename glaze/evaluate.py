@@ -20,10 +20,13 @@ DEFAULT_COUNTERMEASURES = ["jpeg:90,75,50", "noise:0.02,0.05,0.1", "resize:0.5,0
                            "noisy_upscale:0.1", "impress:0.05"]
 
 
+# The protection conditions (glaze.engine.evaluation.conditions.KINDS), spelled out here so
+# that building the parser does not import torch.
+KINDS = ("unprotected", "glaze", "noise", "photoguard", "mist")
+
+
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `glaze eval` on the CLI's subcommands."""
-    from glaze.engine.evaluation.conditions import KINDS
-
     parser = commands.add_parser(
         "eval", help="check whether a cloak protects: mimicry attack, style metric, "
                      "countermeasures (see docs/evaluation.md)")

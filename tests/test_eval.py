@@ -179,6 +179,12 @@ def test_each_condition_stays_within_its_budget(bundle, kind):
         assert after < before
 
 
+def test_the_command_line_lists_every_condition():
+    from glaze import evaluate
+
+    assert evaluate.KINDS == conditions.KINDS
+
+
 def test_unprotected_and_partial_conditions():
     assert conditions.Condition("unprotected", budget=0.1).name == "unprotected"
     assert conditions.Condition("glaze", 0.05, 0.25).name == "glaze-p0.05-25pct"
