@@ -95,8 +95,8 @@ def markdown(summary: dict) -> str:
              f"**{summary['artist']['genre']}** ({summary['artist']['genre_source']}); "
              f"Glaze target style: {summary['target_style']}.", "",
              f"Held-out works themselves: genre shift rate "
-             f"{_percent(summary['reference']['shift_rate'])} (the metric's floor on real art "
-             "of this artist).", "",
+             f"{_percent(summary['reference']['shift_rate'])} (how often CLIP misplaces "
+             "the artist's own works).", "",
              "## Protection conditions (no countermeasure)", "", *_condition_rows(cells), "",
              "Genre shift rate: share of mimicked images whose top-3 CLIP genres exclude the "
              "artist's genre (higher = the mimicry missed the style). CLIP similarity: mean "
