@@ -240,3 +240,10 @@ def test_glaze_eval_end_to_end_on_the_demo_bundle_and_resume(tmp_path, capsys):
     cells[0].unlink()  # an interrupted run: only the missing cell is computed again
     assert main(argv) == 0
     assert f"1 cell(s) computed, {len(cells) - 1} reused" in capsys.readouterr().out
+
+    # Another mimicry setting recomputes every cell but reuses the protected works.
+    protected = sorted((results / "protected").rglob("*.png"))
+    stamps = {path: path.stat().st_mtime_ns for path in protected}
+    assert main([*argv, "--lr", "0.001"]) == 0
+    assert f"{len(cells)} cell(s) computed, 0 reused" in capsys.readouterr().out
+    assert {path: path.stat().st_mtime_ns for path in protected} == stamps

@@ -117,7 +117,8 @@ class Context:
     genre: str
     genre_source: str
     target_style: str
-    fingerprint: str = ""
+    fingerprint: str = ""  # of everything that shapes a cell's numbers
+    protection_fingerprint: str = ""  # of what shapes the protected works only
 
     @property
     def base(self) -> CloakSettings:
@@ -204,10 +205,11 @@ class Runner:
             return self.protected[condition.name]
         folder = self.folder / "protected" / condition.name
         stamp = folder / "fingerprint.txt"
-        if folder.is_dir() and (not stamp.is_file() or stamp.read_text() != context.fingerprint):
+        stamped = stamp.is_file() and stamp.read_text() == context.protection_fingerprint
+        if folder.is_dir() and not stamped:
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(context.fingerprint)
+        stamp.write_text(context.protection_fingerprint)
         chosen = protection.covered(context.training, condition.share, context.config.seed)
         result = {}
         for index, name in enumerate(context.training):
@@ -302,6 +304,7 @@ class Runner:
                                 "countermeasure_name": cell.countermeasure.name,
                                 "countermeasure": asdict(cell.countermeasure),
                                 "status": "skipped", "reason": str(reason)})
+        self.bar.update(self.bar.total - self.bar.n)  # protection reused with its cells
         self.bar.close()
         return done, skipped
 
@@ -335,6 +338,11 @@ def prepare(config: EvalConfig, progress: Progress | None = None) -> Context:
     context.fingerprint = fingerprint(config, {
         "bundle": bundle.identity, "training": training, "captions": captions, "genre": genre,
         "target": target, "works": _digest(works)})
+    protection_settings = {"bundle": bundle.identity, "cloak_steps": config.cloak_steps,
+                           "resolution": config.mimic.resolution, "seed": config.seed,
+                           "training": training, "target": target, "works": _digest(works)}
+    context.protection_fingerprint = hashlib.sha256(
+        json.dumps(protection_settings, sort_keys=True).encode()).hexdigest()[:12]
     return context
 
 
