@@ -10,9 +10,9 @@ from pathlib import Path
 
 # Defaults per model family: the demo bundle's tiny models work at 64 px and few steps.
 REAL = dict(resolution=512, steps=500, sample_steps=30, guidance=7.5, cloak_steps=500,
-            impress_steps=100, upscale_steps=20)
+            impress_steps=100, upscale_steps=20, images_per_caption=4)
 DEMO = dict(resolution=64, steps=40, sample_steps=4, guidance=2.0, cloak_steps=20,
-            impress_steps=20, upscale_steps=4)
+            impress_steps=20, upscale_steps=4, images_per_caption=2)
 QUICK = dict(steps=30, cloak_steps=10, impress_steps=10, upscale_steps=4)
 QUICK_COUNTERMEASURES = ["jpeg:75", "noise:0.05", "resize:0.5", "noisy_upscale:0.1",
                          "impress:0.05"]
@@ -66,7 +66,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     mimic.add_argument("--lr", type=float, default=1e-4)
     mimic.add_argument("--batch", type=int, default=1)
     mimic.add_argument("--resolution", type=int, help="training size (default 512; demo 64)")
-    mimic.add_argument("--images-per-caption", type=int, default=2, help="per seed")
+    mimic.add_argument("--images-per-caption", type=int, help="per seed (default 4; demo 2)")
     mimic.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="generation seeds")
     mimic.add_argument("--sample-steps", type=int, help="diffusion steps per image")
     mimic.add_argument("--guidance", type=float)
