@@ -14,6 +14,7 @@ the target and G the geometric part of P; "kept" is shift_P over the working vie
 
     python benchmarks/cloak_survival.py                       # a few minutes on 2 CPU cores
     python benchmarks/cloak_survival.py --image-size 1536 --work-size 512 --steps 100
+    python benchmarks/cloak_survival.py --model default --device cuda --steps 200
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from glaze.engine.cloak import View, fit, whole_view
 from glaze.engine.evaluation.conditions import cloak_toward
 from glaze.engine.evaluation.countermeasures import gaussian_noise, jpeg
 from glaze.engine.evaluation.synthetic import painting
-from glaze.engine.models import ModelBundle
+from glaze.engine.models import ModelBundle, load_bundle
 from glaze.engine.settings import CloakSettings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample-artwork.png"
@@ -117,17 +118,24 @@ def main() -> None:
     parser.add_argument("--work-size", type=int, default=256, help="the cloak's working size")
     parser.add_argument("--steps", type=int, default=12, help="cloak optimizer steps")
     parser.add_argument("--intensity", default="default", help="LPIPS budget preset or p")
+    parser.add_argument("--model", help="a bundle to measure instead (folder or hub id; "
+                                        "default: the random-weight SD 2.x VAE)")
     parser.add_argument("--precision", choices=("fp32", "bf16"))
     parser.add_argument("--device")
     args = parser.parse_args()
     torch.manual_seed(0)
-    bundle = full_size_bundle(args.device, args.precision)
+    if args.model:
+        bundle = load_bundle(args.model, args.device, args.precision)
+        weights = f"bundle {bundle.name}"
+    else:
+        bundle = full_size_bundle(args.device, args.precision)
+        weights = "RANDOM-weight SD 2.x VAE encoder"
     image = load_image(args.image_size)
     target = np.asarray(Image.fromarray(painting(512, seed=11)).resize(
         (image.shape[1], image.shape[0]), Image.BICUBIC))
     steps = preprocessings(args.work_size)
-    print(f"RANDOM-weight SD 2.x VAE encoder ({bundle.precision}, {bundle.device}): engineering "
-          "figures, not protection claims")
+    print(f"{weights} ({bundle.precision}, {bundle.device}): engineering figures, not "
+          "protection claims")
     print(f"image {image.shape[1]}x{image.shape[0]}, work size {args.work_size}, "
           f"{args.steps} steps, intensity {args.intensity}, {torch.get_num_threads()} threads")
     versions = []
