@@ -12,8 +12,8 @@ for the working view (what the optimizer saw) and for each preprocessing P a mim
 Gaussian noise sigma 0.02 / 0.05 at 512 px), where x is the image, x' the cloaked image, t
 the target and G the geometric part of P; "kept" is shift_P over the working view's shift.
 
-    python benchmarks/cloak_survival.py                       # a few minutes on 2 CPU cores
-    python benchmarks/cloak_survival.py --image-size 1536 --work-size 512 --steps 100
+    python benchmarks/cloak_survival.py                       # about 2 minutes on 2 CPU cores
+    python benchmarks/cloak_survival.py --image-size 1536 --steps 100
     python benchmarks/cloak_survival.py --model default --device cuda --steps 200
 """
 
@@ -114,8 +114,8 @@ def load_image(long: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image-size", type=int, default=768, help="long side of the image")
-    parser.add_argument("--work-size", type=int, default=256, help="the cloak's working size")
+    parser.add_argument("--image-size", type=int, default=1024, help="long side of the image")
+    parser.add_argument("--work-size", type=int, default=512, help="the cloak's working size")
     parser.add_argument("--steps", type=int, default=12, help="cloak optimizer steps")
     parser.add_argument("--intensity", default="default", help="LPIPS budget preset or p")
     parser.add_argument("--model", help="a bundle to measure instead (folder or hub id; "
