@@ -202,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     styles = commands.add_parser("styles", help="list the candidate target styles")
     styles.set_defaults(run=run_styles)
 
+    from glaze.evaluate import add_parser as add_eval
+
+    add_eval(commands)
+
     profile = commands.add_parser("profile", help="show an artist profile or set its target")
     profile.add_argument("name")
     profile.add_argument("--target", help="set this profile's target style")

@@ -1,0 +1,182 @@
+"""`glaze eval`: the open evaluation harness (mimicry attack, style metric, countermeasures)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+# Defaults per model family: the demo bundle's tiny models work at 64 px and few steps.
+REAL = dict(resolution=512, steps=500, sample_steps=30, guidance=7.5, cloak_steps=500,
+            impress_steps=100, upscale_steps=20, images_per_caption=4)
+DEMO = dict(resolution=64, steps=40, sample_steps=4, guidance=2.0, cloak_steps=20,
+            impress_steps=20, upscale_steps=4, images_per_caption=2)
+QUICK = dict(steps=30, cloak_steps=10, impress_steps=10, upscale_steps=4)
+QUICK_COUNTERMEASURES = ["jpeg:75", "noise:0.05", "resize:0.5", "noisy_upscale:0.1",
+                         "impress:0.05"]
+DEFAULT_COUNTERMEASURES = ["jpeg:90,75,50", "noise:0.02,0.05,0.1", "resize:0.5,0.25",
+                           "noisy_upscale:0.1", "impress:0.05"]
+
+
+# The protection conditions (glaze.engine.evaluation.conditions.KINDS), spelled out here so
+# that building the parser does not import torch.
+KINDS = ("unprotected", "glaze", "noise", "photoguard", "mist")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `glaze eval` on the CLI's subcommands."""
+    parser = commands.add_parser(
+        "eval", help="check whether a cloak protects: mimicry attack, style metric, "
+                     "countermeasures (see docs/evaluation.md)")
+    parser.add_argument("artist", metavar="ARTIST_FOLDER",
+                        help="one artist's works (PNG, JPEG, WebP, TIFF; NAME.txt captions)")
+    parser.add_argument("-o", "--results", required=True, help="results folder (resumable)")
+    parser.add_argument("--demo-artist", action="store_true",
+                        help="first fill an empty ARTIST_FOLDER with synthetic paintings")
+    models = parser.add_argument_group("models")
+    models.add_argument("--model", default="demo",
+                        help="text-to-image bundle: demo (tiny, NO meaning), default, a folder "
+                             "or a hub id")
+    models.add_argument("--clip", help="CLIP folder or hub id (default: "
+                                       "openai/clip-vit-large-patch14; demo with --model demo)")
+    models.add_argument("--upscaler", help="x4 upscaler folder or hub id for noisy upscaling "
+                                           "(default: none, skipped; demo with --model demo)")
+    models.add_argument("--captioner", help="image-to-text model for captions (default: "
+                                            "NAME.txt files, else a template)")
+    models.add_argument("--device")
+    models.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    plan = parser.add_argument_group("plan")
+    plan.add_argument("--conditions", nargs="+", choices=KINDS, default=list(KINDS))
+    plan.add_argument("--budget", type=float, default=0.05,
+                      help="LPIPS budget p shared by every condition (default 0.05)")
+    plan.add_argument("--budgets", type=float, nargs="*", default=[0.025, 0.05, 0.075],
+                      help="the cloak's budget sweep")
+    plan.add_argument("--shares", type=float, nargs="*", default=[0.5, 0.25],
+                      help="shares of the training set cloaked (partial protection)")
+    plan.add_argument("--countermeasures", nargs="*", metavar="KIND[:S1,S2]",
+                      help="jpeg:QUALITIES noise:SIGMAS resize:FACTORS noisy_upscale:SIGMAS "
+                           "impress:LPIPS_BOUNDS (default: a sweep of each)")
+    plan.add_argument("--countermeasures-on", nargs="+", choices=KINDS, default=["glaze"],
+                      help="conditions the countermeasures are applied to (default: glaze)")
+    mimic = parser.add_argument_group("mimicry attack and cloak")
+    mimic.add_argument("--steps", type=int, help="LoRA fine-tune steps (default 500; demo 40)")
+    mimic.add_argument("--rank", type=int, default=4)
+    mimic.add_argument("--lr", type=float, default=1e-4)
+    mimic.add_argument("--batch", type=int, default=1)
+    mimic.add_argument("--resolution", type=int, help="training size (default 512; demo 64)")
+    mimic.add_argument("--images-per-caption", type=int, help="per seed (default 4; demo 2)")
+    mimic.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="generation seeds")
+    mimic.add_argument("--sample-steps", type=int, help="diffusion steps per image")
+    mimic.add_argument("--guidance", type=float)
+    mimic.add_argument("--cloak-steps", type=int, help="optimizer steps of every cloak")
+    mimic.add_argument("--impress-steps", type=int)
+    mimic.add_argument("--upscale-steps", type=int)
+    mimic.add_argument("--artist-token", default="zqx artist")
+    mimic.add_argument("--artist-genre", help="the artist's genre (default: CLIP's top genre)")
+    mimic.add_argument("--target", help="the cloak's target style (default: chosen as "
+                                        "`glaze cloak` chooses it)")
+    mimic.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer steps, one seed, one strength per countermeasure")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def parse_countermeasures(specs: list[str]) -> tuple:
+    """["jpeg:90,75", "impress"] -> Countermeasure tuples (default strengths when none given)."""
+    from glaze.engine.evaluation.countermeasures import Countermeasure
+
+    defaults = dict(spec.split(":") for spec in DEFAULT_COUNTERMEASURES)
+    result = []
+    for spec in specs:
+        kind, _, values = spec.partition(":")
+        values = values or defaults.get(kind, "")
+        if not values:
+            raise ValueError(f"unknown countermeasure {kind!r}")
+        result += [Countermeasure(kind, float(value)) for value in values.split(",")]
+    return tuple(result)
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the defaults that depend on the model family and on --quick."""
+    demo = args.model == "demo"
+    defaults = {**(DEMO if demo else REAL), **(QUICK if args.quick else {})}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.clip = args.clip or ("demo" if demo else "openai/clip-vit-large-patch14")
+    args.upscaler = args.upscaler or ("demo" if demo else None)
+    if args.countermeasures is None:
+        args.countermeasures = QUICK_COUNTERMEASURES if args.quick else DEFAULT_COUNTERMEASURES
+    if args.quick:
+        args.budgets, args.seeds, args.images_per_caption = [args.budget], args.seeds[:1], 1
+    return args
+
+
+def equivalent_command(args: argparse.Namespace) -> str:
+    """The command with every default spelled out: it reproduces the run."""
+    words = ["glaze", "eval", args.artist, "-o", args.results]
+    for name in ("model", "clip", "upscaler", "captioner", "device", "precision", "budget",
+                 "steps", "rank", "lr", "batch", "resolution", "images_per_caption",
+                 "sample_steps", "guidance", "cloak_steps", "impress_steps", "upscale_steps",
+                 "artist_token", "artist_genre", "target", "seed"):
+        value = getattr(args, name)
+        if value is not None:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    for name in ("conditions", "budgets", "shares", "countermeasures", "countermeasures_on",
+                 "seeds"):
+        words += [f"--{name.replace('_', '-')}", *map(str, getattr(args, name))]
+    return shlex.join(words)
+
+
+def config_from(args: argparse.Namespace):
+    from glaze.engine.evaluation.mimicry import MimicSettings
+    from glaze.engine.evaluation.run import EvalConfig
+
+    mimic = MimicSettings(
+        steps=args.steps, rank=args.rank, lr=args.lr, batch=args.batch,
+        resolution=args.resolution, images_per_caption=args.images_per_caption,
+        seeds=tuple(args.seeds), sample_steps=args.sample_steps, guidance=args.guidance,
+        seed=args.seed)
+    return EvalConfig(
+        artist=Path(args.artist), results=Path(args.results), model=args.model,
+        clip=args.clip, upscaler=args.upscaler, captioner=args.captioner, device=args.device,
+        precision=args.precision, artist_token=args.artist_token,
+        artist_genre=args.artist_genre, target_style=args.target, budget=args.budget,
+        budgets=tuple(args.budgets), shares=tuple(args.shares), kinds=tuple(args.conditions),
+        countermeasures=parse_countermeasures(args.countermeasures),
+        countermeasures_on=tuple(args.countermeasures_on), cloak_steps=args.cloak_steps,
+        mimic=mimic, impress_steps=args.impress_steps, upscale_steps=args.upscale_steps,
+        seed=args.seed, command=equivalent_command(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the evaluation and print where its report is."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from glaze.engine import ModelLoadError
+    from glaze.engine.evaluation.report import headline
+    from glaze.engine.evaluation.run import evaluate
+    from glaze.engine.evaluation.synthetic import write_artist
+    from glaze.engine.imagefile import ImageFileError
+
+    args = resolve(args)
+    diffusers_logging.set_verbosity_error()  # LoRA loading notices are not the user's concern
+    started = time.perf_counter()
+    try:
+        if args.demo_artist:
+            write_artist(args.artist, size=max(args.resolution, 64))
+        outcome = evaluate(config_from(args), show_progress=not args.no_progress)
+    except (ModelLoadError, ImageFileError, ValueError, OSError) as error:
+        print(f"glaze: {error}", file=sys.stderr)
+        return 1
+    print(headline(outcome.summary))
+    print(f"{len(outcome.computed)} cell(s) computed, {len(outcome.reused)} reused from an "
+          f"earlier run, {len(outcome.summary['skipped'])} skipped, "
+          f"in {time.perf_counter() - started:.0f} s")
+    for kind, path in outcome.paths.items():
+        print(f"{kind:>8}: {path}")
+    return 0
