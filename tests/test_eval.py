@@ -37,9 +37,11 @@ def unet_output(bundle) -> torch.Tensor:
 
 def test_lora_finetune_changes_the_unet_and_reloads_from_its_file(bundle, tmp_path):
     before = unet_output(bundle)
+    keys = set(bundle.pipeline.unet.state_dict())
     folder = mimicry.finetune(bundle, works(), ["a work by zqx"] * 4, TINY, tmp_path / "lora")
     assert (folder / "pytorch_lora_weights.safetensors").is_file()
     assert torch.equal(unet_output(bundle), before)  # the adapter is removed after saving
+    assert set(bundle.pipeline.unet.state_dict()) == keys  # and peft's wrappers with it
     with mimicry.loaded_lora(bundle, folder):
         tuned = unet_output(bundle)
     with mimicry.loaded_lora(bundle, folder):
@@ -47,6 +49,7 @@ def test_lora_finetune_changes_the_unet_and_reloads_from_its_file(bundle, tmp_pa
     assert not torch.allclose(tuned, before, atol=1e-4)
     assert torch.allclose(tuned, again)
     assert torch.equal(unet_output(bundle), before)
+    assert set(bundle.pipeline.unet.state_dict()) == keys
 
 
 def test_generate_makes_images_per_prompt_and_seed(bundle, tmp_path):

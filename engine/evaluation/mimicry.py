@@ -167,7 +167,7 @@ def finetune(bundle: ModelBundle, images: Sequence[np.ndarray], texts: Sequence[
         StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=state,
                                                   safe_serialization=True)
     finally:
-        unet.delete_adapters(ADAPTER)
+        unet.unload_lora()  # removes peft's wrapper layers too: the UNet is as it was
         unet.requires_grad_(False)
     return folder
 
@@ -180,7 +180,7 @@ def loaded_lora(bundle: ModelBundle, folder: Path) -> Iterator[StableDiffusionPi
     try:
         yield pipe
     finally:
-        pipe.delete_adapters(ADAPTER)
+        pipe.unload_lora_weights()
 
 
 def generate(pipe: StableDiffusionPipeline, prompts: Sequence[str], settings: MimicSettings,
