@@ -17,7 +17,8 @@ from .manifest import Manifest, current_entry
 
 IMPORT_CHECK = ("import sys; sys.path.insert(0, sys.argv[1]); import glaze_client.client, zmq, "
                 "msgpack; print(zmq.__file__, zmq.zmq_version())")
-EXTENSION_TAG = re.compile(r"\.(cpython-(\d)(\d+)|abi3)[-.]")
+# _zmq.cpython-313-x86_64-linux-gnu.so, _zmq.cp313-win_amd64.pyd, _zmq.abi3.so
+EXTENSION_TAG = re.compile(r"\.(?:cpython-|cp)(\d+)-|\.(abi3)\.")
 
 
 def _line(report: Callable[[str], None], name: str, value: object) -> None:
@@ -37,34 +38,25 @@ def client_check(host: dict) -> str:
     vendor = vendor_folder(host)
     if not (vendor / "glaze_client" / "client.py").is_file():
         return "NO: the vendored client is missing (run `glaze install` again)"
-    command = _runnable_python(host)
+    command = host.get("python_command") or []
     if command:
-        done = subprocess.run([*command, "-c", IMPORT_CHECK, str(vendor)], capture_output=True,
-                              text=True, timeout=60)
+        shown = " ".join(command)
+        try:
+            done = subprocess.run([*command, "-c", IMPORT_CHECK, str(vendor)],
+                                  capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"unknown: could not run {shown} ({error})"
         if done.returncode == 0:
-            return f"yes (checked with {' '.join(command)}: zmq {done.stdout.strip()})"
-        return f"NO ({' '.join(command)}: {done.stderr.strip().splitlines()[-1:]})"
-    tags = {match.group(1) for path in vendor.rglob("*.so") for match in
-            [EXTENSION_TAG.search(path.name)] if match}
-    tags |= {match.group(1) for path in vendor.rglob("*.pyd") for match in
-             [EXTENSION_TAG.search(path.name)] if match}
-    want = "cpython-" + host["python"].replace(".", "")
-    fits = any(tag == "abi3" or tag.startswith(want) for tag in tags)
+            return f"yes (checked with {shown}: zmq {done.stdout.strip()})"
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"NO ({shown}: {last})"
+    tags = {match.group(1) or match.group(2) for path in vendor.rglob("*")
+            if path.suffix in (".so", ".pyd") for match in [EXTENSION_TAG.search(path.name)]
+            if match}
+    want = host["python"].replace(".", "")
+    fits = any(tag == "abi3" or tag == want for tag in tags)
     return (f"{'likely' if fits else 'NO'}: compiled for {sorted(tags)}, the host runs Python "
-            f"{host['python']} (not run: this Python cannot be started outside the program)")
-
-
-def _runnable_python(host: dict) -> list[str] | None:
-    if host["program"] == "gimp":
-        found = host.get("python_found_by", "")
-        if found.startswith("asked `"):
-            return found.removeprefix("asked `").removesuffix("`").split()
-        return None
-    # Krita embeds Python; a system Krita links the system's python3.X, which can be run.
-    if "linked by" in host.get("python_found_by", ""):
-        system = Path(f"/usr/bin/python{host['python']}")
-        return [str(system)] if system.is_file() else None
-    return None
+            f"{host['python']} (not run: its Python cannot be started outside the program)")
 
 
 def _hosts(report: Callable[[str], None], manifest: Manifest | None) -> None:

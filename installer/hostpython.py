@@ -1,24 +1,26 @@
 """Which Python runs inside each painting program, so that pyzmq and msgpack (compiled
 extensions) can be fetched for it.
 
-GIMP 3 runs Python plug-ins with a separate interpreter (`python3` on Linux, its bundled
-one on Windows and macOS), so the installer asks that interpreter. Krita embeds Python: the
-installer reads the Python library its binding module links (libpython3.X.so,
-python3X.dll, Python.framework/Versions/3.X), and falls back to the versions Krita's own
-builds ship:
+GIMP 3 runs Python plug-ins with a separate interpreter, so the installer asks that
+interpreter: the one GIMP's interpreters/*.interp file names (Windows and macOS builds ship
+one for their bundled Python), else /usr/bin/python3 on Linux (what GIMP's Python plug-ins'
+`#!/usr/bin/env python3` finds when GIMP is started from the desktop).
+
+Krita embeds Python: the installer reads the Python library its binding module links
+(libpython3.X.so, python3X.dll, Python.framework/Versions/3.X). Distribution packages
+(Debian's krita) link the system Python. Where no binding module is found (an AppImage is
+not unpacked), the user is asked for the version, which Krita's own builds fix:
 
     Krita (official Windows, macOS, AppImage builds)   Python
     5.0, 5.1                                           3.8
     5.2                                                3.10
     5.3, 6.0                                           3.13   (6.x uses PyQt6: not supported)
-
-Distribution packages (Debian's krita) link the system Python instead, which the binding
-module shows.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shlex
@@ -50,6 +52,7 @@ class HostPython:
     version: str  # "3.13"
     platforms: tuple[str, ...]  # wheel platform tags it accepts, best first
     found_by: str  # how the version was learned, for the user
+    command: tuple[str, ...] = ()  # how to run it, where it can be run outside its program
 
     @property
     def abi(self) -> str:
@@ -73,24 +76,33 @@ def wheel_platforms(platform_name: str, libc: tuple[str, str] = ("", "")) -> tup
     return (name,)  # win_amd64, win_arm64
 
 
-def this_machine(version: str, found_by: str) -> HostPython:
+def this_machine(version: str, found_by: str, command: tuple[str, ...] = ()) -> HostPython:
     """A Python of `version` on this machine's platform (an embedded Python shares it)."""
     return HostPython(version, wheel_platforms(sysconfig.get_platform(), platform.libc_ver()),
-                      found_by)
+                      found_by, command)
+
+
+def command_words(command: str) -> list[str]:
+    """A command line as words: a path to an existing file is one word, even with spaces
+    and backslashes (Windows); anything else is split as a shell would."""
+    if Path(command).is_file():
+        return [command]
+    return shlex.split(command, posix=os.name != "nt")
 
 
 def ask(command: str) -> HostPython:
-    """Run `command` (a Python, e.g. `python3` or `flatpak run --command=python3 APP`) and
-    ask it for its version and platform."""
+    """Run `command` (a Python, e.g. /usr/bin/python3 or `flatpak run --command=python3
+    APP`) and ask it for its version and platform."""
+    words = command_words(command)
     try:
-        done = subprocess.run([*shlex.split(command), "-c", PROBE], capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run([*words, "-c", PROBE], capture_output=True, text=True,
+                              timeout=60)
         facts = json.loads(done.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as error:
         raise HostPythonError(f"could not run `{command}` to ask its Python version "
                               f"({error})") from error
     return HostPython(facts["version"], wheel_platforms(facts["platform"], tuple(facts["libc"])),
-                      f"asked `{command}`")
+                      f"asked `{command}`", tuple(words))
 
 
 def linked_python(binary: Path) -> str | None:
@@ -108,24 +120,21 @@ def krita_bindings(prefixes: list[Path]) -> list[Path]:
             for path in sorted(prefix.glob(pattern))]
 
 
-def krita_python(krita_version: str | None = None, override: str | None = None,
+def krita_python(override: str | None = None,
                  prefixes: list[Path] | None = None) -> HostPython:
-    """Krita's Python: `override` (a version), else the binding module's linked library,
-    else the table above by Krita's version."""
+    """Krita's Python: `override` (a version), else the binding module's linked library."""
     if override:
         return this_machine(override, "given with --krita-python")
     for binding in krita_bindings(prefixes if prefixes is not None else default_prefixes()):
         version = linked_python(binding)
         if version:
-            return this_machine(version, f"linked by {binding}")
-    series = ".".join((krita_version or "").split(".")[:2])
-    if series in KRITA_PYTHON:
-        return this_machine(KRITA_PYTHON[series], f"Krita {series} ships it")
+            system = Path(f"/usr/bin/python{version}")  # the same Python, runnable
+            return this_machine(version, f"linked by {binding}",
+                                (str(system),) if system.is_file() else ())
+    builds = ", ".join(f"Krita {series}: {python}" for series, python in KRITA_PYTHON.items())
     raise HostPythonError(
-        "could not tell which Python Krita runs (no Krita binding module found"
-        + (f", and Krita {krita_version} is not in the table" if krita_version else "")
-        + "): pass --krita-python 3.X (Krita shows it under Help > About Krita > "
-        "Python, or in Settings > Python Plugin Manager error tooltips)")
+        "could not tell which Python Krita runs (no Krita binding module found): pass "
+        f"--krita-python 3.X. Krita's own builds (AppImage, Windows, macOS) use: {builds}")
 
 
 def default_prefixes() -> list[Path]:
@@ -138,11 +147,35 @@ def default_prefixes() -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def gimp_python(command: str | None = None) -> HostPython:
-    """GIMP 3's plug-in Python: `command` when given, else `python3` (what GIMP's Python
-    plug-ins' `#!/usr/bin/env python3` line runs on Linux)."""
+GIMP_PREFIXES = {"win32": [Path(r"C:\Program Files\GIMP 3")],
+                 "darwin": [Path("/Applications/GIMP.app/Contents/Resources")]}
+GIMP_INTERPRETERS = ("lib/gimp/3.0/interpreters", "lib/*/gimp/3.0/interpreters",
+                     "lib64/gimp/3.0/interpreters")
+
+
+def gimp_interpreter(prefixes: list[Path]) -> str | None:
+    """The Python an interpreters/*.interp file of GIMP 3 names (`python3=PATH`)."""
+    for prefix in prefixes:
+        for folder in (found for pattern in GIMP_INTERPRETERS for found in prefix.glob(pattern)):
+            for interp in sorted(folder.glob("*.interp")):
+                for line in interp.read_text(errors="replace").splitlines():
+                    key, _, value = line.partition("=")
+                    if key.strip() in ("python3", "python") and value.strip():
+                        return value.strip()
+    return None
+
+
+def gimp_python(command: str | None = None, prefixes: list[Path] | None = None) -> HostPython:
+    """GIMP 3's plug-in Python: `command` when given, else the one GIMP's interpreter files
+    name, else /usr/bin/python3 (Linux)."""
+    if prefixes is None:
+        prefixes = GIMP_PREFIXES.get(sys.platform, [Path("/usr")])
+    command = command or gimp_interpreter(prefixes) or (
+        "/usr/bin/python3" if Path("/usr/bin/python3").is_file() else None)
     try:
-        return ask(command or "python3")
+        if command is None:
+            raise HostPythonError("GIMP's Python was not found")
+        return ask(command)
     except HostPythonError as error:
         raise HostPythonError(
             f"{error}; pass --gimp-python with the command that runs GIMP's Python (Flatpak: "

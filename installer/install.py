@@ -7,7 +7,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -82,12 +82,20 @@ def plugin_files(host: Host, runtime: Path) -> list[FileSpec]:
     return specs + _folder(runtime, host.plugins / GIMP_SHARED / "vendor")
 
 
-def host_python(host: Host, options: InstallOptions) -> HostPython:
+def host_python(host: Host, overrides: dict) -> HostPython:
     if host.flatpak_id:
         return ask(f"flatpak run --command=python3 {host.flatpak_id}")
     if host.program == "krita":
-        return krita_python(override=options.krita_python)
-    return gimp_python(options.gimp_python)
+        return krita_python(override=overrides.get("krita_python"))
+    return gimp_python(overrides.get("gimp_python"))
+
+
+def _overrides(options: InstallOptions, previous: dict) -> dict:
+    """--krita-python / --gimp-python given now, else as given to an earlier run."""
+    remembered = previous.get("overrides", {})
+    return {name: getattr(options, name) or remembered.get(name)
+            for name in ("krita_python", "gimp_python")
+            if getattr(options, name) or remembered.get(name)}
 
 
 @dataclass
@@ -96,6 +104,11 @@ class Plan:
     edits: list[SettingEdit]
     facts: dict
     problems: list[str]
+    unplanned: list[Path] = field(default_factory=list)  # hosts that failed: keep their files
+
+    def keeps(self, path: str) -> bool:
+        """Whether an earlier install's file belongs to a host this run could not plan."""
+        return any(Path(path).is_relative_to(folder) for folder in self.unplanned)
 
 
 def _settings_file(model: str) -> FileSpec:
@@ -121,6 +134,7 @@ def _program_names(options: InstallOptions, previous: dict) -> list[str]:
 def _host_facts(host: Host, python: HostPython) -> dict:
     return {"program": host.program, "variant": host.variant, "plugins": str(host.plugins),
             "python": python.version, "python_found_by": python.found_by,
+            "python_command": list(python.command),
             "settings": str(host.settings) if host.settings else None}
 
 
@@ -129,6 +143,7 @@ def make_plan(options: InstallOptions, previous: dict, staging: Path,
     """Everything to install, with the client runtimes built into `staging`."""
     wanted = Plan([], [], {}, [])
     hosts, runtimes = [], {}
+    overrides = _overrides(options, previous)
     installation = {"start_command": daemon_command(), "state_dir": str(state_dir())}
     for program in _program_names(options, previous):
         named = getattr(options, program) or program in previous.get("programs", [])
@@ -138,12 +153,13 @@ def make_plan(options: InstallOptions, previous: dict, staging: Path,
                    f"(--{program} installs its plug-in anyway)")
         for host in found:
             try:
-                python = host_python(host, options)
+                python = host_python(host, overrides)
                 if python not in runtimes:
                     runtimes[python] = staging / f"runtime-{len(runtimes)}"
                     build_runtime(python, runtimes[python], installation)
             except (HostPythonError, VendorError) as error:
                 wanted.problems.append(f"{host.label}: {error}")
+                wanted.unplanned.append(host.plugins)
                 continue
             wanted.specs += plugin_files(host, runtimes[python])
             if host.settings is not None:
@@ -157,8 +173,14 @@ def make_plan(options: InstallOptions, previous: dict, staging: Path,
     if autostarts:
         wanted.specs += autostart.autostart_files(where, [*daemon_command(), "--foreground"],
                                                   log_path())
-    wanted.facts = {"programs": sorted({host["program"] for host in hosts}), "hosts": hosts,
-                    "model": model, "autostart": autostarts}
+    failed = [h for h in previous.get("hosts", []) if Path(h["plugins"]) in wanted.unplanned]
+    worked = {h["program"] for h in hosts}
+    remembered = {**previous.get("overrides", {}),  # an override that failed is not kept
+                  **{name: value for name, value in overrides.items()
+                     if name.removesuffix("_python") in worked}}
+    wanted.facts = {"programs": sorted({h["program"] for h in hosts + failed}),
+                    "hosts": hosts + failed, "model": model, "autostart": autostarts,
+                    "overrides": remembered}
     return wanted
 
 
@@ -182,12 +204,12 @@ def install(options: InstallOptions, where: Environment | None = None,
             report(f"glaze install: {error}")
             return 2
         changes = plan(wanted.specs, wanted.edits,
-                       manifest if manifest.state != "new" else None)
+                       manifest if manifest.state != "new" else None, keep=wanted.keeps)
         if options.dry_run:
             _describe(wanted, changes, report)
         elif changes or manifest.state != "installed" or manifest.facts != wanted.facts:
             manifest.facts = wanted.facts
-            apply(changes, wanted.specs, manifest, report)
+            apply(changes, wanted.specs, manifest, report, keep=wanted.keeps)
             report(f"installed: {len(changes.write)} files written, {changes.unchanged} "
                    "already in place")
         else:
@@ -230,7 +252,11 @@ def _summary(wanted: Plan, dry_run: bool, report: Report) -> None:
 
 def uninstall(report: Report = print) -> int:
     """Remove what `glaze install` wrote and put back what it replaced."""
-    manifest = Manifest.load()
+    try:
+        manifest = Manifest.load()
+    except ValueError as error:
+        report(f"glaze uninstall: {error}")
+        return 2
     if manifest is None:
         report("nothing to uninstall: `glaze install` has not been run (for this user)")
         return 0

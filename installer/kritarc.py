@@ -4,7 +4,22 @@ the user's settings stay byte for byte as they were."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from glaze.engine.storage import atomic_path
+
 SECTION = "[python]"
+
+
+def load(path: Path) -> str:
+    """kritarc's text ("" when there is none yet). Qt writes it as UTF-8."""
+    return path.read_bytes().decode("utf-8") if path.exists() else ""
+
+
+def save(path: Path, text: str) -> None:
+    """Write kritarc atomically, in UTF-8, with the line endings `text` has."""
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(text.encode("utf-8"))
 
 
 def _section_span(lines: list[str]) -> tuple[int, int] | None:
@@ -34,6 +49,7 @@ def read_value(text: str, name: str) -> str | None:
 def set_value(text: str, name: str, value: str | None) -> str:
     """`text` with enable_NAME set to `value` (None removes the line, and the [python]
     header too when nothing else is left under it)."""
+    newline = "\r\n" if "\r\n" in text else "\n"
     lines = text.splitlines()
     key = f"enable_{name}"
     span = _section_span(lines)
@@ -41,7 +57,7 @@ def set_value(text: str, name: str, value: str | None) -> str:
         if value is None:
             return text
         prefix = [*lines, ""] if lines and lines[-1].strip() else lines
-        return "\n".join([*prefix, SECTION, f"{key}={value}"]) + "\n"
+        return newline.join([*prefix, SECTION, f"{key}={value}"]) + newline
     start, end = span
     body = [line for line in lines[start + 1:end] if line.split("=", 1)[0].strip() != key]
     if value is not None:
@@ -54,4 +70,4 @@ def set_value(text: str, name: str, value: str | None) -> str:
         lines = before + lines[end:]
     else:
         lines = lines[:start + 1] + body + lines[end:]
-    return "\n".join(lines) + "\n" if lines else ""
+    return newline.join(lines) + newline if lines else ""

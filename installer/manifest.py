@@ -24,6 +24,7 @@ from . import kritarc
 
 MANIFEST = "install-manifest.json"
 BACKUPS = "install-backups"
+POSIX_MODES = os.name == "posix"  # elsewhere permission bits say nothing of a file's content
 
 
 def sha256(data: bytes) -> str:
@@ -42,7 +43,7 @@ class FileSpec:
     def entry(self) -> dict:
         if self.link is not None:
             return {"link": self.link}
-        return {"sha256": sha256(self.data), "mode": self.mode}
+        return {"sha256": sha256(self.data), **({"mode": self.mode} if POSIX_MODES else {})}
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,17 @@ def current_entry(path: Path) -> dict | None:
         return {"link": os.readlink(path)}
     if not path.is_file():
         return None
-    return {"sha256": sha256(path.read_bytes()), "mode": path.stat().st_mode & 0o777}
+    entry = {"sha256": sha256(path.read_bytes())}
+    if POSIX_MODES:
+        entry["mode"] = path.stat().st_mode & 0o777
+    return entry
 
 
 @dataclass
 class Manifest:
     state: str = "installed"
-    files: dict[str, dict] = field(default_factory=dict)
+    files: dict[str, dict] = field(default_factory=dict)  # as installed by the last run
+    pending: dict[str, dict] = field(default_factory=dict)  # being written by this run
     directories: list[str] = field(default_factory=list)  # created by install, in order
     settings: list[dict] = field(default_factory=list)  # {"path", "name", "before"}
     backups: dict[str, str] = field(default_factory=dict)  # replaced file -> its backup
@@ -88,6 +93,11 @@ class Manifest:
     def save(self) -> None:
         write_json(self.path(), vars(self))
 
+    def is_ours(self, key: str) -> bool:
+        """Whether the file at `key` is as an install (finished or interrupted) wrote it."""
+        now = current_entry(Path(key))
+        return now is not None and now in (self.files.get(key), self.pending.get(key))
+
     def setting(self, edit: SettingEdit) -> dict | None:
         return next((item for item in self.settings if item["path"] == str(edit.path)
                      and item["name"] == edit.name), None)
@@ -106,8 +116,10 @@ class Changes:
         return bool(self.write or self.remove or self.settings)
 
 
-def plan(specs: list[FileSpec], edits: list[SettingEdit], old: Manifest | None) -> Changes:
-    """Compare what should be installed with what is there."""
+def plan(specs: list[FileSpec], edits: list[SettingEdit], old: Manifest | None,
+         keep: Callable[[str], bool] = lambda path: False) -> Changes:
+    """Compare what should be installed with what is there. Files of an earlier install
+    that are no longer wanted are removed, except those `keep` keeps."""
     changes = Changes()
     for spec in specs:
         if current_entry(spec.path) == spec.entry():
@@ -117,10 +129,9 @@ def plan(specs: list[FileSpec], edits: list[SettingEdit], old: Manifest | None) 
     wanted = {str(spec.path) for spec in specs}
     if old is not None:
         changes.remove = [Path(path) for path in old.files if path not in wanted
-                          and current_entry(Path(path)) == old.files[path]]
+                          and not keep(path) and old.is_ours(path)]
     changes.settings = [edit for edit in edits
-                        if not edit.path.exists()
-                        or kritarc.read_value(edit.path.read_text(), edit.name) != "true"]
+                        if kritarc.read_value(kritarc.load(edit.path), edit.name) != "true"]
     return changes
 
 
@@ -135,12 +146,13 @@ def _make_parents(path: Path, manifest: Manifest) -> None:
         manifest.directories.append(str(folder))
 
 
-def _write(spec: FileSpec, manifest: Manifest, owned: set[str]) -> None:
+def _write(spec: FileSpec, manifest: Manifest) -> None:
     """Write one file; a file there that is not one of ours is moved to the backups first."""
     _make_parents(spec.path, manifest)
     key = str(spec.path)
-    if (spec.path.exists() or spec.path.is_symlink()) and key not in owned \
-            and key not in manifest.backups:
+    backed_up = key in manifest.backups and Path(manifest.backups[key]).exists()
+    if (spec.path.exists() or spec.path.is_symlink()) and not manifest.is_ours(key) \
+            and not backed_up:
         backup = data_dir() / BACKUPS / sha256(key.encode())
         _make_parents(backup, manifest)
         manifest.backups[key] = str(backup)
@@ -157,28 +169,26 @@ def _write(spec: FileSpec, manifest: Manifest, owned: set[str]) -> None:
 
 def _edit_setting(edit: SettingEdit, manifest: Manifest) -> None:
     _make_parents(edit.path, manifest)
-    text = edit.path.read_text() if edit.path.exists() else None
+    text = kritarc.load(edit.path)
     if manifest.setting(edit) is None:
         manifest.settings.append({"path": str(edit.path), "name": edit.name,
-                                  "before": None if text is None
-                                  else kritarc.read_value(text, edit.name),
-                                  "created": text is None})
+                                  "before": kritarc.read_value(text, edit.name),
+                                  "created": not edit.path.exists()})
         manifest.save()
-    with atomic_path(edit.path) as temporary:
-        temporary.write_text(kritarc.set_value(text or "", edit.name, "true"))
+    kritarc.save(edit.path, kritarc.set_value(text, edit.name, "true"))
 
 
 def apply(changes: Changes, specs: list[FileSpec], manifest: Manifest,
-          report: Callable[[str], None] = print) -> None:
-    """Carry out `changes`; `manifest` (loaded or new) ends up describing `specs`."""
+          report: Callable[[str], None] = print,
+          keep: Callable[[str], bool] = lambda path: False) -> None:
+    """Carry out `changes`; `manifest` (loaded or new) ends up describing `specs` (and the
+    earlier files that `keep` keeps)."""
     _make_parents(Manifest.path(), manifest)
-    # Ours: what an earlier run wrote and nobody changed since (an old version included).
-    owned = {key for key, entry in manifest.files.items() if current_entry(Path(key)) == entry}
     manifest.state = "installing"
-    manifest.files.update({str(spec.path): spec.entry() for spec in specs})
+    manifest.pending = {str(spec.path): spec.entry() for spec in specs}
     manifest.save()
     for spec in changes.write:
-        _write(spec, manifest, owned)
+        _write(spec, manifest)
         report(f"  wrote {spec.path}")
     for edit in changes.settings:
         _edit_setting(edit, manifest)
@@ -186,8 +196,10 @@ def apply(changes: Changes, specs: list[FileSpec], manifest: Manifest,
     for path in changes.remove:
         path.unlink(missing_ok=True)
         report(f"  removed {path} (no longer part of the installation)")
-    wanted = {str(spec.path) for spec in specs}
-    manifest.files = {path: entry for path, entry in manifest.files.items() if path in wanted}
+    kept = {path: entry for path, entry in manifest.files.items()
+            if path not in manifest.pending and keep(path)}
+    manifest.files = {**kept, **manifest.pending}
+    manifest.pending = {}
     manifest.state = "installed"
     manifest.save()
 
@@ -196,33 +208,35 @@ def _restore_setting(item: dict) -> bool:
     path = Path(item["path"])
     if not path.exists():
         return False
-    text = kritarc.set_value(path.read_text(), item["name"], item["before"])
+    text = kritarc.set_value(kritarc.load(path), item["name"], item["before"])
     if item.get("created") and not text.strip():
         path.unlink()
         return True
-    with atomic_path(path) as temporary:
-        temporary.write_text(text)
+    kritarc.save(path, text)
     return True
 
 
 def remove_all(manifest: Manifest, report: Callable[[str], None] = print) -> list[str]:
     """Undo an installation; returns the files left in place because the user changed them."""
     kept = []
-    for key, entry in manifest.files.items():
+    for key in {**manifest.files, **manifest.pending}:
         path = Path(key)
-        now = current_entry(path)
-        if now is None:
+        if current_entry(path) is None:
             continue
-        if now != entry:
+        if not manifest.is_ours(key):
             kept.append(key)
             report(f"  kept {path}: changed since it was installed")
             continue
         path.unlink()
         report(f"  removed {path}")
     for key, backup in manifest.backups.items():
-        if Path(backup).exists() and key not in kept:
-            shutil.move(backup, key)
-            report(f"  restored {key} as it was before install")
+        if not Path(backup).exists():
+            continue
+        if key in kept:
+            report(f"  the file it replaced at {key} is kept as {backup}")
+            continue
+        shutil.move(backup, key)
+        report(f"  restored {key} as it was before install")
     for item in manifest.settings:
         if _restore_setting(item):
             report(f"  restored enable_{item['name']} in {item['path']}")

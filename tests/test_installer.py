@@ -23,8 +23,16 @@ from PIL import Image
 from glaze.daemon.config import configured_model
 from glaze.installer import kritarc
 from glaze.installer.autostart import autostart_files, systemd_unit
-from glaze.installer.hostpython import krita_python, linked_python, wheel_platforms
+from glaze.installer.doctor import client_check
+from glaze.installer.hostpython import (
+    gimp_interpreter,
+    gimp_python,
+    krita_python,
+    linked_python,
+    wheel_platforms,
+)
 from glaze.installer.locations import Environment, gimp_hosts, krita_hosts
+from glaze.installer.manifest import FileSpec, Manifest
 from glaze.installer.models import ModelFetchError, fetch, model_location
 
 KRITA = shutil.which("krita") is not None
@@ -163,6 +171,20 @@ def test_uninstall_restores_a_file_it_replaced_and_keeps_one_the_user_changed(tm
 
 
 @needs_krita
+def test_an_edited_file_keeps_the_one_it_replaced_as_a_backup(tmp_path):
+    home = tmp_path / "home"
+    old = home / ".local/share/krita/pykrita/glaze_krita/__init__.py"
+    old.parent.mkdir(parents=True)
+    old.write_text("# a copy installed by hand, earlier\n")
+    glaze_install(home, "--krita")
+    old.write_text(old.read_text() + "# the user's edit\n")
+    done = glaze(home, "uninstall")
+    assert f"kept {old}" in done.stdout
+    backup = done.stdout.split(f"the file it replaced at {old} is kept as ")[1].split()[0]
+    assert Path(backup).read_text() == "# a copy installed by hand, earlier\n"
+
+
+@needs_krita
 def test_autostart_unit_is_valid_and_enabled_then_removed(tmp_path):
     home = tmp_path / "home"
     glaze_install(home, "--krita", "--autostart")
@@ -194,6 +216,18 @@ def test_doctor_reports_the_installation_and_that_the_client_imports(tmp_path):
         assert expected in report, f"{expected!r} not in:\n{report}"
     imports = [line for line in report.splitlines() if "client imports" in line]
     assert len(imports) == 2 and all(": yes (checked with" in line for line in imports), report
+
+
+@needs_krita
+def test_a_host_that_fails_later_keeps_its_installed_plugin(tmp_path):
+    home = tmp_path / "home"
+    glaze_install(home, "--krita", *gimp_python_args())
+    assert "nothing changed" in glaze_install(home)  # --gimp-python is remembered
+    installed = listing(home)
+    done = glaze(home, "install", "--gimp-python", "/nonexistent/python3")
+    assert done.returncode == 1 and "could not run `/nonexistent/python3`" in done.stdout
+    assert listing(home) == installed  # GIMP's plug-ins are still there, and recorded
+    assert "nothing changed" in glaze_install(home, "--gimp-python", sys.executable)
 
 
 def test_doctor_before_any_install(tmp_path):
@@ -264,10 +298,54 @@ def test_krita_python_from_the_linked_library_or_the_table(tmp_path):
     windows.parent.mkdir(parents=True)
     windows.write_bytes(b"MZ...python310.dll\x00")
     assert krita_python(prefixes=[tmp_path / "w"]).version == "3.10"
-    assert krita_python("5.2.9", prefixes=[]).version == "3.10"
     assert krita_python(override="3.9", prefixes=[]).version == "3.9"
-    with pytest.raises(RuntimeError, match="--krita-python"):
-        krita_python("4.4.8", prefixes=[])
+    with pytest.raises(RuntimeError, match=r"--krita-python 3.X.*Krita 5.2: 3.10"):
+        krita_python(prefixes=[])
+
+
+def test_gimp_python_from_its_interpreter_file(tmp_path):
+    interpreters = tmp_path / "lib/gimp/3.0/interpreters"
+    interpreters.mkdir(parents=True)
+    python = tmp_path / "bin dir/python.exe"
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)
+    (interpreters / "pygimp.interp").write_text(f"python={python}\n:Python:E::py::python:\n")
+    assert gimp_interpreter([tmp_path]) == str(python)
+    found = gimp_python(prefixes=[tmp_path])
+    assert found.version == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert found.command == (str(python),)  # a path with a space is one word
+
+
+def test_doctor_reads_extension_tags_of_every_platform(tmp_path):
+    vendor = tmp_path / "plug-ins/glaze_shared/vendor"
+    (vendor / "glaze_client").mkdir(parents=True)
+    (vendor / "glaze_client/client.py").write_text("")
+    (vendor / "zmq").mkdir()
+    (vendor / "zmq/_zmq.cp313-win_amd64.pyd").write_bytes(b"")
+    host = {"program": "gimp", "plugins": str(tmp_path / "plug-ins"), "python": "3.13"}
+    assert client_check(host).startswith("likely")
+    assert client_check({**host, "python": "3.12"}).startswith("NO")
+    gone = client_check({**host, "python_command": [str(tmp_path / "no-python")]})
+    assert gone.startswith("unknown: could not run")
+
+
+def test_a_file_is_ours_as_the_last_or_the_interrupted_install_wrote_it(tmp_path):
+    path = tmp_path / "plugin.py"
+    old, new = FileSpec(path, b"version 1"), FileSpec(path, b"version 2")
+    manifest = Manifest(files={str(path): old.entry()}, pending={str(path): new.entry()})
+    for data, ours in ((b"version 1", True), (b"version 2", True), (b"the user's", False)):
+        path.write_bytes(data)
+        path.chmod(0o644)
+        assert manifest.is_ours(str(path)) is ours
+
+
+def test_kritarc_keeps_utf8_and_windows_line_endings(tmp_path):
+    settings = tmp_path / "kritarc"
+    settings.write_bytes("[General]\r\nrecent=C:\\Łódź\\art.kra\r\n".encode())
+    edited = kritarc.set_value(kritarc.load(settings), "glaze_krita", "true")
+    kritarc.save(settings, edited)
+    assert settings.read_bytes() == ("[General]\r\nrecent=C:\\Łódź\\art.kra\r\n\r\n"
+                                     "[python]\r\nenable_glaze_krita=true\r\n").encode()
 
 
 def test_autostart_files_for_each_platform(tmp_path):
