@@ -13,7 +13,7 @@ REAL = dict(resolution=512, steps=500, sample_steps=30, guidance=7.5, cloak_step
             impress_steps=100, upscale_steps=20, images_per_caption=4)
 DEMO = dict(resolution=64, steps=40, sample_steps=4, guidance=2.0, cloak_steps=20,
             impress_steps=20, upscale_steps=4, images_per_caption=2)
-QUICK = dict(steps=30, cloak_steps=10, impress_steps=10, upscale_steps=4)
+QUICK = dict(steps=30, cloak_steps=10, impress_steps=10, upscale_steps=4, images_per_caption=1)
 QUICK_COUNTERMEASURES = ["jpeg:75", "noise:0.05", "resize:0.5", "noisy_upscale:0.1",
                          "impress:0.05"]
 DEFAULT_COUNTERMEASURES = ["jpeg:90,75,50", "noise:0.02,0.05,0.1", "resize:0.5,0.25",
@@ -51,8 +51,9 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     plan.add_argument("--conditions", nargs="+", choices=KINDS, default=list(KINDS))
     plan.add_argument("--budget", type=float, default=0.05,
                       help="LPIPS budget p shared by every condition (default 0.05)")
-    plan.add_argument("--budgets", type=float, nargs="*", default=[0.025, 0.05, 0.075],
-                      help="the cloak's budget sweep")
+    plan.add_argument("--budgets", type=float, nargs="*",
+                      help="the cloak's budget sweep (default 0.025 0.05 0.075; --quick: "
+                           "--budget alone)")
     plan.add_argument("--shares", type=float, nargs="*", default=[0.5, 0.25],
                       help="shares of the training set cloaked (partial protection)")
     plan.add_argument("--countermeasures", nargs="*", metavar="KIND[:S1,S2]",
@@ -67,7 +68,8 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     mimic.add_argument("--batch", type=int, default=1)
     mimic.add_argument("--resolution", type=int, help="training size (default 512; demo 64)")
     mimic.add_argument("--images-per-caption", type=int, help="per seed (default 4; demo 2)")
-    mimic.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="generation seeds")
+    mimic.add_argument("--seeds", type=int, nargs="+",
+                       help="generation seeds (default 0 1; --quick: 0)")
     mimic.add_argument("--sample-steps", type=int, help="diffusion steps per image")
     mimic.add_argument("--guidance", type=float)
     mimic.add_argument("--cloak-steps", type=int, help="optimizer steps of every cloak")
@@ -111,8 +113,10 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.upscaler = args.upscaler or ("demo" if demo else None)
     if args.countermeasures is None:
         args.countermeasures = QUICK_COUNTERMEASURES if args.quick else DEFAULT_COUNTERMEASURES
-    if args.quick:
-        args.budgets, args.seeds, args.images_per_caption = [args.budget], args.seeds[:1], 1
+    if args.budgets is None:
+        args.budgets = [args.budget] if args.quick else [0.025, 0.05, 0.075]
+    if args.seeds is None:
+        args.seeds = [0] if args.quick else [0, 1]
     return args
 
 
@@ -129,6 +133,8 @@ def equivalent_command(args: argparse.Namespace) -> str:
     for name in ("conditions", "budgets", "shares", "countermeasures", "countermeasures_on",
                  "seeds"):
         words += [f"--{name.replace('_', '-')}", *map(str, getattr(args, name))]
+    if args.quick:
+        words.append("--quick")  # marks the report as a smoke test
     return shlex.join(words)
 
 
@@ -150,7 +156,7 @@ def config_from(args: argparse.Namespace):
         countermeasures=parse_countermeasures(args.countermeasures),
         countermeasures_on=tuple(args.countermeasures_on), cloak_steps=args.cloak_steps,
         mimic=mimic, impress_steps=args.impress_steps, upscale_steps=args.upscale_steps,
-        seed=args.seed, command=equivalent_command(args))
+        seed=args.seed, quick=args.quick, command=equivalent_command(args))
 
 
 def run(args: argparse.Namespace) -> int:

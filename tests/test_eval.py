@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import painting
+from PIL import Image
 
 from glaze.cli import main
 from glaze.engine.evaluation import conditions, countermeasures, mimicry, style_metric
@@ -180,6 +181,57 @@ def test_each_condition_stays_within_its_budget(bundle, kind):
             before = torch.linalg.vector_norm(bundle.encode(x) - goal)
             after = torch.linalg.vector_norm(bundle.encode(y) - goal)
         assert after < before
+
+
+def test_noise_is_scaled_down_to_the_lpips_budget(bundle):
+    image = painting(64, 64, seed=6)
+
+    def lpips(out):
+        x, y = (torch.from_numpy(v).permute(2, 0, 1)[None].float() / 255 for v in (image, out))
+        with torch.no_grad():
+            return float(bundle.perceptual_distance(y, x)[0])
+
+    full = conditions.random_noise(image, 8 / 255, seed=0)
+    budget = lpips(full) / 4
+    held = conditions.random_noise(image, 8 / 255, seed=0, bundle=bundle, budget=budget)
+    assert 0 < lpips(held) <= budget * 1.05  # + 8-bit rounding
+    assert np.abs(held.astype(np.int16) - image).max() < np.abs(full.astype(np.int16) - image).max()
+
+
+def test_quick_keeps_what_the_user_asked_for():
+    from glaze import evaluate
+    from glaze.cli import build_parser
+
+    def resolved(*flags):
+        return evaluate.resolve(build_parser().parse_args(["eval", "a", "-o", "r", *flags]))
+
+    quick = resolved("--quick")
+    assert (quick.seeds, quick.budgets, quick.images_per_caption) == ([0], [0.05], 1)
+    asked = resolved("--quick", "--seeds", "0", "1", "2", "--images-per-caption", "3",
+                     "--budgets", "0.03")
+    assert (asked.seeds, asked.budgets, asked.images_per_caption) == ([0, 1, 2], [0.03], 3)
+    assert "--quick" in evaluate.equivalent_command(quick)
+
+
+def test_a_quick_run_on_real_models_is_labelled_as_measuring_nothing():
+    from glaze.engine.evaluation import report
+
+    summary = {"models": {"bundle": "some/model", "clip": "some/clip", "upscaler": None,
+                          "demo": False},
+               "seeds": {"run": 0, "generation": [0]}, "meaningful": False}
+    assert report.headline(summary).startswith("These numbers carry NO meaning about "
+                                               "protection: a --quick run")
+    assert report.headline({**summary, "meaningful": True}).startswith("Glaze evaluation.")
+
+
+def test_works_with_the_same_stem_are_kept_apart(tmp_path):
+    from glaze.engine.evaluation.run import read_works
+
+    Image.fromarray(painting(32, 32, seed=1)).save(tmp_path / "cat.png")
+    Image.fromarray(painting(32, 32, seed=2)).save(tmp_path / "cat.jpg", quality=95)
+    works = read_works(tmp_path)
+    assert set(works) == {"cat.png", "cat.jpg"}
+    assert not np.array_equal(works["cat.png"], works["cat.jpg"])
 
 
 def test_the_command_line_lists_every_condition():

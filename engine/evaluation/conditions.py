@@ -2,7 +2,8 @@
 
 - unprotected: the artist's works as they are;
 - glaze: this project's cloak (`glaze.engine.cloak`) toward the artist's target style;
-- noise: uniform random noise filling the L_inf cap (what "just add noise" buys);
+- noise: uniform random noise filling the L_inf cap, scaled down until its LPIPS is within p
+  (what "just add noise" buys);
 - photoguard: PhotoGuard's encoder attack, the latent pushed toward a flat grey image;
 - mist: Mist's textural attack, the latent pushed toward a fixed texture pattern.
 
@@ -91,11 +92,36 @@ def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
     return pixels.merge(source, delta)
 
 
-def random_noise(image: np.ndarray, linf: float, seed: int) -> np.ndarray:
-    """Uniform noise in [-linf, linf] on every RGB sample."""
+def random_noise(image: np.ndarray, linf: float, seed: int, bundle: ModelBundle | None = None,
+                 budget: float | None = None) -> np.ndarray:
+    """Uniform noise in [-linf, linf] on every RGB sample, scaled down until its LPIPS is
+    within `budget` when a bundle is given (the same two limits the cloak has)."""
     rng = np.random.default_rng(seed)
     delta = rng.uniform(-linf, linf, size=(*image.shape[:2], 3)).astype(np.float32)
+    if bundle is not None and budget is not None:
+        delta *= _scale_within(bundle, image, delta, budget)
     return pixels.merge(pixels.split(image), delta)
+
+
+@torch.no_grad()
+def _lpips(bundle: ModelBundle, image: np.ndarray, delta: np.ndarray) -> float:
+    x = torch.from_numpy(image[..., :3].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    d = torch.from_numpy(delta).permute(2, 0, 1)[None]
+    x, d = x.to(bundle.device), d.to(bundle.device)
+    return float(bundle.perceptual_distance((x + d).clamp(0, 1), x)[0])
+
+
+def _scale_within(bundle: ModelBundle, image: np.ndarray, delta: np.ndarray, budget: float,
+                  rounds: int = 8) -> float:
+    """The largest factor (to 1/2^rounds) that keeps LPIPS(x + factor * delta, x) <= budget."""
+    if _lpips(bundle, image, delta) <= budget:
+        return 1.0
+    low, high = 0.0, 1.0
+    for _ in range(rounds):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _lpips(bundle, image, delta * middle) <= budget \
+            else (low, middle)
+    return low
 
 
 def protect(image: np.ndarray, condition: Condition, bundle: ModelBundle,
@@ -107,7 +133,7 @@ def protect(image: np.ndarray, condition: Condition, bundle: ModelBundle,
     if condition.kind == "glaze":
         return cloak(image, bundle, target_style, settings).image
     if condition.kind == "noise":
-        return random_noise(image, settings.linf, seed)
+        return random_noise(image, settings.linf, seed, bundle, condition.budget)
     size = whole_view(image.shape[:2], settings.work_size).size
     return cloak_toward(image, bundle, target_image(condition.kind, *size), settings)
 

@@ -18,6 +18,10 @@ NO_MEANING = ("These numbers carry NO meaning about protection: they were produc
               "random demo models, which know nothing about art.")
 
 
+QUICK_RUN = ("These numbers carry NO meaning about protection: a --quick run shortens the "
+             "fine-tune and the cloak to test the set-up, not to measure anything.")
+
+
 def headline(summary: dict) -> str:
     """One line: whether the numbers mean anything, and which models and seeds made them."""
     models = summary["models"]
@@ -25,8 +29,10 @@ def headline(summary: dict) -> str:
              f"upscaler {models['upscaler'] or 'none'}")
     seeds = (f"seeds: split/train {summary['seeds']['run']}, "
              f"generation {summary['seeds']['generation']}")
-    if not summary["meaningful"]:
+    if summary["models"]["demo"]:
         return f"{NO_MEANING} Models: {names}; {seeds}."
+    if not summary["meaningful"]:
+        return f"{QUICK_RUN} Models: {names}; {seeds}."
     return f"Glaze evaluation. Models: {names}; {seeds}."
 
 
@@ -129,9 +135,10 @@ def plot(summary: dict, path: Path) -> None:
         _plot_countermeasure(axis, cells, kind)
     for axis in axes[1 + len(kinds):]:
         axis.set_visible(False)
-    figure.suptitle(headline(summary) if summary["meaningful"]
-                    else "DEMO MODELS: these numbers carry NO meaning about protection",
-                    fontsize=8, wrap=True)
+    title = headline(summary) if summary["meaningful"] else (
+        "DEMO MODELS" if summary["models"]["demo"] else "QUICK RUN") + \
+        ": these numbers carry NO meaning about protection"
+    figure.suptitle(title, fontsize=8, wrap=True)
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=100)

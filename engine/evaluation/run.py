@@ -76,6 +76,7 @@ class EvalConfig:
     impress_steps: int = 100
     upscale_steps: int = 20
     seed: int = 0
+    quick: bool = False  # a shortened smoke-test run: its report says it measures nothing
     command: str = ""
 
 
@@ -174,7 +175,7 @@ def fingerprint(config: EvalConfig, context_choices: dict) -> str:
     """A short hash of every setting that shapes a cell's numbers."""
     fields = {key: value for key, value in asdict(config).items()
               if key not in ("results", "command", "device", "kinds", "budgets", "shares",
-                             "countermeasures", "countermeasures_on", "artist")}
+                             "countermeasures", "countermeasures_on", "artist", "quick")}
     text = json.dumps([fields, context_choices], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -213,7 +214,7 @@ class Runner:
         chosen = protection.covered(context.training, condition.share, context.config.seed)
         result = {}
         for index, name in enumerate(context.training):
-            path = folder / f"{Path(name).stem}.png"
+            path = folder / f"{name}.png"  # the whole name: cat.png and cat.jpg differ
             if path.is_file():
                 result[name] = _load_png(path)
             else:
@@ -339,6 +340,7 @@ def prepare(config: EvalConfig, progress: Progress | None = None) -> Context:
         "bundle": bundle.identity, "training": training, "captions": captions, "genre": genre,
         "target": target, "works": _digest(works)})
     protection_settings = {"bundle": bundle.identity, "cloak_steps": config.cloak_steps,
+                           "precision": str(bundle.precision), "device": bundle.device.type,
                            "resolution": config.mimic.resolution, "seed": config.seed,
                            "training": training, "target": target, "works": _digest(works)}
     context.protection_fingerprint = hashlib.sha256(
@@ -353,7 +355,7 @@ def summarize(context: Context, cells: list[dict], skipped: list[dict]) -> dict:
     held = [context.works[name] for name in context.held_out]
     reference = style_metric.genre_probabilities(context.clip, held, context.labels)
     summary = {
-        "note": "", "meaningful": not demo,
+        "note": "", "meaningful": not demo and not config.quick, "quick": config.quick,
         "models": {"bundle": context.bundle.name, "clip": context.clip.name,
                    "upscaler": config.upscaler, "captioner": config.captioner,
                    "demo": demo},
