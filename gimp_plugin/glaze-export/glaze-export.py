@@ -13,13 +13,7 @@ from glaze_gimp import (  # noqa: E402
     GlazeFailed,
     GlazePlugIn,
     GObject,
-    cloak,
-    failure,
-    read_pixels,
-    sample_type,
-    settings_from_config,
-    show_dialog,
-    success,
+    glazed_pixels,
     write_pixels,
 )
 
@@ -33,6 +27,7 @@ class GlazeExport(GlazePlugIn):
     BLURB = "Export a glazed copy of the image"
     HELP = ("Cloaks a merged copy of the visible image and writes it to a PNG, JPEG or WebP "
             "file. The open image is not changed.")
+    TITLE = "Export Glazed"
     SENSITIVITY = Gimp.ProcedureSensitivityMask.ALWAYS
 
     def add_arguments(self, procedure) -> None:
@@ -40,32 +35,24 @@ class GlazeExport(GlazePlugIn):
                                       "where to write (.png, .jpg or .webp)", "",
                                       GObject.ParamFlags.READWRITE)
 
-    def run(self, procedure, run_mode, image, drawables, config, data):
-        if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config,
-                                                                    "Export Glazed"):
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+    def glaze(self, image, drawables, config):
         path = os.path.abspath(os.path.expanduser(config.get_property("filename")))
         stem, suffix = os.path.splitext(path)
         if suffix.lower() not in SUFFIXES or not os.path.isdir(os.path.dirname(path)):
-            return failure(procedure, "Glaze: give a file name ending in .png, .jpg or .webp "
-                                      "in an existing folder.", Gimp.PDBStatusType.CALLING_ERROR)
+            raise GlazeFailed("Glaze: give a file name ending in .png, .jpg or .webp in an "
+                              "existing folder.", Gimp.PDBStatusType.CALLING_ERROR)
         copy = image.duplicate()
         temporary = f"{stem}.part{suffix}"  # the exporter goes by the suffix
         try:
             layer = copy.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE)
-            sample = sample_type(copy)
-            pixels, width, height = read_pixels(layer, sample)
-            glazed, _ = cloak(pixels, width, height, sample, settings_from_config(config))
+            glazed, sample = glazed_pixels(layer, copy, config)
             write_pixels(layer, glazed, sample)
             Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, copy, _gfile(temporary), None)
             os.replace(temporary, path)
-        except GlazeFailed as error:
-            return failure(procedure, str(error))
         finally:
             copy.delete()
             if os.path.exists(temporary):  # a failed save leaves no half-written file
                 os.remove(temporary)
-        return success(procedure)
 
 
 def _gfile(path: str):

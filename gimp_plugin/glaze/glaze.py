@@ -7,46 +7,30 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..",
                                 "glaze_shared"))
 
-from glaze_gimp import (  # noqa: E402
-    Gimp,
-    GlazeFailed,
-    GlazePlugIn,
-    cloak,
-    failure,
-    read_pixels,
-    sample_type,
-    settings_from_config,
-    show_dialog,
-    success,
-    write_pixels,
-)
+from glaze_gimp import Gimp, GlazePlugIn, glazed_pixels, write_pixels  # noqa: E402
 
 
 class Glaze(GlazePlugIn):
     PROCEDURE = "plug-in-glaze"
     LABEL = "Glaze..."
+    TITLE = "Glaze"
     MENU = "<Image>/Filters/Glaze"
     BLURB = "Cloak a layer against style mimicry"
     HELP = ("Adds a glazed copy of the selected layer above it; the layer itself is not "
             "changed. Runs on the Glaze daemon, which is started if it is not running.")
 
-    def run(self, procedure, run_mode, image, drawables, config, data):
+    def refuse(self, image, drawables):
         if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
-            return failure(procedure, "Glaze: select one layer.",
-                           Gimp.PDBStatusType.CALLING_ERROR)
-        if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config, "Glaze"):
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+            return "Glaze: select one layer."
+        return None
+
+    def glaze(self, image, drawables, config):
         source = drawables[0]
-        sample = sample_type(image)
-        pixels, width, height = read_pixels(source, sample)
-        try:
-            glazed, _ = cloak(pixels, width, height, sample, settings_from_config(config))
-        except GlazeFailed as error:
-            return failure(procedure, str(error))
+        glazed, sample = glazed_pixels(source, image, config)
         image.undo_group_start()
         try:
-            layer = Gimp.Layer.new(image, f"{source.get_name()} (glazed)", width, height,
-                                   Gimp.ImageType.RGBA_IMAGE, 100.0,
+            layer = Gimp.Layer.new(image, f"{source.get_name()} (glazed)", source.get_width(),
+                                   source.get_height(), Gimp.ImageType.RGBA_IMAGE, 100.0,
                                    Gimp.LayerMode.NORMAL)
             image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
             _, x, y = source.get_offsets()
@@ -55,7 +39,6 @@ class Glaze(GlazePlugIn):
         finally:
             image.undo_group_end()
         Gimp.displays_flush()
-        return success(procedure)
 
 
 Gimp.main(Glaze.__gtype__, sys.argv)

@@ -35,12 +35,17 @@ SETTINGS = (("intensity", "Intensity", "low, default, high, or the LPIPS budget 
 class GlazeFailed(Exception):
     """The cloak could not be made; the message is for the user."""
 
+    def __init__(self, message: str, status=Gimp.PDBStatusType.EXECUTION_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class GlazePlugIn(Gimp.PlugIn):
-    """What both plug-ins declare alike; a subclass names its one procedure and menu."""
+    """What both plug-ins declare and do alike; a subclass names its one procedure and menu
+    and says what to cloak (`glaze`)."""
 
     PROCEDURE = ""
-    LABEL = MENU = BLURB = HELP = ""
+    LABEL = MENU = BLURB = HELP = TITLE = ""
     SENSITIVITY = Gimp.ProcedureSensitivityMask.DRAWABLE
 
     def do_query_procedures(self):
@@ -63,6 +68,27 @@ class GlazePlugIn(Gimp.PlugIn):
 
     def add_arguments(self, procedure) -> None:
         """Arguments before the shared settings."""
+
+    def refuse(self, image, drawables) -> str | None:
+        """Why the procedure cannot run on this selection (asked before the dialog)."""
+        return None
+
+    def glaze(self, image, drawables, config) -> None:
+        """Make the cloak; raise GlazeFailed with a message for the user."""
+        raise NotImplementedError
+
+    def run(self, procedure, run_mode, image, drawables, config, data):
+        refused = self.refuse(image, drawables)
+        if refused:
+            return failure(procedure, refused, Gimp.PDBStatusType.CALLING_ERROR)
+        if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config,
+                                                                    self.TITLE):
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+        try:
+            self.glaze(image, drawables, config)
+        except GlazeFailed as error:
+            return failure(procedure, str(error), error.status)
+        return success(procedure)
 
 
 def add_settings_arguments(procedure) -> None:
@@ -103,6 +129,15 @@ def write_pixels(drawable, data: bytes, sample: str) -> None:
     buffer.set(Gegl.Rectangle.new(0, 0, width, height), FORMATS[sample], data)
     buffer.flush()
     drawable.update(0, 0, width, height)
+
+
+def glazed_pixels(drawable, image, config) -> tuple[bytes, str]:
+    """The drawable's pixels cloaked by the daemon with the procedure's settings, and the
+    sample type they are in (the image's depth decides it)."""
+    sample = sample_type(image)
+    pixels, width, height = read_pixels(drawable, sample)
+    glazed, _ = cloak(pixels, width, height, sample, settings_from_config(config))
+    return glazed, sample
 
 
 def cloak(data: bytes, width: int, height: int, sample: str, settings: dict):
