@@ -4,6 +4,7 @@ Each check records {"name", "ok", "detail"}; main() writes them all as JSON and 
 process exit code.
 """
 
+import contextlib
 import json
 import os
 import struct
@@ -36,6 +37,18 @@ def check(name):
 
 
 check.all = []
+
+
+@contextlib.contextmanager
+def environment(**values):
+    """Set environment variables for the block, then put back what was there."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.update({key: value})
 
 
 def extension():
@@ -164,15 +177,10 @@ def export():
 def unreachable():
     doc, _ = document("U8")
     before = snapshot(doc)
-    saved = {key: os.environ.get(key) for key in ("GLAZE_STATE_DIR", "GLAZE_DAEMON_COMMAND")}
-    os.environ["GLAZE_STATE_DIR"] = tempfile.mkdtemp()  # no daemon there
-    os.environ["GLAZE_DAEMON_COMMAND"] = "false"  # and starting one fails
-    try:
+    # No daemon in a fresh state folder, and starting one fails.
+    with environment(GLAZE_STATE_DIR=tempfile.mkdtemp(), GLAZE_DAEMON_COMMAND="false"):
         status, message = wait(extension().glaze_layer(doc, doc.rootNode().childNodes()[-1],
                                                        FAST, interactive=False))
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.update({key: value})
     assert status == "failed" and "could not start the Glaze daemon" in message, message
     assert snapshot(doc) == before
     doc.close()
@@ -182,10 +190,8 @@ def unreachable():
 @check("a daemon that is not running is started on first use")
 def autostart():
     doc, source = document("U8")
-    saved = {key: os.environ.get(key) for key in ("GLAZE_STATE_DIR", "GLAZE_DAEMON_COMMAND")}
-    os.environ["GLAZE_STATE_DIR"] = tempfile.mkdtemp()  # no daemon there yet
-    os.environ["GLAZE_DAEMON_COMMAND"] = os.environ["GLAZE_TEST_START_COMMAND"]
-    try:
+    with environment(GLAZE_STATE_DIR=tempfile.mkdtemp(),  # no daemon there yet
+                     GLAZE_DAEMON_COMMAND=os.environ["GLAZE_TEST_START_COMMAND"]):
         status, message = wait(extension().glaze_layer(doc, source, FAST, interactive=False))
         assert status == "done", (status, message)
         from glaze_client.client import Client  # the plug-in's vendored copy
@@ -193,9 +199,6 @@ def autostart():
         with Client.connect() as client:  # the daemon the plug-in started: stop it
             pid = client.info.pid
             client.stop_daemon()
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.update({key: value})
     assert [n.name() for n in doc.rootNode().childNodes()][-1] == "art (glazed)"
     doc.close()
     return f"started daemon pid {pid}"
