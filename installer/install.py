@@ -154,14 +154,15 @@ def make_plan(options: InstallOptions, previous: dict, staging: Path,
         for host in found:
             try:
                 python = host_python(host, overrides)
-                if python not in runtimes:
-                    runtimes[python] = staging / f"runtime-{len(runtimes)}"
-                    build_runtime(python, runtimes[python], installation)
+                wheels = (python.version, python.platforms)  # what the runtime depends on
+                if wheels not in runtimes:
+                    runtimes[wheels] = staging / f"runtime-{len(runtimes)}"
+                    build_runtime(python, runtimes[wheels], installation)
             except (HostPythonError, VendorError) as error:
                 wanted.problems.append(f"{host.label}: {error}")
                 wanted.unplanned.append(host.plugins)
                 continue
-            wanted.specs += plugin_files(host, runtimes[python])
+            wanted.specs += plugin_files(host, runtimes[wheels])
             if host.settings is not None:
                 wanted.edits.append(SettingEdit(host.settings, KRITA_PLUGIN))
             hosts.append(_host_facts(host, python))

@@ -42,12 +42,13 @@ def fetch(location: str, report: Callable[[str], None] = print) -> None:
 
     try:
         StableDiffusionImg2ImgPipeline.download(location, local_files_only=True)
-        return  # complete in the cache already: nothing to fetch (works offline)
-    except (OSError, ValueError):
-        pass
-    report(f"fetching {location} into {constants.HF_HUB_CACHE} (resumes if interrupted)")
+    except (OSError, ValueError):  # not complete in the cache yet
+        report(f"fetching {location} into {constants.HF_HUB_CACHE} (resumes if interrupted)")
+        try:
+            StableDiffusionImg2ImgPipeline.download(location)
+        except (OSError, ValueError) as error:
+            raise ModelFetchError(f"could not fetch {location}: {error}") from error
     try:
-        StableDiffusionImg2ImgPipeline.download(location)
-        perceptual_model()  # torchvision's AlexNet weights, into torch's cache
-    except (OSError, ValueError, ModelLoadError) as error:
-        raise ModelFetchError(f"could not fetch {location}: {error}") from error
+        perceptual_model()  # torchvision's AlexNet weights, into torch's cache (once)
+    except ModelLoadError as error:
+        raise ModelFetchError(f"could not fetch LPIPS's backbone: {error}") from error
