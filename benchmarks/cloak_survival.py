@@ -31,11 +31,11 @@ import torch
 from cloak_step import full_size_bundle  # this folder's benchmark: the SD 2.x VAE bundle
 from PIL import Image
 
-from glaze.engine.cloak import View, fit, whole_view
-from glaze.engine.evaluation.conditions import cloak_toward
+from glaze.engine.cloak import View, center_crop_view, cloak_toward, fit, whole_view
 from glaze.engine.evaluation.countermeasures import gaussian_noise, jpeg
 from glaze.engine.evaluation.synthetic import painting
 from glaze.engine.models import ModelBundle, load_bundle
+from glaze.engine.pixels import image_array, image_tensor
 from glaze.engine.settings import CloakSettings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample-artwork.png"
@@ -55,18 +55,14 @@ def long_side(size: int) -> Callable[[tuple[int, int]], View]:
 
 
 def center_crop(size: int) -> Callable[[tuple[int, int]], View]:
-    def view(shape: tuple[int, int]) -> View:
-        scale = size / min(shape)
-        resized = (max(size, round(shape[0] * scale)), max(size, round(shape[1] * scale)))
-        top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
-        return View(resized, (top, left, size, size))
-    return view
+    return lambda shape: center_crop_view(shape, size)
 
 
 def preprocessings(work_size: int) -> list[Preprocessing]:
+    resized = [] if work_size == 512 else [Preprocessing("resize 512", long_side(512))]
     return [
         Preprocessing(f"working view ({work_size} px)", long_side(work_size)),
-        Preprocessing("resize 512", long_side(512)),
+        *resized,  # at a 512 px working size that is the working view itself
         Preprocessing("resize 1024", long_side(1024)),
         Preprocessing("resize + center crop 512", center_crop(512)),
         Preprocessing("JPEG q90 @512", long_side(512), lambda a: jpeg(a, 90)),
@@ -76,30 +72,24 @@ def preprocessings(work_size: int) -> list[Preprocessing]:
     ]
 
 
-def as_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None] / 255
-
-
-def as_array(tensor: torch.Tensor) -> np.ndarray:
-    values = tensor[0].clamp(0, 1).permute(1, 2, 0).numpy()
-    return np.rint(values * 255).astype(np.uint8)
-
-
 @torch.no_grad()
 def seen(bundle: ModelBundle, image: np.ndarray, step: Preprocessing) -> torch.Tensor:
     """Phi of the image as the mimic sees it after the preprocessing."""
-    viewed = step.view(image.shape[:2]).apply(as_tensor(image))
+    viewed = step.view(image.shape[:2]).apply(image_tensor(image))
     if step.pixels is not None:
-        viewed = as_tensor(step.pixels(as_array(viewed)))
+        viewed = image_tensor(step.pixels(image_array(viewed)))
     return bundle.encode(viewed)
 
 
 def shifts(bundle: ModelBundle, image: np.ndarray, cloaked: list[np.ndarray],
            target: np.ndarray, steps: list[Preprocessing]) -> list[list[float]]:
     """shift_P of each cloaked version (rows: preprocessings, columns: versions)."""
-    rows = []
+    rows, goals = [], {}
     for step in steps:
-        goal = seen(bundle, target, Preprocessing(step.name, step.view))  # geometry only
+        view = step.view(target.shape[:2])
+        if view not in goals:  # the target is seen through the geometry only, once per view
+            goals[view] = seen(bundle, target, Preprocessing(step.name, step.view))
+        goal = goals[view]
         before = torch.linalg.vector_norm(seen(bundle, image, step) - goal)
         rows.append([float(1 - torch.linalg.vector_norm(seen(bundle, version, step) - goal)
                            / before) for version in cloaked])
@@ -143,7 +133,7 @@ def main() -> None:
         settings = CloakSettings(intensity=args.intensity, quality=args.steps,
                                  work_size=args.work_size, resize_robust=robust)
         started = time.perf_counter()
-        goal = whole_view(image.shape[:2], args.work_size).apply(as_tensor(target))
+        goal = whole_view(image.shape[:2], args.work_size).apply(image_tensor(target))
         versions.append(cloak_toward(image, bundle, goal, settings))
         print(f"  cloak {'as built (resize-robust)' if robust else 'without resize-robustness'}"
               f": {time.perf_counter() - started:.0f} s, "

@@ -111,6 +111,15 @@ def whole_view(shape: tuple[int, int], work_size: int) -> View:
     return View(size, (0, 0, *size))
 
 
+def center_crop_view(shape: tuple[int, int], size: int) -> View:
+    """Short side resized to `size`, then the central square cropped: what training scripts
+    do to an image (mimic_views' first crop also keeps the encoder's multiple of 8)."""
+    scale = size / min(shape)
+    resized = (max(size, round(shape[0] * scale)), max(size, round(shape[1] * scale)))
+    top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
+    return View(resized, (top, left, size, size))
+
+
 def mimic_views(shape: tuple[int, int], work_size: int, robust: bool,
                 rng: random.Random) -> list[View]:
     """The views the loss is taken on; the first is `whole_view`."""
@@ -234,6 +243,34 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: pixels.Spli
     }
 
 
+def _optimize(optimizer: CloakOptimizer, source: pixels.SplitImage, settings: CloakSettings,
+              phase: Progress) -> np.ndarray:
+    """Run the optimizer's steps; the cloaked image in the source's own format."""
+    for step in range(settings.steps):
+        phase.check(optimizer.steps_run)
+        stats = optimizer.step()
+        phase.report((step + 1) / settings.steps,
+                     f"cloak step {step + 1}/{settings.steps} "
+                     f"(feature {stats['feature']:.3f}, LPIPS {stats['lpips']:.4f})")
+    delta = optimizer.full_delta(source.rgb.shape[:2])[0].permute(1, 2, 0).cpu().numpy()
+    delta = np.where(source.coverage[..., None] > 0, delta, 0).astype(np.float32)
+    return pixels.merge(source, delta)
+
+
+def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
+                 settings: CloakSettings | None = None, progress: ProgressCallback | None = None,
+                 cancel: CancelCheck | None = None) -> np.ndarray:
+    """The cloak's optimization toward a given target image (1 x 3 x h x w in [0, 1], at
+    the whole view's size) instead of a style transfer: the encoder attacks PhotoGuard and
+    Mist make, and fixed targets for benchmarks."""
+    settings = settings or CloakSettings()
+    source = pixels.split(image)
+    check_size(image.shape[:2])
+    seen, coverage = composite(source, bundle.device)
+    optimizer = CloakOptimizer(bundle, seen, coverage, target.to(bundle.device), settings)
+    return _optimize(optimizer, source, settings, Progress(progress, cancel))
+
+
 def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
           settings: CloakSettings | None = None, progress: ProgressCallback | None = None,
           cancel: CancelCheck | None = None) -> CloakResult:
@@ -257,16 +294,7 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
                                 settings.seed, tracker.phase(0.0, TRANSFER_SHARE))
     optimizer = CloakOptimizer(bundle, seen, coverage, target, settings)
     del target
-    steps_phase = tracker.phase(TRANSFER_SHARE, 1.0)
-    for step in range(settings.steps):
-        steps_phase.check(optimizer.steps_run)
-        stats = optimizer.step()
-        steps_phase.report((step + 1) / settings.steps,
-                           f"cloak step {step + 1}/{settings.steps} "
-                           f"(feature {stats['feature']:.3f}, LPIPS {stats['lpips']:.4f})")
-    delta = optimizer.full_delta(shape)[0].permute(1, 2, 0).cpu().numpy()
-    delta = np.where(source.coverage[..., None] > 0, delta, 0).astype(np.float32)
-    output = pixels.merge(source, delta)
+    output = _optimize(optimizer, source, settings, tracker.phase(TRANSFER_SHARE, 1.0))
     report = CloakReport(
         target_style=target_style, bundle=bundle.name, protection_note=bundle.protection_note,
         width=shape[1], height=shape[0], budget=settings.budget, linf_cap=settings.linf,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float16),
                     np.dtype(np.float32))
@@ -104,3 +105,15 @@ def to_buffer(image: np.ndarray, layout: dict, like) -> bytearray:
     pixels = image[..., [2, 1, 0, 3]] if layout["order"] == "BGRA" else image
     _strided(out, layout)[...] = pixels
     return out
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """8-bit H x W x 3|4 -> 1 x 3 x H x W float32 in [0, 1] (alpha dropped)."""
+    rgb = np.array(image[..., :3], dtype=np.float32) / 255
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None]
+
+
+def image_array(tensor: torch.Tensor) -> np.ndarray:
+    """1 x 3 x H x W in [0, 1] -> 8-bit H x W x 3, rounded."""
+    values = tensor[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    return np.rint(values * 255).astype(np.uint8)

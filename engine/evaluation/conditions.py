@@ -8,7 +8,7 @@
 - mist: Mist's textural attack, the latent pushed toward a fixed texture pattern.
 
 PhotoGuard and Mist differ from the cloak only in their target image, so they run the
-cloak's own optimizer (`CloakOptimizer`) with that target instead of a style transfer.
+cloak's own optimization toward that target (`cloak_toward`) instead of a style transfer.
 A condition may cover only a share of the training set (paper section 6.4).
 """
 
@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from .. import pixels
-from ..cloak import CloakOptimizer, cloak, composite, whole_view
+from ..cloak import BACKGROUND, cloak, cloak_toward, whole_view
 from ..models import ModelBundle
+from ..pixels import image_tensor
 from ..settings import CloakSettings
+from .countermeasures import within_bound
 
 KINDS = ("unprotected", "glaze", "noise", "photoguard", "mist")
-GREY = 0.5
 
 
 @dataclass(frozen=True)
@@ -72,24 +73,10 @@ def texture(height: int, width: int) -> torch.Tensor:
 def target_image(kind: str, height: int, width: int) -> torch.Tensor:
     """The fixed target of an encoder attack, 1 x 3 x H x W in [0, 1]."""
     if kind == "photoguard":
-        return torch.full((1, 3, height, width), GREY)
+        return torch.full((1, 3, height, width), BACKGROUND)  # flat mid-grey
     if kind == "mist":
         return texture(height, width)
     raise ValueError(f"{kind!r} has no fixed target image")
-
-
-def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
-                 settings: CloakSettings) -> np.ndarray:
-    """The cloak's optimization toward a given target image instead of a style transfer."""
-    source = pixels.split(image)
-    shape = image.shape[:2]
-    seen, coverage = composite(source, bundle.device)
-    optimizer = CloakOptimizer(bundle, seen, coverage, target.to(bundle.device), settings)
-    for _ in range(settings.steps):
-        optimizer.step()
-    delta = optimizer.full_delta(shape)[0].permute(1, 2, 0).cpu().numpy()
-    delta = np.where(source.coverage[..., None] > 0, delta, 0).astype(np.float32)
-    return pixels.merge(source, delta)
 
 
 def random_noise(image: np.ndarray, linf: float, seed: int, bundle: ModelBundle | None = None,
@@ -99,29 +86,11 @@ def random_noise(image: np.ndarray, linf: float, seed: int, bundle: ModelBundle 
     rng = np.random.default_rng(seed)
     delta = rng.uniform(-linf, linf, size=(*image.shape[:2], 3)).astype(np.float32)
     if bundle is not None and budget is not None:
-        delta *= _scale_within(bundle, image, delta, budget)
+        x = image_tensor(image).to(bundle.device)
+        noisy = (x + torch.from_numpy(delta).permute(2, 0, 1)[None].to(bundle.device))
+        kept = within_bound(bundle, noisy.clamp(0, 1), x, budget) - x
+        delta = kept[0].permute(1, 2, 0).cpu().numpy()
     return pixels.merge(pixels.split(image), delta)
-
-
-@torch.no_grad()
-def _lpips(bundle: ModelBundle, image: np.ndarray, delta: np.ndarray) -> float:
-    x = torch.from_numpy(image[..., :3].astype(np.float32) / 255).permute(2, 0, 1)[None]
-    d = torch.from_numpy(delta).permute(2, 0, 1)[None]
-    x, d = x.to(bundle.device), d.to(bundle.device)
-    return float(bundle.perceptual_distance((x + d).clamp(0, 1), x)[0])
-
-
-def _scale_within(bundle: ModelBundle, image: np.ndarray, delta: np.ndarray, budget: float,
-                  rounds: int = 8) -> float:
-    """The largest factor (to 1/2^rounds) that keeps LPIPS(x + factor * delta, x) <= budget."""
-    if _lpips(bundle, image, delta) <= budget:
-        return 1.0
-    low, high = 0.0, 1.0
-    for _ in range(rounds):
-        middle = (low + high) / 2
-        low, high = (middle, high) if _lpips(bundle, image, delta * middle) <= budget \
-            else (low, middle)
-    return low
 
 
 def protect(image: np.ndarray, condition: Condition, bundle: ModelBundle,

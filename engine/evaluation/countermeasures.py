@@ -30,6 +30,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from ..cloak import fit, resize, whole_view
 from ..demo import demo_tokenizer
 from ..models import ModelBundle, ModelLoadError, pick_device
+from ..pixels import image_array, image_tensor
 from ..progress import Progress
 
 KINDS = ("none", "jpeg", "noise", "resize", "noisy_upscale", "impress")
@@ -62,15 +63,6 @@ UNITS = {"jpeg": "JPEG quality", "noise": "Gaussian sigma", "resize": "downscale
          "noisy_upscale": "Gaussian sigma before upscaling", "impress": "LPIPS bound"}
 
 
-def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(image[..., :3], dtype=np.float32)).permute(2, 0, 1)[None] / 255
-
-
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    values = tensor[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    return np.rint(values * 255).astype(np.uint8)
-
-
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """Re-encode as JPEG at `quality` (1-95) and decode again."""
     buffer = io.BytesIO()
@@ -87,10 +79,10 @@ def gaussian_noise(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray
 
 def resize_round_trip(image: np.ndarray, factor: float) -> np.ndarray:
     """Downscale by `factor` (< 1, antialiased) and upscale back to the original size."""
-    x = _tensor(image)
+    x = image_tensor(image)
     size = tuple(int(s) for s in x.shape[-2:])
     small = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor)))
-    return _array(resize(resize(x, small), size))
+    return image_array(resize(resize(x, small), size))
 
 
 def demo_upscaler(seed: int = 0) -> StableDiffusionUpscalePipeline:
@@ -147,7 +139,7 @@ def noisy_upscale(image: np.ndarray, sigma: float,
     if upscaler is None:
         raise Skipped(SKIPPED_NO_UPSCALER)
     small = fit(image.shape[:2], max(8, min(work_size, max(image.shape[:2])) // UPSCALE))
-    low = _array(resize(_tensor(gaussian_noise(image, sigma, seed)), small))
+    low = image_array(resize(image_tensor(gaussian_noise(image, sigma, seed)), small))
     output = upscaler(prompt=prompt, image=Image.fromarray(low), num_inference_steps=steps,
                       generator=torch.Generator("cpu").manual_seed(seed), output_type="pil")
     return np.asarray(output.images[0].convert("RGB"))
@@ -167,7 +159,7 @@ def impress(image: np.ndarray, bundle: ModelBundle, bound: float, steps: int = 1
             progress: Progress | None = None) -> np.ndarray:
     """IMPRESS purification at the mimic's working size (its long side at most `work_size`)."""
     progress = progress or Progress()
-    x = _tensor(image).to(bundle.device)
+    x = image_tensor(image).to(bundle.device)
     view = whole_view(tuple(x.shape[-2:]), min(work_size, max(x.shape[-2:])))
     x = view.apply(x)
     purified = x.clone().requires_grad_(True)
@@ -183,7 +175,7 @@ def impress(image: np.ndarray, bundle: ModelBundle, bound: float, steps: int = 1
         with torch.no_grad():
             purified.clamp_(0, 1)
         progress.report((step + 1) / steps, f"IMPRESS step {step + 1}/{steps}")
-    return _array(within_bound(bundle, purified.detach(), x, bound))
+    return image_array(within_bound(bundle, purified.detach(), x, bound))
 
 
 @torch.no_grad()

@@ -24,8 +24,9 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
-from ..cloak import resize
+from ..cloak import center_crop_view
 from ..models import ModelBundle
+from ..pixels import image_tensor
 from ..progress import Progress
 
 ADAPTER = "mimic"
@@ -86,15 +87,8 @@ def captions(paths: Sequence[Path], token: str, captioner: str | None = None) ->
 
 def training_tensor(images: Sequence[np.ndarray], resolution: int) -> torch.Tensor:
     """Resize the short side to the resolution and center-crop, as training scripts do."""
-    batch = []
-    for image in images:
-        x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None] / 255
-        height, width = x.shape[-2:]
-        scale = resolution / min(height, width)
-        size = (max(resolution, round(height * scale)), max(resolution, round(width * scale)))
-        x = resize(x, size)
-        top, left = (size[0] - resolution) // 2, (size[1] - resolution) // 2
-        batch.append(x[..., top:top + resolution, left:left + resolution])
+    batch = [center_crop_view(image.shape[:2], resolution).apply(image_tensor(image))
+             for image in images]
     return torch.cat(batch) * 2 - 1
 
 
