@@ -285,6 +285,9 @@ def test_glaze_eval_end_to_end_on_the_demo_bundle_and_resume(tmp_path, capsys):
     assert all(0 <= cell["shift_rate"] <= 1 for cell in summary["cells"])
     assert (results / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # Partial shares take their cloaked works from the full-share set: no second cloak.
+    protected = sorted(path.name for path in (results / "protected").iterdir())
+    assert "glaze-p0.05" in protected and not [name for name in protected if "pct" in name]
     cells = sorted((results / "cells").glob("*.json"))
     assert len(cells) == len(summary["cells"]) == 12
     stamps = {path: path.stat().st_mtime_ns for path in cells}

@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -204,7 +204,8 @@ class Runner:
             return {name: context.works[name] for name in context.training}
         if condition.name in self.protected:
             return self.protected[condition.name]
-        folder = self.folder / "protected" / condition.name
+        # One folder per protection at full share: a partial condition reuses its works.
+        folder = self.folder / "protected" / replace(condition, share=1.0).name
         stamp = folder / "fingerprint.txt"
         stamped = stamp.is_file() and stamp.read_text() == context.protection_fingerprint
         if folder.is_dir() and not stamped:
@@ -215,15 +216,16 @@ class Runner:
         result = {}
         for index, name in enumerate(context.training):
             path = folder / f"{name}.png"  # the whole name: cat.png and cat.jpg differ
-            if path.is_file():
+            if name not in chosen:
+                result[name] = context.works[name]
+            elif path.is_file():
                 result[name] = _load_png(path)
             else:
                 self.bar.set_postfix_str(f"{condition.name}: {name}")
-                work = context.works[name]
-                result[name] = (protection.protect(work, condition, context.bundle, context.base,
-                                                   context.target_style,
-                                                   context.config.seed + index)
-                                if name in chosen else work)
+                result[name] = protection.protect(context.works[name], condition,
+                                                  context.bundle, context.base,
+                                                  context.target_style,
+                                                  context.config.seed + index)
                 _save_png(result[name], path)
             self.bar.update()
         self.protected[condition.name] = result
