@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -118,6 +119,7 @@ class Context:
     genre: str
     genre_source: str
     target_style: str
+    reference: torch.Tensor | None = None  # CLIP centroid of the held-out works
     fingerprint: str = ""  # of everything that shapes a cell's numbers
     protection_fingerprint: str = ""  # of what shapes the protected works only
 
@@ -286,8 +288,7 @@ class Runner:
             "condition": asdict(cell.condition), "countermeasure": asdict(cell.countermeasure),
             "fingerprint": context.fingerprint,
             "shift_rate": style_metric.shift_rate(probabilities, context.labels, context.genre),
-            "clip_similarity": style_metric.similarity(
-                context.clip, images, [context.works[name] for name in context.held_out]),
+            "clip_similarity": style_metric.similarity(context.clip, images, context.reference),
             "images": len(images), "linf_cap": cap, "measured_linf": change / 255,
             "countermeasure_mean_change": (None if None in countered
                                            else float(np.mean(countered))),
@@ -337,7 +338,8 @@ def prepare(config: EvalConfig, progress: Progress | None = None) -> Context:
     upscaler = (counter.load_upscaler(config.upscaler, config.device)
                 if needs_upscaler else None)
     context = Context(config, bundle, clip, upscaler, labels, works, training, held_out,
-                      captions, genre, source, target)
+                      captions, genre, source, target,
+                      style_metric.centroid(clip, [works[name] for name in held_out]))
     context.fingerprint = fingerprint(config, {
         "bundle": bundle.identity, "training": training, "captions": captions, "genre": genre,
         "target": target, "works": _digest(works)})

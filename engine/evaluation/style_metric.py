@@ -8,7 +8,7 @@ CLIP similarity of the mimicked images to the artist's held-out works is reporte
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 import numpy as np
@@ -45,6 +45,8 @@ class Clip:
     processor: CLIPProcessor
     device: torch.device
     demo: bool = False
+    # Text embeddings by text: every cell classifies over the same genre prompts.
+    texts: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.model.to(self.device).eval().requires_grad_(False)
@@ -99,10 +101,14 @@ def image_embeddings(clip: Clip, images: Sequence[np.ndarray]) -> torch.Tensor:
 
 @torch.no_grad()
 def text_embeddings(clip: Clip, texts: Sequence[str]) -> torch.Tensor:
-    """Unit-length CLIP embeddings of texts, N x D."""
-    inputs = clip.processor(text=list(texts), padding=True, return_tensors="pt").to(clip.device)
-    return _features(clip.model.get_text_features(input_ids=inputs["input_ids"],
-                                                  attention_mask=inputs["attention_mask"]))
+    """Unit-length CLIP embeddings of texts, N x D (each text embedded once per Clip)."""
+    missing = list(dict.fromkeys(text for text in texts if text not in clip.texts))
+    if missing:
+        inputs = clip.processor(text=missing, padding=True, return_tensors="pt").to(clip.device)
+        found = _features(clip.model.get_text_features(input_ids=inputs["input_ids"],
+                                                       attention_mask=inputs["attention_mask"]))
+        clip.texts.update(zip(missing, found, strict=True))
+    return torch.stack([clip.texts[text] for text in texts])
 
 
 def genre_probabilities(clip: Clip, images: Sequence[np.ndarray],
@@ -134,8 +140,11 @@ def artist_genre(probabilities: np.ndarray, labels: Sequence[str]) -> str:
     return labels[int(np.argmax(probabilities.mean(axis=0)))]
 
 
-def similarity(clip: Clip, images: Sequence[np.ndarray],
-               references: Sequence[np.ndarray]) -> float:
-    """Mean cosine similarity of the images to the centroid of the references' embeddings."""
-    centroid = torch.nn.functional.normalize(image_embeddings(clip, references).mean(0), dim=0)
-    return float((image_embeddings(clip, images) @ centroid).mean())
+def centroid(clip: Clip, references: Sequence[np.ndarray]) -> torch.Tensor:
+    """Unit-length mean of the references' embeddings (the artist's held-out works)."""
+    return torch.nn.functional.normalize(image_embeddings(clip, references).mean(0), dim=0)
+
+
+def similarity(clip: Clip, images: Sequence[np.ndarray], reference: torch.Tensor) -> float:
+    """Mean cosine similarity of the images to a `centroid`."""
+    return float((image_embeddings(clip, images) @ reference).mean())
