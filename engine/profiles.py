@@ -18,13 +18,7 @@ import numpy as np
 from . import storage
 from .models import ModelBundle
 from .progress import Progress
-from .target import (
-    CentroidCache,
-    artist_centroid,
-    candidate_centroids,
-    candidate_styles,
-    pick_target,
-)
+from .target import CentroidCache, choose_target
 
 NAME_PATTERN = re.compile(r"^[\w][\w .-]{0,63}$")
 
@@ -82,9 +76,7 @@ def resolve_target(bundle: ModelBundle, profile_name: str, artworks: Iterable[np
     existing = store.load(profile_name)
     if existing is not None:
         return existing
-    artist = artist_centroid(bundle, artworks)
-    centroids = candidate_centroids(bundle, styles or candidate_styles(), cache, progress)
-    target = pick_target(artist, centroids, seed)
+    target = choose_target(bundle, artworks, seed, styles, cache, progress)
     profile = ArtistProfile.new(profile_name, target, "auto", bundle.name)
     store.save(profile)
     return profile

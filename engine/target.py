@@ -118,3 +118,12 @@ def percentile_band(artist: np.ndarray, centroids: dict[str, np.ndarray],
 def pick_target(artist: np.ndarray, centroids: dict[str, np.ndarray], seed: int = 0) -> str:
     """A seeded random pick from the 50-75th percentile band."""
     return random.Random(seed).choice(percentile_band(artist, centroids))
+
+
+def choose_target(bundle: ModelBundle, artworks: Iterable[np.ndarray], seed: int = 0,
+                  styles: Sequence[str] | None = None, cache: CentroidCache | None = None,
+                  progress: Progress | None = None) -> str:
+    """A new artist's target style: a seeded pick among the candidates in the 50-75th
+    percentile band of distance from the artist's works (paper section 5)."""
+    centroids = candidate_centroids(bundle, styles or candidate_styles(), cache, progress)
+    return pick_target(artist_centroid(bundle, artworks), centroids, seed)

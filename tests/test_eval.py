@@ -171,7 +171,7 @@ def test_impress_lowers_the_reconstruction_loss_within_its_lpips_bound(bundle):
 
 
 @pytest.mark.parametrize("kind", ["glaze", "noise", "photoguard", "mist"])
-def test_each_condition_stays_within_its_budget(bundle, kind):
+def test_each_condition_stays_within_its_linf_cap(bundle, kind):
     image = painting(64, 64, seed=6)
     condition = conditions.Condition(kind, budget=0.05)
     base = CloakSettings(work_size=64, quality=8)

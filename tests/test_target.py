@@ -71,7 +71,7 @@ def test_new_profile_picks_from_the_band_and_keeps_its_pick(bundle, monkeypatch)
     def no_recompute(*args, **kwargs):
         raise AssertionError("a stored profile must not choose again")
 
-    monkeypatch.setattr(profiles, "candidate_centroids", no_recompute)
+    monkeypatch.setattr(profiles, "choose_target", no_recompute)
     later = resolve_target(bundle, "alice", [painting(64, 64, seed=9)], styles=STYLES, seed=7)
     assert later.target_style == profile.target_style
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from ..imagefile import FORMATS, read_image
+from ..imagefile import FORMATS, read_image, write_image
 from ..models import ModelBundle, load_bundle
 from ..progress import Progress
 from ..settings import CloakSettings
-from ..storage import atomic_path, write_json
+from ..storage import write_json
+from ..target import choose_target
 from . import conditions as protection
 from . import countermeasures as counter
 from . import mimicry, report, style_metric
@@ -146,25 +146,6 @@ def read_works(folder: Path) -> dict[str, np.ndarray]:
     return works
 
 
-def _save_png(image: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        Image.fromarray(image).save(temporary, format="PNG")
-
-
-def _load_png(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
-def choose_target(bundle: ModelBundle, works: list[np.ndarray], seed: int,
-                  progress: Progress) -> str:
-    """The cloak's target style, chosen as `glaze cloak` does for a new artist profile."""
-    from ..target import artist_centroid, candidate_centroids, candidate_styles, pick_target
-
-    centroids = candidate_centroids(bundle, candidate_styles(), progress=progress)
-    return pick_target(artist_centroid(bundle, works), centroids, seed)
-
-
 def _digest(works: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for name in sorted(works):
@@ -221,14 +202,14 @@ class Runner:
             if name not in chosen:
                 result[name] = context.works[name]
             elif path.is_file():
-                result[name] = _load_png(path)
+                result[name] = read_image(path).pixels
             else:
                 self.bar.set_postfix_str(f"{condition.name}: {name}")
                 result[name] = protection.protect(context.works[name], condition,
                                                   context.bundle, context.base,
                                                   context.target_style,
                                                   context.config.seed + index)
-                _save_png(result[name], path)
+                write_image(path, result[name])
             self.bar.update()
         self.protected[condition.name] = result
         return result
@@ -266,8 +247,9 @@ class Runner:
                                       config.mimic, self.progress())
         generated = self.folder / "generated" / cell.name
         shutil.rmtree(generated, ignore_errors=True)  # no stale images from another setting
+        generated.mkdir(parents=True)
         for index, image in enumerate(images):
-            _save_png(image, generated / f"{index:03d}.png")
+            write_image(generated / f"{index:03d}.png", image)
         return self._score(cell, images, protected, train, time.perf_counter() - started)
 
     def _score(self, cell: Cell, images: list[np.ndarray], protected: dict, train: list,
@@ -333,7 +315,7 @@ def prepare(config: EvalConfig, progress: Progress | None = None) -> Context:
         probabilities = style_metric.genre_probabilities(clip, list(works.values()), labels)
         genre, source = style_metric.artist_genre(probabilities, labels), "CLIP's top genre"
     target = config.target_style or choose_target(bundle, list(works.values()), config.seed,
-                                                  progress)
+                                                  progress=progress)
     needs_upscaler = any(m.kind == "noisy_upscale" for m in config.countermeasures)
     upscaler = (counter.load_upscaler(config.upscaler, config.device)
                 if needs_upscaler else None)
