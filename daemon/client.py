@@ -64,6 +64,19 @@ class JobCancelled(DaemonError):
     """The job was cancelled (by the user, or because the daemon stopped)."""
 
 
+def describe(result: dict) -> str:
+    """What the user is told about a finished job: its target, how far the style moved, and
+    any warning (a shift that fell short; models that give no protection)."""
+    report = result.get("report", {})
+    lines = [f"Glazed toward \u201c{result.get('target_style', report.get('target_style'))}"
+             f"\u201d (feature shift {report.get('relative_shift', 0):.0%})."]
+    if report.get("incomplete"):
+        lines.append("The style shift fell short: this image is only partly protected.")
+    if report.get("protection_note"):
+        lines.append(report["protection_note"] + ".")
+    return "\n".join(lines)
+
+
 def default_start_command() -> list[str]:
     """How to start the daemon: $GLAZE_DAEMON_COMMAND, else the command the installer
     recorded, else this Python's `glaze` when it has one, else `glaze` on the PATH (inside a

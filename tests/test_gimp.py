@@ -55,6 +55,8 @@ def test_in_gimp(setup, name):
     results, done = run_checks(setup, [name])
     assert results[name]["ok"], results[name]["detail"]
     assert done.returncode == 0, done.stderr[-2000:]
+    if name.startswith(("glaze", "export")):  # the daemon's summary reaches the user
+        assert "NO protection" in done.stdout + done.stderr, done.stderr[-2000:]
 
 
 def test_unreachable_daemon_in_gimp(setup, tmp_path):

@@ -18,9 +18,9 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 try:
-    from glaze_client.client import Client, DaemonError, layout_for  # noqa: E402
+    from glaze_client.client import Client, DaemonError, describe, layout_for  # noqa: E402
 except ImportError:
-    from glaze.daemon.client import Client, DaemonError, layout_for  # noqa: E402
+    from glaze.daemon.client import Client, DaemonError, describe, layout_for  # noqa: E402
 
 # 8-bit images are read as 8-bit; anything deeper as float, so no precision is lost.
 U8_PRECISIONS = ("U8_LINEAR", "U8_NON_LINEAR", "U8_PERCEPTUAL")
@@ -133,10 +133,12 @@ def write_pixels(drawable, data: bytes, sample: str) -> None:
 
 def glazed_pixels(drawable, image, config) -> tuple[bytes, str]:
     """The drawable's pixels cloaked by the daemon with the procedure's settings, and the
-    sample type they are in (the image's depth decides it)."""
+    sample type they are in (the image's depth decides it). The daemon's summary (with its
+    "no protection" or "incomplete" warnings) is shown to the user."""
     sample = sample_type(image)
     pixels, width, height = read_pixels(drawable, sample)
-    glazed, _ = cloak(pixels, width, height, sample, settings_from_config(config))
+    glazed, result = cloak(pixels, width, height, sample, settings_from_config(config))
+    Gimp.message(describe(result))
     return glazed, sample
 
 
@@ -150,8 +152,8 @@ def cloak(data: bytes, width: int, height: int, sample: str, settings: dict):
     try:
         with Client.connect(autostart=True) as client:
             job = client.submit(data, layout_for(width, height, "RGBA", sample), settings)
-            result, message = job.result(on_progress=progress)
-            return bytes(result), message
+            pixels, result = job.result(on_progress=progress)
+            return bytes(pixels), result
     except DaemonError as error:
         raise GlazeFailed(f"Glaze: {error}") from None
     finally:

@@ -13,14 +13,21 @@ try:
         Client,
         DaemonError,
         JobCancelled,
+        describe,
         layout_for,
     )
 except ImportError:
     try:
-        from glaze.daemon.client import Client, DaemonError, JobCancelled, layout_for
+        from glaze.daemon.client import (
+            Client,
+            DaemonError,
+            JobCancelled,
+            describe,
+            layout_for,
+        )
     except ImportError as error:
         raise ImportError(
             "Glaze: the plug-in cannot find its client library (pyzmq, msgpack and the Glaze "
             "client). Run `glaze install --krita` again, or see the Glaze README.") from error
 
-__all__ = ["Client", "DaemonError", "JobCancelled", "layout_for"]
+__all__ = ["Client", "DaemonError", "JobCancelled", "describe", "layout_for"]

@@ -5,6 +5,8 @@ import os
 
 from krita import InfoObject, Krita
 
+from .client import layout_for
+
 # Krita's pixelData: integer depths are B,G,R,A; float depths R,G,B,A.
 ORDERS = {"U8": "BGRA", "U16": "BGRA", "F16": "RGBA", "F32": "RGBA"}
 SAMPLES = {"U8": "u8", "U16": "u16", "F16": "f16", "F32": "f32"}
@@ -33,7 +35,8 @@ class Pixels:
         self.data, self.x, self.y, self.width, self.height = data, x, y, width, height
         self.order, self.sample = order, sample
 
-    def layout(self, layout_for):
+    @property
+    def layout(self) -> dict:
         return layout_for(self.width, self.height, self.order, self.sample)
 
 

@@ -3,6 +3,7 @@
 from krita import Extension, Krita
 from PyQt5.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
 
+from .client import describe
 from .dialog import GlazeDialog, job_settings, remember
 from .document import (
     UnsupportedLayer,
@@ -14,17 +15,6 @@ from .document import (
 from .job import GlazeRun
 
 EXPORT_TYPES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"}
-
-
-def describe(result: dict) -> str:
-    report = result.get("report", {})
-    lines = [f"Glazed toward \u201c{result.get('target_style', report.get('target_style'))}\u201d "
-             f"(feature shift {report.get('relative_shift', 0):.0%})."]
-    if report.get("incomplete"):
-        lines.append("The style shift fell short: this image is only partly protected.")
-    if report.get("protection_note"):
-        lines.append(report["protection_note"] + ".")
-    return "\n".join(lines)
 
 
 class GlazeExtension(Extension):

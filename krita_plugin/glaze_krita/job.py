@@ -3,7 +3,7 @@ applied on Krita's own thread, all at once, or not at all."""
 
 from PyQt5.QtCore import QObject, QThread, pyqtSignal
 
-from .client import Client, DaemonError, JobCancelled, layout_for
+from .client import Client, DaemonError, JobCancelled
 
 
 class DaemonThread(QThread):
@@ -22,25 +22,20 @@ class DaemonThread(QThread):
     def run(self) -> None:
         try:
             with Client.connect(autostart=True) as client:
-                job = client.submit(self.pixels.data, self.pixels.layout(layout_for),
-                                    self.settings)
-                asked = False
-                for event in job.events():
-                    if self.cancel_requested and not asked:
+                job = client.submit(self.pixels.data, self.pixels.layout, self.settings)
+                asked = []
+
+                def on_progress(fraction: float, message: str) -> None:
+                    if self.cancel_requested and not asked:  # once: the daemon confirms
                         job.cancel()
-                        asked = True
-                    kind = event["type"]
-                    if kind == "progress":
-                        self.progressed.emit(event["fraction"], event["message"])
-                    elif kind == "result":
-                        self.succeeded.emit(bytes(event["data"]), event)
-                    elif kind == "failed":
-                        self.failed.emit(event.get("error", "the job failed"))
-                    elif kind == "cancelled":
-                        self.cancelled.emit()
+                        asked.append(True)
+                    self.progressed.emit(fraction, message)
+
+                data, result = job.result(on_progress)
+                self.succeeded.emit(bytes(data), result)
         except JobCancelled:
             self.cancelled.emit()
-        except DaemonError as error:
+        except DaemonError as error:  # a failed job included (JobFailed)
             self.failed.emit(str(error))
         except Exception as error:  # never let a thread die silently inside Krita
             self.failed.emit(f"{type(error).__name__}: {error}")
