@@ -159,17 +159,14 @@ class Daemon:
             return
         if answer is not None:
             answer, buffers = answer if isinstance(answer, tuple) else (answer, ())
-            ref = header.get("ref")
-            self._send(identity, {**answer, "ref": ref if isinstance(ref, (str, int)) else None},
-                       buffers)
+            self._send(identity, {**answer, "ref": _ref(header)}, buffers)
 
     def _send(self, identity: bytes, header: dict, buffers: tuple = ()) -> None:
         self.outbox.put((identity, header, buffers))
 
     def _reply(self, identity: bytes, request: dict, error: ProtocolError) -> None:
-        ref = request.get("ref") if isinstance(request, dict) else None
         self._send(identity, {"type": "error", "code": error.code, "message": str(error),
-                              "ref": ref if isinstance(ref, (str, int)) else None})
+                              "ref": _ref(request)})
 
     # -- message handlers: return the answer's header (and buffers), or None -------------
 
@@ -197,8 +194,6 @@ class Daemon:
         if size != layout["frame_bytes"]:
             raise ProtocolError("malformed", f"pixel frame has {size} bytes, the layout "
                                              f"needs {layout['frame_bytes']}")
-        if layout["frame_bytes"] > self.max_frame_bytes:
-            raise ProtocolError("too-large", "pixel frame over the daemon's limit")
         session = header.get("session")
         if not isinstance(session, str):
             raise ProtocolError("malformed", "'session' must be a string")
@@ -338,6 +333,12 @@ class Daemon:
         header = {"type": "result", "job": job.id, "report": result.report.to_dict(),
                   "target_style": profile.target_style, "pixels": layout}
         return header, (out,)
+
+
+def _ref(request: object) -> str | int | None:
+    """The request's `ref`, echoed in the answer when it is a plain id."""
+    ref = request.get("ref") if isinstance(request, dict) else None
+    return ref if isinstance(ref, (str, int)) else None
 
 
 def _pid() -> int:
