@@ -18,12 +18,12 @@ import sys
 import tempfile
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 
+from glaze.daemon import protocol
 from glaze.daemon.client import Client
-from glaze.daemon.connection import read_connection
+from glaze.daemon.control import start_background, stop
 from glaze.daemon.protocol import layout_for
 
 COLD = textwrap.dedent("""
@@ -40,22 +40,12 @@ COLD = textwrap.dedent("""
 """)
 
 
-def start_daemon(model: str, state: str) -> subprocess.Popen:
-    env = dict(os.environ, GLAZE_STATE_DIR=state)
-    daemon = subprocess.Popen([sys.executable, "-m", "glaze", "daemon", "start",
-                               "--foreground", "--model", model], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    path = os.path.join(state, "daemon.json")
-    while (info := read_connection(Path(path))) is None \
-            or info.pid != daemon.pid:
-        time.sleep(0.1)
-    return daemon
-
-
-def transport(client: Client, repeats: int) -> tuple[float, float]:
+def transport(client: Client, repeats: int) -> tuple[float, float, float]:
+    """Medians of: the echo round trip, a memcpy, and one MAC pass over the layer (the
+    protocol signs and verifies it both ways: four passes per round trip)."""
     layer = np.random.default_rng(0).integers(0, 256, (4096, 4096, 4), np.uint8)
     target = np.empty_like(layer)
-    trips, copies = [], []
+    trips, copies, macs = [], [], []
     for _ in range(repeats + 1):  # the first of each is a warm-up
         start = time.perf_counter()
         back = client.echo(layer)
@@ -64,7 +54,10 @@ def transport(client: Client, repeats: int) -> tuple[float, float]:
         start = time.perf_counter()
         np.copyto(target, layer)
         copies.append(time.perf_counter() - start)
-    return statistics.median(trips[1:]), statistics.median(copies[1:])
+        start = time.perf_counter()
+        protocol._mac(client.info.key_bytes, [memoryview(layer)])
+        macs.append(time.perf_counter() - start)
+    return tuple(statistics.median(values[1:]) for values in (trips, copies, macs))
 
 
 def first_progress_warm(client: Client, repeats: int) -> float:
@@ -98,20 +91,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as state:
-        daemon = start_daemon(args.model, state)
+        os.environ["GLAZE_STATE_DIR"] = state  # a daemon of its own, not the user's
+        info = start_background(["--model", args.model])
         try:
-            with Client(read_connection(Path(state, "daemon.json"))) \
-                    as client:
-                trip, copy = transport(client, args.repeats)
+            with Client(info) as client:
+                trip, copy, mac = transport(client, args.repeats)
                 warm = first_progress_warm(client, args.repeats)
         finally:
-            daemon.terminate()
-            daemon.wait()
+            stop()
     cold = first_progress_cold(args.model, max(1, args.repeats // 2))
     print(f"model {args.model}, medians of {args.repeats}")
     print(f"4096x4096 RGBA u8 round trip (signed, 2 x 64 MiB): {trip * 1000:8.1f} ms")
     print(f"memcpy of the same 64 MiB:                          {copy * 1000:8.1f} ms")
     print(f"ratio round trip / memcpy:                          {trip / copy:8.1f}")
+    print(f"one HMAC-SHA256 pass over the layer:                {mac * 1000:8.1f} ms "
+          f"(x4 per round trip: {4 * mac / trip:.0%} of it)")
     print(f"first progress, warm daemon:                        {warm * 1000:8.1f} ms")
     print(f"first progress, cold in-process:                    {cold * 1000:8.1f} ms")
     print(f"ratio cold / warm:                                  {cold / warm:8.1f}")
