@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from glaze.daemon.connection import ConnectionInfo, read_connection
+from glaze.engine.pixels import SAMPLE_TYPES
 
 TARGET = "Baroque painting by Caravaggio"
 FAST = {"quality": 2, "work_size": 64, "target": TARGET}
-SAMPLE_DTYPES = {"u8": "u1", "u16": "<u2", "f16": "<f2", "f32": "<f4"}
 
 
 class DaemonProcess:
@@ -65,7 +65,7 @@ def layer(width: int, height: int, sample: str, order: str, seed: int = 0,
           padding: int = 0) -> tuple[bytes, np.ndarray]:
     """A test layer as a host would send it, and its RGBA samples (for checking)."""
     rng = np.random.default_rng(seed)
-    dtype = np.dtype(SAMPLE_DTYPES[sample])
+    dtype = SAMPLE_TYPES[sample]
     if dtype.kind == "u":
         rgba = rng.integers(0, np.iinfo(dtype).max, (height, width, 4), endpoint=True)
     else:
@@ -80,7 +80,7 @@ def layer(width: int, height: int, sample: str, order: str, seed: int = 0,
 def decode(data, width: int, height: int, sample: str, order: str,
            padding: int = 0) -> np.ndarray:
     """The RGBA samples of a buffer sent back by the daemon."""
-    dtype = np.dtype(SAMPLE_DTYPES[sample])
+    dtype = SAMPLE_TYPES[sample]
     rows = np.frombuffer(data, np.uint8).reshape(height, -1)[:, :rows_bytes(width, dtype)]
     pixels = rows.copy().view(dtype).reshape(height, width, 4)
     return pixels[..., [2, 1, 0, 3]] if order == "BGRA" else pixels

@@ -5,6 +5,8 @@ import ast
 import sys
 from pathlib import Path
 
+from glaze.installer.runtime import CLIENT_MODULES
+
 ROOT = Path(__file__).resolve().parent.parent
 KRITA_ALLOWED = {"krita", "PyQt5", "glaze_client", "glaze"}
 CLIENT_ALLOWED = {"zmq", "msgpack", "platformdirs"}
@@ -36,5 +38,17 @@ def test_krita_plugin_imports():
 
 def test_shared_client_imports():
     client = {name: files for name, files in imported_roots(ROOT / "daemon").items()
-              if files & {"client.py", "protocol.py", "connection.py", "__init__.py"}}
+              if files & set(CLIENT_MODULES)}
     assert outside_stdlib(client, CLIENT_ALLOWED) == {}
+
+
+def test_the_vendored_client_imports_only_its_own_modules():
+    """glaze install copies CLIENT_MODULES alone: a relative import of another daemon
+    module would break every plug-in."""
+    for name in CLIENT_MODULES:
+        tree = ast.parse((ROOT / "daemon" / name).read_text())
+        relative = {module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.level == 1
+                    for module in ([node.module] if node.module
+                                   else [alias.name for alias in node.names])}
+        assert relative <= {module.removesuffix(".py") for module in CLIENT_MODULES}, name
