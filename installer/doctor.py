@@ -12,7 +12,7 @@ from pathlib import Path
 
 from glaze import __version__
 
-from .install import GIMP_SHARED, KRITA_PLUGIN
+from .install import vendor_folder
 from .manifest import Manifest, current_entry
 
 IMPORT_CHECK = ("import sys; sys.path.insert(0, sys.argv[1]); import glaze_client.client, zmq, "
@@ -25,17 +25,10 @@ def _line(report: Callable[[str], None], name: str, value: object) -> None:
     report(f"{name:>16}: {value}")
 
 
-def vendor_folder(host: dict) -> Path:
-    plugins = Path(host["plugins"])
-    if host["program"] == "krita":
-        return plugins / KRITA_PLUGIN / "vendor"
-    return plugins / GIMP_SHARED / "vendor"
-
-
 def client_check(host: dict) -> str:
     """Whether the host's Python can import the vendored client: run the host's Python
     where it can be run, else compare the compiled extension's tag with its version."""
-    vendor = vendor_folder(host)
+    vendor = vendor_folder(host["program"], Path(host["plugins"]))
     if not (vendor / "glaze_client" / "client.py").is_file():
         return "NO: the vendored client is missing (run `glaze install` again)"
     command = host.get("python_command") or []

@@ -12,7 +12,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from glaze.daemon.config import config_path, read_config
+from glaze.daemon.config import DEFAULT_MODEL, config_path, read_config
 from glaze.daemon.connection import state_dir
 from glaze.daemon.control import log_path, stop
 
@@ -44,7 +44,9 @@ def daemon_command() -> list[str]:
     return [sys.executable, "-m", "glaze", "daemon", "start"]
 
 
-def _tree(source: Traversable, into: Path, executable: Callable[[str], bool]) -> list[FileSpec]:
+def _tree(source: Traversable, into: Path,
+          executable: Callable[[str], bool] = lambda name: False) -> list[FileSpec]:
+    """Every file under `source` (package data or a folder built here) as one under `into`."""
     specs = []
     for item in sorted(source.iterdir(), key=lambda entry: entry.name):
         if item.name == "__pycache__":
@@ -57,29 +59,25 @@ def _tree(source: Traversable, into: Path, executable: Callable[[str], bool]) ->
     return specs
 
 
-def _folder(folder: Path, into: Path) -> list[FileSpec]:
-    """A folder built on this machine (a vendored runtime), as files under `into`."""
-    return [FileSpec(into / path.relative_to(folder), path.read_bytes(),
-                     0o755 if path.stat().st_mode & 0o100 else 0o644)
-            for path in sorted(folder.rglob("*")) if path.is_file()
-            and "__pycache__" not in path.parts]
+def vendor_folder(program: str, plugins: Path) -> Path:
+    """Where a host's plug-in keeps its client runtime."""
+    return plugins / (KRITA_PLUGIN if program == "krita" else GIMP_SHARED) / "vendor"
 
 
 def plugin_files(host: Host, runtime: Path) -> list[FileSpec]:
     """The plug-in's files and its vendored client runtime, where `host` looks for them."""
+    vendor = _tree(runtime, vendor_folder(host.program, host.plugins))
     if host.program == "krita":
         source = files("glaze.krita_plugin")
         desktop = source / f"{KRITA_PLUGIN}.desktop"
-        plugin = host.plugins / KRITA_PLUGIN
         return [FileSpec(host.plugins / desktop.name, desktop.read_bytes()),
-                *_tree(source / KRITA_PLUGIN, plugin, lambda name: False),
-                *_folder(runtime, plugin / "vendor")]
+                *_tree(source / KRITA_PLUGIN, host.plugins / KRITA_PLUGIN), *vendor]
     source = files("glaze.gimp_plugin")
     specs = []
     for name in (*GIMP_PLUGINS, GIMP_SHARED):
         specs += _tree(source / name, host.plugins / name,
                        lambda file: file.removesuffix(".py") in GIMP_PLUGINS)
-    return specs + _folder(runtime, host.plugins / GIMP_SHARED / "vendor")
+    return specs + vendor
 
 
 def host_python(host: Host, overrides: dict) -> HostPython:
@@ -111,8 +109,8 @@ class Plan:
         return any(Path(path).is_relative_to(folder) for folder in self.unplanned)
 
 
-def _settings_file(model: str) -> FileSpec:
-    settings = {**_current_settings(), "model": model}
+def _settings_file(current: dict, model: str) -> FileSpec:
+    settings = {**current, "model": model}
     return FileSpec(config_path(), (json.dumps(settings, indent=2, sort_keys=True) + "\n")
                     .encode())
 
@@ -166,9 +164,10 @@ def make_plan(options: InstallOptions, previous: dict, staging: Path,
             if host.settings is not None:
                 wanted.edits.append(SettingEdit(host.settings, KRITA_PLUGIN))
             hosts.append(_host_facts(host, python))
+    current = _current_settings()
     model = models.model_location(options.models or previous.get("model")
-                                  or _current_settings().get("model") or "demo")
-    wanted.specs.append(_settings_file(model))
+                                  or current.get("model") or DEFAULT_MODEL)
+    wanted.specs.append(_settings_file(current, model))
     autostarts = previous.get("autostart", False) if options.autostart is None \
         else options.autostart
     if autostarts:

@@ -13,21 +13,16 @@ class ModelFetchError(RuntimeError):
 
 def model_location(choice: str) -> str:
     """What the settings file records: "demo", an absolute folder, or a hub id."""
-    if choice == "demo":
-        return "demo"
-    folder = Path(choice).expanduser()
-    if folder.is_dir():
-        if not (folder / "model_index.json").is_file():
-            raise ModelFetchError(f"{folder} is not a diffusers model folder (no "
-                                  "model_index.json)")
-        return str(folder.resolve())
-    if choice == "default":
-        from glaze.engine.models import DEFAULT_HUB_ID
+    from glaze.engine.models import ModelLoadError, model_source
 
-        return DEFAULT_HUB_ID
-    if folder.is_absolute() or choice.startswith(".") or choice.count("/") != 1:
-        raise ModelFetchError(f"{choice}: no such folder, and not a hub id like 'owner/name'")
-    return choice
+    try:
+        location = model_source(choice)
+    except ModelLoadError as error:
+        raise ModelFetchError(str(error)) from error
+    if Path(location).is_dir() and not (Path(location) / "model_index.json").is_file():
+        raise ModelFetchError(f"{location} is not a diffusers model folder (no "
+                              "model_index.json)")
+    return location
 
 
 def fetch(location: str, report: Callable[[str], None] = print) -> None:
