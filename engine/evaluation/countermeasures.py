@@ -130,7 +130,7 @@ def load_upscaler(source: str | None,
 
 def noisy_upscale(image: np.ndarray, sigma: float,
                   upscaler: StableDiffusionUpscalePipeline | None, seed: int = 0,
-                  steps: int = 20, work_size: int = 512, prompt: str = "") -> np.ndarray:
+                  steps: int = 20, work_size: int = 512) -> np.ndarray:
     """Gaussian noise, downscale to a quarter of the training size, diffusion x4 upscaling.
 
     The result's long side is about `work_size` (the mimic trains at that size anyway), so
@@ -140,7 +140,7 @@ def noisy_upscale(image: np.ndarray, sigma: float,
         raise Skipped(SKIPPED_NO_UPSCALER)
     small = fit(image.shape[:2], max(8, min(work_size, max(image.shape[:2])) // UPSCALE))
     low = image_array(resize(image_tensor(gaussian_noise(image, sigma, seed)), small))
-    output = upscaler(prompt=prompt, image=Image.fromarray(low), num_inference_steps=steps,
+    output = upscaler(prompt="", image=Image.fromarray(low), num_inference_steps=steps,
                       generator=torch.Generator("cpu").manual_seed(seed), output_type="pil")
     return np.asarray(output.images[0].convert("RGB"))
 
