@@ -8,16 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-# Defaults per model family: the demo bundle's tiny models work at 64 px and few steps.
-REAL = dict(resolution=512, steps=500, sample_steps=30, guidance=7.5, cloak_steps=500,
-            impress_steps=100, upscale_steps=20, images_per_caption=4)
+# Real weights take the library's defaults (MimicSettings, EvalConfig); the demo bundle's
+# tiny models work at 64 px and few steps; --quick shortens either.
 DEMO = dict(resolution=64, steps=40, sample_steps=4, guidance=2.0, cloak_steps=20,
             impress_steps=20, upscale_steps=4, images_per_caption=2)
 QUICK = dict(steps=30, cloak_steps=10, impress_steps=10, upscale_steps=4, images_per_caption=1)
 QUICK_COUNTERMEASURES = ["jpeg:75", "noise:0.05", "resize:0.5", "noisy_upscale:0.1",
                          "impress:0.05"]
-DEFAULT_COUNTERMEASURES = ["jpeg:90,75,50", "noise:0.02,0.05,0.1", "resize:0.5,0.25",
-                           "noisy_upscale:0.1", "impress:0.05"]
 
 
 # The protection conditions (glaze.engine.evaluation.conditions.KINDS), spelled out here so
@@ -40,7 +37,8 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="text-to-image bundle: demo (tiny, NO meaning), default, a folder "
                              "or a hub id")
     models.add_argument("--clip", help="CLIP folder or hub id (default: "
-                                       "openai/clip-vit-large-patch14; demo with --model demo)")
+                                       "openai/clip-vit-large-patch14; demo with --model "
+                                       "demo)")
     models.add_argument("--upscaler", help="x4 upscaler folder or hub id for noisy upscaling "
                                            "(default: none, skipped; demo with --model demo)")
     models.add_argument("--captioner", help="image-to-text model for captions (default: "
@@ -91,7 +89,7 @@ def parse_countermeasures(specs: list[str]) -> tuple:
     """["jpeg:90,75", "impress"] -> Countermeasure tuples (default strengths when none given)."""
     from glaze.engine.evaluation.countermeasures import Countermeasure
 
-    defaults = dict(spec.split(":") for spec in DEFAULT_COUNTERMEASURES)
+    defaults = dict(spec.split(":") for spec in library_countermeasures())
     result = []
     for spec in specs:
         kind, _, values = spec.partition(":")
@@ -102,21 +100,45 @@ def parse_countermeasures(specs: list[str]) -> tuple:
     return tuple(result)
 
 
+def library_defaults() -> dict:
+    """The library's own defaults for a run on real weights."""
+    from glaze.engine.evaluation.mimicry import MimicSettings
+    from glaze.engine.evaluation.run import EvalConfig
+
+    mimic, config = MimicSettings(), EvalConfig(Path(), Path())
+    return dict(resolution=mimic.resolution, steps=mimic.steps,
+                sample_steps=mimic.sample_steps, guidance=mimic.guidance,
+                images_per_caption=mimic.images_per_caption, seeds=list(mimic.seeds),
+                cloak_steps=config.cloak_steps, impress_steps=config.impress_steps,
+                upscale_steps=config.upscale_steps, budgets=list(config.budgets),
+                clip=config.clip)
+
+
+def library_countermeasures() -> list[str]:
+    """EvalConfig's default countermeasures as KIND:S1,S2 words."""
+    from glaze.engine.evaluation.run import DEFAULT_COUNTERMEASURES
+
+    strengths: dict[str, list[str]] = {}
+    for measure in DEFAULT_COUNTERMEASURES:
+        strengths.setdefault(measure.kind, []).append(f"{measure.strength:g}")
+    return [f"{kind}:{','.join(values)}" for kind, values in strengths.items()]
+
+
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the defaults that depend on the model family and on --quick."""
     demo = args.model == "demo"
-    defaults = {**(DEMO if demo else REAL), **(QUICK if args.quick else {})}
+    defaults = {**library_defaults(), **(DEMO if demo else {}),
+                **(QUICK if args.quick else {})}
+    if args.quick:
+        defaults.update(budgets=[args.budget], seeds=defaults["seeds"][:1])
+    if demo:
+        defaults.update(clip="demo")
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    args.clip = args.clip or ("demo" if demo else "openai/clip-vit-large-patch14")
     args.upscaler = args.upscaler or ("demo" if demo else None)
     if args.countermeasures is None:
-        args.countermeasures = QUICK_COUNTERMEASURES if args.quick else DEFAULT_COUNTERMEASURES
-    if args.budgets is None:
-        args.budgets = [args.budget] if args.quick else [0.025, 0.05, 0.075]
-    if args.seeds is None:
-        args.seeds = [0] if args.quick else [0, 1]
+        args.countermeasures = QUICK_COUNTERMEASURES if args.quick else library_countermeasures()
     return args
 
 

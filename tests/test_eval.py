@@ -216,6 +216,10 @@ def test_quick_keeps_what_the_user_asked_for():
                      "--budgets", "0.03")
     assert (asked.seeds, asked.budgets, asked.images_per_caption) == ([0, 1, 2], [0.03], 3)
     assert "--quick" in evaluate.equivalent_command(quick)
+    real = evaluate.config_from(resolved("--model", "default"))  # the library's own defaults
+    library = EvalConfig(artist=real.artist, results=real.results, model="default",
+                         command=real.command)
+    assert real == library
 
 
 def test_a_quick_run_on_real_models_is_labelled_as_measuring_nothing():

@@ -44,7 +44,7 @@ class MimicSettings:
     lr: float = 1e-4
     batch: int = 1
     resolution: int = 512
-    images_per_caption: int = 2  # per seed
+    images_per_caption: int = 4  # per seed
     seeds: tuple[int, ...] = (0, 1)
     sample_steps: int = 30
     guidance: float = 7.5
