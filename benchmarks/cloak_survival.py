@@ -31,7 +31,8 @@ import torch
 from cloak_step import full_size_bundle  # this folder's benchmark: the SD 2.x VAE bundle
 from PIL import Image
 
-from glaze.engine.cloak import View, center_crop_view, cloak_toward, fit, whole_view
+from glaze.engine.cloak import cloak_toward
+from glaze.engine.geometry import View, center_crop_view, fit, whole_view
 from glaze.engine.evaluation.countermeasures import gaussian_noise, jpeg
 from glaze.engine.evaluation.synthetic import painting
 from glaze.engine.models import ModelBundle, load_bundle

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import platformdirs
 
+from glaze.engine.sources import upgraded_choice
+
 DEFAULT_MODEL = "demo"
 
 
@@ -34,5 +36,6 @@ def read_config() -> dict:
 
 
 def configured_model() -> str:
-    """The model bundle chosen at install time (`glaze install --models`), else the demo."""
-    return str(read_config().get("model") or DEFAULT_MODEL)
+    """The model bundle chosen at install time (`glaze install --models`), else the demo. A
+    former default saved by an older version reads as `default`."""
+    return upgraded_choice(str(read_config().get("model") or DEFAULT_MODEL))

@@ -4,16 +4,33 @@
     profile = resolve_target(bundle, "my-name", artworks)
     result = cloak(pixels, bundle, profile.target_style, CloakSettings(intensity="default"))
     result.image, result.report
+
+The names below load their module on first use (PEP 562), so that the installer, the
+daemon's client side and file helpers can use this package without importing torch.
 """
 
-from .cloak import CloakReport, CloakResult, cloak
-from .models import NO_PROTECTION, ModelBundle, ModelLoadError, load_bundle
-from .profiles import ArtistProfile, ProfileStore, resolve_target
-from .progress import Cancelled
-from .settings import CloakSettings
+from __future__ import annotations
 
-__all__ = [
-    "NO_PROTECTION", "ArtistProfile", "Cancelled", "CloakReport", "CloakResult",
-    "CloakSettings", "ModelBundle", "ModelLoadError", "ProfileStore", "cloak", "load_bundle",
-    "resolve_target",
-]
+import importlib
+
+_HOMES = {
+    "CloakReport": "cloak", "CloakResult": "cloak", "cloak": "cloak",
+    "NO_PROTECTION": "models", "ModelBundle": "models", "load_bundle": "models",
+    "ModelLoadError": "sources",
+    "ArtistProfile": "profiles", "ProfileStore": "profiles", "resolve_target": "profiles",
+    "Cancelled": "progress", "CloakSettings": "settings",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -7,11 +7,11 @@ with |delta| <= linf everywhere as a hard safety cap.
 Large images. A mimic never trains on the full-resolution file: it resizes it to its training
 size (512-1024 px) and often crops. So the loss is taken where the mimic looks: on "views"
 of the image (resized to the working size; with `resize_robust`, also resized so the short
-side is 1, 1.5 and 2 working sizes and cropped to a working-size square), through a
-differentiable, antialiased resize (kornia). delta itself lives at up to twice the working
-size and is carried to full resolution by bicubic upsampling, so the encoder's cost per step
-does not depend on the image's size, and resizing by the mimic keeps the perturbation
-instead of averaging it away. Each view's share of the original image is resized once,
+side is 1, 1.5 and 2 working sizes and cropped to a working-size square; engine/geometry.py
+declares them), through a differentiable, antialiased resize (kornia). delta itself lives at
+up to twice the working size and is carried to full resolution by bicubic upsampling, so
+the encoder's cost per step does not depend on the image's size, and resizing by the mimic
+keeps the perturbation instead of averaging it away. Each view's share of the original image is resized once,
 before the loop; since resizing is linear, view(x + up(delta)) = view(x) + view(delta).
 
 Transparency. The optimizer sees the image composited over mid-grey, so the RGB under fully
@@ -25,12 +25,12 @@ import random
 import time
 from dataclasses import asdict, dataclass
 
-import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import pixels
+from .geometry import check_size, fit, mimic_views, whole_view
 from .models import ModelBundle
 from .progress import CancelCheck, Progress, ProgressCallback
 from .settings import CloakSettings
@@ -39,22 +39,8 @@ from .transfer import transfer_style
 # A cloak that closes less than this share of the feature distance to its target is
 # reported `incomplete`: it moved the image, but not far enough to count on.
 INCOMPLETE_BELOW = 0.25
-MAX_SIDE = 8192  # long side, pixels
-MAX_ASPECT = 8.0
 BACKGROUND = 0.5  # grey that transparent areas are composited over
 TRANSFER_SHARE = 0.1  # the part of a job's progress bar given to style transfer
-
-
-@dataclass(frozen=True)
-class View:
-    """One way a mimic may see the image: resized to `size` (h, w), then cropped to `box`."""
-
-    size: tuple[int, int]
-    box: tuple[int, int, int, int]  # top, left, height, width
-
-    def apply(self, images: torch.Tensor) -> torch.Tensor:
-        top, left, height, width = self.box
-        return resize(images, self.size)[..., top:top + height, left:left + width]
 
 
 @dataclass
@@ -87,68 +73,6 @@ class CloakReport:
 class CloakResult:
     image: np.ndarray  # the input's shape, dtype and alpha, RGB cloaked
     report: CloakReport
-
-
-def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Differentiable resize, antialiased when shrinking (as image libraries do)."""
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    return kornia.geometry.transform.resize(images, size, interpolation="bilinear",
-                                            antialias=True, align_corners=False)
-
-
-def fit(shape: tuple[int, int], long_side: int, multiple: int = 8) -> tuple[int, int]:
-    """(h, w) of `shape` scaled so its long side is `long_side`, rounded to `multiple`."""
-    height, width = shape
-    scale = long_side / max(height, width)
-    return tuple(max(multiple, round(side * scale / multiple) * multiple)
-                 for side in (height, width))
-
-
-def whole_view(shape: tuple[int, int], work_size: int) -> View:
-    """The whole image with its long side at the working size."""
-    size = fit(shape, work_size)
-    return View(size, (0, 0, *size))
-
-
-def center_crop_view(shape: tuple[int, int], size: int) -> View:
-    """Short side resized to `size`, then the central square cropped: what training scripts
-    do to an image (mimic_views' first crop also keeps the encoder's multiple of 8)."""
-    scale = size / min(shape)
-    resized = (max(size, round(shape[0] * scale)), max(size, round(shape[1] * scale)))
-    top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
-    return View(resized, (top, left, size, size))
-
-
-def mimic_views(shape: tuple[int, int], work_size: int, robust: bool,
-                rng: random.Random) -> list[View]:
-    """The views the loss is taken on; the first is `whole_view`."""
-    views = [whole_view(shape, work_size)]
-    if not robust:
-        return views
-    height, width = shape
-    for short_side in (work_size, work_size * 3 // 2, work_size * 2):
-        scale = short_side / min(height, width)
-        size = (max(8, round(height * scale / 8) * 8), max(8, round(width * scale / 8) * 8))
-        crop_h, crop_w = min(work_size, size[0]), min(work_size, size[1])
-        if short_side == work_size:  # the usual "resize, center crop" of training scripts
-            top, left = (size[0] - crop_h) // 2, (size[1] - crop_w) // 2
-        else:
-            top, left = rng.randrange(size[0] - crop_h + 1), rng.randrange(size[1] - crop_w + 1)
-        view = View(size, (top, left, crop_h, crop_w))
-        if view not in views:
-            views.append(view)
-    return views
-
-
-def check_size(shape: tuple[int, int]) -> None:
-    """Raise ValueError for images the cloak refuses to process."""
-    height, width = shape
-    if max(height, width) > MAX_SIDE:
-        raise ValueError(f"image is {width}x{height}: the long side is limited to {MAX_SIDE} px")
-    if max(height, width) / min(height, width) > MAX_ASPECT:
-        raise ValueError(f"image is {width}x{height}: aspect ratios beyond "
-                         f"{MAX_ASPECT:g}:1 are not supported")
 
 
 class CloakOptimizer:

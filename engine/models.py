@@ -18,24 +18,25 @@ from pathlib import Path
 import lpips
 import torch
 from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub import constants, hf_hub_download, model_info
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+)
 from safetensors.torch import load_model, save_model
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .demo import demo_pipeline
+from .sources import DEMO, ModelLoadError, alternatives, model_source, retired_note
 
 BUNDLE_FILE = "glaze_bundle.json"
 LPIPS_FILE = "lpips/alex.safetensors"
-DEFAULT_HUB_ID = "stabilityai/stable-diffusion-2-1-base"
 NO_PROTECTION = ("DEMO bundle (tiny random models): this output gives NO protection against "
                  "style mimicry")
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class ModelLoadError(RuntimeError):
-    """A model bundle could not be loaded; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -205,17 +206,6 @@ def perceptual_model(random_backbone: bool = False, seed: int = 0,
     return model.eval().requires_grad_(False)
 
 
-def _optional_file(location: str, name: str) -> Path | None:
-    """`name` inside a bundle folder or hub repository (through the hub cache), if present."""
-    folder = Path(location)
-    if folder.is_dir():
-        return folder / name if (folder / name).is_file() else None
-    try:
-        return Path(hf_hub_download(location, name))
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):
-        return None  # not in this repository, or not cached while offline
-
-
 def demo_bundle(device: str | None = None, precision: str | None = None,
                 seed: int = 0) -> ModelBundle:
     """The tiny random bundle (no download, NO protection)."""
@@ -227,30 +217,58 @@ def demo_bundle(device: str | None = None, precision: str | None = None,
         generation=DEMO_GENERATION)
 
 
-def model_source(source: str | Path) -> str:
-    """Where a bundle comes from: "demo", a local folder (absolute) or a hub id ("default"
-    is DEFAULT_HUB_ID). Raises ModelLoadError for anything else."""
-    source = str(source)
-    if source == "demo":
-        return source
-    if source == "default":
-        return DEFAULT_HUB_ID
-    folder = Path(source).expanduser()
-    if folder.is_dir():
-        return str(folder.resolve())
-    if folder.is_absolute() or source.startswith(".") or source.count("/") != 1:
-        raise ModelLoadError(f"{source}: no such model folder (and not a hub id like "
-                             "'owner/name')")
-    return source
+def _hub_problem(location: str) -> str | None:
+    """Why `location` cannot be fetched now (offline, unreachable, not on the hub), or None.
+    Asked once, without retries: huggingface_hub retries a dead network for about 20 s."""
+    where = f"it is not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    if constants.HF_HUB_OFFLINE:
+        return (f"{where} and HF_HUB_OFFLINE is set: fetch it on a connected machine with "
+                f"`glaze install --models {location}`, or give a local folder")
+    try:
+        model_info(location, timeout=10)
+    except (RepositoryNotFoundError, GatedRepoError) as error:
+        gone = retired_note(location) or f"use {alternatives()}"
+        return f"the hub has no public model {location!r} ({type(error).__name__}): {gone}"
+    except Exception as error:  # the network layer raises its own types
+        return (f"{where} and the hub cannot be reached ({error}): connect once and run "
+                "`glaze install --models ...`, set HF_HUB_OFFLINE=1 to use only the cache, "
+                "or give a local folder in diffusers format")
+    return None
+
+
+def fetch_hub(location: str) -> Path:
+    """A hub id's pipeline folder in the Hugging Face cache, downloaded (resumably, with
+    progress) if it is not complete there yet; the bundle's optional files come with it."""
+    try:  # a complete copy in the cache needs no network at all
+        return Path(StableDiffusionImg2ImgPipeline.download(
+            location, local_files_only=True, safety_checker=None))
+    except (OSError, ValueError):
+        pass
+    problem = _hub_problem(location)
+    if problem:
+        raise ModelLoadError(f"cannot load {location}: {problem}")
+    try:
+        folder = Path(StableDiffusionImg2ImgPipeline.download(location, safety_checker=None))
+        for name in (BUNDLE_FILE, LPIPS_FILE):
+            with contextlib.suppress(EntryNotFoundError):
+                hf_hub_download(location, name)
+    except (OSError, ValueError, HfHubHTTPError) as error:
+        raise ModelLoadError(f"could not fetch {location}: {error}") from error
+    return folder
+
+
+def _optional_file(folder: Path, name: str) -> Path | None:
+    return folder / name if (folder / name).is_file() else None
 
 
 def load_bundle(source: str | Path = "demo", device: str | None = None,
                 precision: str | None = None) -> ModelBundle:
     """Load a bundle: "demo", "default" (the standard hub model), a local folder or a hub id."""
     location = model_source(source)
-    if location == "demo":
+    if location == DEMO:
         return demo_bundle(device, precision)
-    bundle_file = _optional_file(location, BUNDLE_FILE)
+    folder = Path(location) if Path(location).is_dir() else fetch_hub(location)
+    bundle_file = _optional_file(folder, BUNDLE_FILE)
     meta = json.loads(bundle_file.read_text()) if bundle_file else {}
     demo = bool(meta.get("demo", False))
     dev = pick_device(device)
@@ -259,16 +277,15 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
     weights = compute if dev.type in ("cuda", "mps") else torch.float32
     try:
         pipeline = StableDiffusionImg2ImgPipeline.from_pretrained(
-            location, dtype=weights, safety_checker=None, requires_safety_checker=False)
+            folder, dtype=weights, safety_checker=None, requires_safety_checker=False)
     except Exception as error:
         raise ModelLoadError(
-            f"could not load the model bundle {source!r}: {error}. A hub id needs a network "
-            "connection the first time (or `glaze install --models ...`); a folder must be in "
+            f"could not load the model bundle {source!r}: {error}. A folder must be in "
             "diffusers format (model_index.json, vae/, unet/, text_encoder/, tokenizer/, "
             "scheduler/).") from error
     return ModelBundle(
         name=meta.get("name", str(source) if Path(location).is_dir() else location),
         pipeline=pipeline,
-        perceptual=perceptual_model(weights=_optional_file(location, LPIPS_FILE)),
+        perceptual=perceptual_model(weights=_optional_file(folder, LPIPS_FILE)),
         device=dev, precision=compute, demo=demo,
         generation=GenerationSettings(**meta.get("generation", {})))

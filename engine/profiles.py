@@ -12,13 +12,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from . import storage
-from .models import ModelBundle
-from .progress import Progress
-from .target import CentroidCache, choose_target
+
+if TYPE_CHECKING:  # the choice itself needs the models: imported where it is made
+    import numpy as np
+
+    from .models import ModelBundle
+    from .progress import Progress
+    from .target import CentroidCache
 
 NAME_PATTERN = re.compile(r"^[\w][\w .-]{0,63}$")
 
@@ -49,6 +52,11 @@ class ProfileStore:
                              "'.', '-' or '_' (at most 64)")
         return self.folder / f"{name}.json"
 
+    def names(self) -> list[str]:
+        """Every stored profile's name, sorted."""
+        return sorted(path.stem for path in self.folder.glob("*.json")
+                      if NAME_PATTERN.match(path.stem))
+
     def load(self, name: str) -> ArtistProfile | None:
         path = self.path(name)
         if not path.is_file():
@@ -76,6 +84,8 @@ def resolve_target(bundle: ModelBundle, profile_name: str, artworks: Iterable[np
     existing = store.load(profile_name)
     if existing is not None:
         return existing
+    from .target import choose_target
+
     target = choose_target(bundle, artworks, seed, styles, cache, progress)
     profile = ArtistProfile.new(profile_name, target, "auto", bundle.name)
     store.save(profile)

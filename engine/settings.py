@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from glaze.daemon.options import INTENSITY, QUALITY, SEED, WORK_SIZE
+
+# The presets, defaults and ranges are declared once, in glaze.daemon.options (standard
+# library only), which the command line, the plug-ins and the daemon read too.
 # Perceptual budget p (LPIPS) per intensity preset; the paper's default is 0.05.
-INTENSITIES = {"low": 0.025, "default": 0.05, "high": 0.075}
+INTENSITIES = dict(INTENSITY.presets)
 # Optimizer steps per render-quality preset; the paper runs 500.
-QUALITIES = {"faster": 150, "default": 500, "slower": 1000}
+QUALITIES = dict(QUALITY.presets)
 
 # The hard L_inf cap grows with p: 160 * p / 255 gives 4, 8 and 12 / 255 for the presets,
 # inside the 3-13 / 255 range that Glaze's own app works in. It is a safety net: an LPIPS
 # with a random backbone (the demo bundle) never reaches p.
 LINF_PER_BUDGET = 160.0 / 255.0
 LINF_RANGE = (3.0 / 255.0, 13.0 / 255.0)
-MAX_STEPS = 100_000
-MAX_WORK_SIZE = 2048  # the encoder's memory grows with its square
+MAX_BUDGET = INTENSITY.maximum
+MAX_STEPS = QUALITY.maximum
+MIN_WORK_SIZE, MAX_WORK_SIZE = WORK_SIZE.minimum, WORK_SIZE.maximum
 
 
 def _preset(value: str | float, table: dict[str, float], what: str) -> float:
@@ -35,23 +40,24 @@ def _preset(value: str | float, table: dict[str, float], what: str) -> float:
 class CloakSettings:
     """How hard and how long to cloak. Strings name presets; numbers set values directly."""
 
-    intensity: str | float = "default"  # preset name or the LPIPS budget p itself
-    quality: str | int = "default"  # preset name or the number of optimizer steps
-    seed: int = 0
+    intensity: str | float = INTENSITY.default  # preset name or the LPIPS budget p itself
+    quality: str | int = QUALITY.default  # preset name or the number of optimizer steps
+    seed: int = SEED.default
     alpha: float = 30.0  # weight of the LPIPS penalty (paper: "large", e.g. 30)
-    work_size: int = 512  # long side (pixels) the encoder sees, a mimic's training size
+    work_size: int = WORK_SIZE.default  # long side (pixels) the encoder sees
     resize_robust: bool = True  # also optimize through larger resizes and square crops
     max_change: float | None = None  # L_inf cap in [0, 1] units; None ties it to intensity
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.budget <= 0.5:
-            raise ValueError(f"intensity (LPIPS budget p) must be in (0, 0.5], got {self.budget}")
-        if not 0 <= self.steps <= MAX_STEPS:
+        if not INTENSITY.in_range(self.budget):
+            raise ValueError(f"intensity (LPIPS budget p) must be in (0, {MAX_BUDGET:g}], "
+                             f"got {self.budget}")
+        if not QUALITY.in_range(self.steps):
             raise ValueError(f"quality (steps) must be between 0 and {MAX_STEPS}, "
                              f"got {self.steps}")
-        if not 64 <= self.work_size <= MAX_WORK_SIZE or self.work_size % 8:
-            raise ValueError(f"work_size must be a multiple of 8 from 64 to {MAX_WORK_SIZE}, "
-                             f"got {self.work_size}")
+        if not WORK_SIZE.in_range(self.work_size):
+            raise ValueError(f"work_size must be a multiple of {WORK_SIZE.multiple_of} from "
+                             f"{MIN_WORK_SIZE} to {MAX_WORK_SIZE}, got {self.work_size}")
         if self.max_change is not None and not 0.0 < self.max_change <= 1.0:
             raise ValueError(f"max_change must be in (0, 1], got {self.max_change}")
 

@@ -16,24 +16,18 @@ import hashlib
 import json
 import random
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import pixels, storage
-from .cloak import composite, whole_view
+from .cloak import composite
+from .geometry import whole_view
 from .models import ModelBundle
 from .progress import Progress
+from .styles import candidate_styles
 from .transfer import generate
-
-
-def candidate_styles() -> list[str]:
-    """The shipped candidate target styles, one "GENRE painting by ARTIST" prompt each."""
-    text = resources.files(__package__).joinpath("data/target_styles.txt").read_text("utf-8")
-    return [line.strip() for line in text.splitlines()
-            if line.strip() and not line.startswith("#")]
 
 
 def style_descriptor(latents: torch.Tensor) -> np.ndarray:

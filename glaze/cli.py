@@ -97,7 +97,7 @@ def run_daemon_status(args: argparse.Namespace) -> int:
 
 
 def run_styles(args: argparse.Namespace) -> int:
-    from glaze.engine.target import candidate_styles
+    from glaze.engine.styles import candidate_styles
 
     print("\n".join(candidate_styles()))
     return 0
@@ -107,6 +107,8 @@ def run_profile(args: argparse.Namespace) -> int:
     from glaze.engine.profiles import ArtistProfile, ProfileStore
 
     store = ProfileStore()
+    if args.name is None:
+        return _list_profiles(store, args.json)
     try:
         if args.target:
             store.save(ArtistProfile.new(args.name, args.target, "user"))
@@ -118,7 +120,24 @@ def run_profile(args: argparse.Namespace) -> int:
         print(f"no profile {args.name!r} yet: the first `glaze cloak --profile {args.name!r}` "
               "chooses its target style from the artworks it is given")
         return 1
-    print(json.dumps(vars(profile), indent=2))
+    if args.json:
+        print(json.dumps(vars(profile), indent=2))
+        return 0
+    how = ("chosen by you" if profile.chosen_by == "user"
+           else f"chosen automatically with {profile.bundle or 'the models of the time'}")
+    print(f"profile {profile.name!r}\n  target style: {profile.target_style}\n  {how}, "
+          f"{profile.created}\n  stored in {store.path(profile.name)}")
+    return 0
+
+
+def _list_profiles(store, as_json: bool) -> int:
+    profiles = [store.load(name) for name in store.names()]
+    if as_json:
+        print(json.dumps([vars(profile) for profile in profiles], indent=2))
+    elif not profiles:
+        print(f"no artist profiles yet (they are kept in {store.folder})")
+    for profile in [] if as_json else profiles:
+        print(f"{profile.name}: {profile.target_style}")
     return 0
 
 
@@ -207,7 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval(commands)
 
     profile = commands.add_parser("profile", help="show an artist profile or set its target")
-    profile.add_argument("name")
+    profile.add_argument("name", nargs="?",
+                         help="the profile to show or change (default: list every profile)")
+    profile.add_argument("--json", action="store_true",
+                         help="print the stored record as JSON instead of text")
     profile.add_argument("--target", help="set this profile's target style")
     profile.set_defaults(run=run_profile)
 

@@ -15,12 +15,13 @@ from pathlib import Path
 from glaze.daemon.config import DEFAULT_MODEL, config_path, read_config
 from glaze.daemon.connection import state_dir
 from glaze.daemon.control import log_path, stop
+from glaze.engine.sources import DEFAULT, DEMO, model_source
 
 from . import autostart, models
 from .hostpython import HostPython, HostPythonError, ask, gimp_python, krita_python
 from .locations import Environment, Host, choose_hosts
 from .manifest import FileSpec, Manifest, SettingEdit, apply, plan, remove_all
-from .runtime import VendorError, build_runtime
+from .runtime import VendorError, build_runtime, runtime_key
 
 KRITA_PLUGIN = "glaze_krita"
 GIMP_PLUGINS = ("glaze", "glaze-export")  # each folder holds one executable NAME.py
@@ -132,13 +133,23 @@ def _program_names(options: InstallOptions, previous: dict) -> list[str]:
 def _host_facts(host: Host, python: HostPython) -> dict:
     return {"program": host.program, "variant": host.variant, "plugins": str(host.plugins),
             "python": python.version, "python_found_by": python.found_by,
-            "python_command": list(python.command),
+            "python_command": list(python.command), "runtime": runtime_key(python),
             "settings": str(host.settings) if host.settings else None}
 
 
-def make_plan(options: InstallOptions, previous: dict, staging: Path,
+def _installed_runtime(previous: dict, key: str) -> Path | None:
+    """The vendor folder an earlier install built with runtime `key`, if any."""
+    for host in previous.get("hosts", []):
+        if host.get("runtime") == key:
+            return vendor_folder(host["program"], Path(host["plugins"]))
+    return None
+
+
+def make_plan(options: InstallOptions, manifest: Manifest, staging: Path,
               where: Environment, report: Report) -> Plan:
-    """Everything to install, with the client runtimes built into `staging`."""
+    """Everything to install, with the client runtimes built into `staging` (an earlier
+    install's runtime is reused where it is intact)."""
+    previous = manifest.facts
     wanted = Plan([], [], {}, [])
     hosts, runtimes = [], {}
     overrides = _overrides(options, previous)
@@ -155,7 +166,9 @@ def make_plan(options: InstallOptions, previous: dict, staging: Path,
                 wheels = (python.version, python.platforms)  # what the runtime depends on
                 if wheels not in runtimes:
                     runtimes[wheels] = staging / f"runtime-{len(runtimes)}"
-                    build_runtime(python, runtimes[wheels], installation)
+                    build_runtime(python, runtimes[wheels], installation,
+                                  _installed_runtime(previous, runtime_key(python)),
+                                  lambda path: manifest.is_ours(str(path)))
             except (HostPythonError, VendorError) as error:
                 wanted.problems.append(f"{host.label}: {error}")
                 wanted.unplanned.append(host.plugins)
@@ -165,8 +178,8 @@ def make_plan(options: InstallOptions, previous: dict, staging: Path,
                 wanted.edits.append(SettingEdit(host.settings, KRITA_PLUGIN))
             hosts.append(_host_facts(host, python))
     current = _current_settings()
-    model = models.model_location(options.models or previous.get("model")
-                                  or current.get("model") or DEFAULT_MODEL)
+    model = models.model_choice(options.models or previous.get("model")
+                                or current.get("model") or DEFAULT_MODEL, report)
     wanted.specs.append(_settings_file(current, model))
     autostarts = previous.get("autostart", False) if options.autostart is None \
         else options.autostart
@@ -197,7 +210,7 @@ def install(options: InstallOptions, where: Environment | None = None,
         report("an earlier `glaze install` was interrupted: completing it")
     with tempfile.TemporaryDirectory(prefix="glaze-install-") as staging:
         try:
-            wanted = make_plan(options, manifest.facts, Path(staging), where, report)
+            wanted = make_plan(options, manifest, Path(staging), where, report)
             if not options.dry_run:  # first: a failed download leaves everything as it was
                 models.fetch(wanted.facts["model"], report)
         except models.ModelFetchError as error:
@@ -239,8 +252,12 @@ def _summary(wanted: Plan, dry_run: bool, report: Report) -> None:
         report(f"{host['program']} ({host['variant']}): {host['plugins']} with a client for "
                f"Python {host['python']} ({host['python_found_by']})")
     model = wanted.facts["model"]
-    report(f"model: {model}" + (" (tiny demo models: NO protection; `glaze install --models "
-                                "default` fetches the real ones)" if model == "demo" else ""))
+    if model == DEMO:
+        model += (" (tiny demo models: NO protection; `glaze install --models default` "
+                  "fetches the real ones)")
+    elif model == DEFAULT:
+        model += f" ({model_source(DEFAULT)})"
+    report(f"model: {model}")
     report("the daemon starts at login" if wanted.facts["autostart"]
            else "the plug-ins start the daemon on first use")
     for problem in wanted.problems:

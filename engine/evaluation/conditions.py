@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from .. import pixels
-from ..cloak import BACKGROUND, cloak, cloak_toward, whole_view
+from ..cloak import BACKGROUND, cloak, cloak_toward
+from ..geometry import whole_view
 from ..models import ModelBundle
 from ..pixels import image_tensor
 from ..settings import CloakSettings

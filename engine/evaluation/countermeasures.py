@@ -27,8 +27,8 @@ from diffusers import (
 from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from ..cloak import fit, resize, whole_view
 from ..demo import demo_tokenizer
+from ..geometry import fit, resize, whole_view
 from ..models import ModelBundle, ModelLoadError, pick_device
 from ..pixels import image_array, image_tensor
 from ..progress import Progress

@@ -24,7 +24,7 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
-from ..cloak import center_crop_view
+from ..geometry import center_crop_view
 from ..models import ModelBundle
 from ..pixels import image_tensor
 from ..progress import Progress

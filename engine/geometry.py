@@ -1,0 +1,114 @@
+"""Image geometry, declared once: the sizes the engine accepts, and the views a mimic takes
+of a picture (resized, cropped). The cloak optimizes through these views, the evaluation
+trains on them and the benchmarks measure on them, so all three see the same pixels.
+
+Sizes are plain tuples; only `resize` and `View.apply` touch tensors (kornia loads on first
+use, so that file helpers can check sizes without importing torch).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+MAX_SIDE = 8192  # long side, pixels
+MAX_ASPECT = 8.0
+ENCODER_MULTIPLE = 8  # the VAE downsamples by 8: a whole view's sides are multiples of it
+# Short sides of the larger training views a robust cloak also optimizes through, in
+# working sizes: 1x is the usual "resize, center crop"; 1.5x and 2x are random crops of a
+# mimic that trains at a larger resolution than the working size.
+CROP_SCALES = (1.0, 1.5, 2.0)
+
+
+def check_size(shape: tuple[int, int]) -> None:
+    """Raise ValueError for images the cloak refuses to process."""
+    height, width = shape
+    if max(height, width) > MAX_SIDE:
+        raise ValueError(f"image is {width}x{height}: the long side is limited to {MAX_SIDE} px")
+    if max(height, width) / min(height, width) > MAX_ASPECT:
+        raise ValueError(f"image is {width}x{height}: aspect ratios beyond "
+                         f"{MAX_ASPECT:g}:1 are not supported")
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Differentiable resize, antialiased when shrinking (as image libraries do)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    import kornia
+
+    return kornia.geometry.transform.resize(images, size, interpolation="bilinear",
+                                            antialias=True, align_corners=False)
+
+
+@dataclass(frozen=True)
+class View:
+    """One way a mimic may see the image: resized to `size` (h, w), then cropped to `box`."""
+
+    size: tuple[int, int]
+    box: tuple[int, int, int, int]  # top, left, height, width
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        top, left, height, width = self.box
+        return resize(images, self.size)[..., top:top + height, left:left + width]
+
+
+def fit(shape: tuple[int, int], long_side: int,
+        multiple: int = ENCODER_MULTIPLE) -> tuple[int, int]:
+    """(h, w) of `shape` scaled so its long side is `long_side`, rounded to `multiple`."""
+    height, width = shape
+    scale = long_side / max(height, width)
+    return tuple(max(multiple, round(side * scale / multiple) * multiple)
+                 for side in (height, width))
+
+
+def whole_view(shape: tuple[int, int], long_side: int) -> View:
+    """The whole image with its long side at `long_side` (the encoder's multiple)."""
+    size = fit(shape, long_side)
+    return View(size, (0, 0, *size))
+
+
+def short_side_size(shape: tuple[int, int], short_side: int) -> tuple[int, int]:
+    """(h, w) with the short side at `short_side`, the long side truncated as torchvision's
+    Resize(int) does: the resize of diffusers' training scripts."""
+    height, width = shape
+    if height <= width:
+        return short_side, max(short_side, int(short_side * width / height))
+    return max(short_side, int(short_side * height / width)), short_side
+
+
+def center_crop_view(shape: tuple[int, int], size: int) -> View:
+    """Short side resized to `size`, then the central square cropped (offsets rounded as
+    torchvision's CenterCrop): what training scripts do to an image."""
+    resized = short_side_size(shape, size)
+    top, left = (round((side - size) / 2) for side in resized)
+    return View(resized, (top, left, size, size))
+
+
+def random_crop_view(shape: tuple[int, int], short_side: int, size: int,
+                     rng: random.Random) -> View:
+    """Short side resized to `short_side`, then a random `size` square (or less, where the
+    image is smaller): a training script's random crop."""
+    resized = short_side_size(shape, short_side)
+    height, width = min(size, resized[0]), min(size, resized[1])
+    top, left = rng.randrange(resized[0] - height + 1), rng.randrange(resized[1] - width + 1)
+    return View(resized, (top, left, height, width))
+
+
+def mimic_views(shape: tuple[int, int], work_size: int, robust: bool,
+                rng: random.Random) -> list[View]:
+    """The views the cloak's loss is taken on: the whole view first; with `robust`, also
+    the center crop and random crops at the CROP_SCALES."""
+    views = [whole_view(shape, work_size)]
+    if not robust:
+        return views
+    for scale in CROP_SCALES:
+        short_side = round(work_size * scale)
+        view = (center_crop_view(shape, work_size) if scale == 1.0
+                else random_crop_view(shape, short_side, work_size, rng))
+        if view not in views:
+            views.append(view)
+    return views

