@@ -11,8 +11,9 @@ side is 1, 1.5 and 2 working sizes and cropped to a working-size square; engine/
 declares them), through a differentiable, antialiased resize (kornia). delta itself lives at
 up to twice the working size and is carried to full resolution by bicubic upsampling, so
 the encoder's cost per step does not depend on the image's size, and resizing by the mimic
-keeps the perturbation instead of averaging it away. Each view's share of the original image is resized once,
-before the loop; since resizing is linear, view(x + up(delta)) = view(x) + view(delta).
+keeps the perturbation instead of averaging it away. Each view's share of the original image
+is resized once, before the loop; since resizing is linear, view(x + up(delta)) = view(x) +
+view(delta).
 
 Transparency. The optimizer sees the image composited over mid-grey, so the RGB under fully
 transparent pixels never drives the loss; those pixels are left exactly as they were.

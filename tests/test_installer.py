@@ -33,7 +33,7 @@ from glaze.installer.hostpython import (
 )
 from glaze.installer.locations import Environment, gimp_hosts, krita_hosts
 from glaze.installer.manifest import FileSpec, Manifest
-from glaze.installer.models import ModelFetchError, fetch, model_location
+from glaze.installer.models import ModelFetchError, fetch, model_choice
 
 KRITA = shutil.which("krita") is not None
 needs_krita = pytest.mark.skipif(not KRITA, reason="needs Krita (.ci/run installs it)")
@@ -362,20 +362,37 @@ def test_autostart_files_for_each_platform(tmp_path):
 
 
 def test_model_choices(tmp_path, bundle, monkeypatch):
-    assert model_location("demo") == "demo"
-    assert model_location("default") == "stabilityai/stable-diffusion-2-1-base"
-    assert model_location("someone/their-model") == "someone/their-model"
+    said = []
+    assert model_choice("demo") == "demo"
+    assert model_choice("default") == "default"  # follows the default when a release moves it
+    assert model_choice("stabilityai/stable-diffusion-2-1-base", said.append) == "default"
+    assert "former default" in said[0] and "stable-diffusion-v1-5" in said[0]
+    assert model_choice("someone/their-model") == "someone/their-model"
     folder = bundle.save(tmp_path / "saved")
-    assert model_location(str(folder)) == str(folder.resolve())
+    assert model_choice(str(folder)) == str(folder.resolve())
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelFetchError, match="model_index.json"):
-        model_location(str(tmp_path / "empty"))
+        model_choice(str(tmp_path / "empty"))
     with pytest.raises(ModelFetchError, match="not a hub id"):
-        model_location(str(tmp_path / "missing"))
+        model_choice(str(tmp_path / "missing"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(ModelFetchError, match="could not fetch someone/their-model"):
+    with pytest.raises(ModelFetchError, match="cannot load someone/their-model.*HF_HUB_OFFLINE"):
         fetch("someone/their-model", report=lambda line: None)
+
+
+def test_an_old_settings_file_naming_the_former_default_still_loads(tmp_path, monkeypatch):
+    settings = tmp_path / "config"
+    settings.mkdir()
+    (settings / "config.json").write_text(
+        json.dumps({"model": "stabilityai/stable-diffusion-2-1-base"}))
+    monkeypatch.setenv("GLAZE_CONFIG_DIR", str(settings))
+    assert configured_model() == "default"
+    home = tmp_path / "home"
+    done = glaze(home, "install", "--dry-run", *gimp_python_args(),
+                 GLAZE_CONFIG_DIR=str(settings))
+    assert "former default" in done.stdout and "model: default (stable-diffusion-v1-5/" \
+        in done.stdout, done.stdout + done.stderr
 
 
 @needs_krita
@@ -419,3 +436,15 @@ def test_the_package_carries_every_plugin_file_the_installer_copies(tmp_path):
     assert tracked, "not a git checkout"
     for path in tracked:
         assert f"glaze/{path}" in names, f"{path} is missing from the wheel"
+
+
+def test_a_second_install_reuses_the_intact_runtime_without_pip(tmp_path):
+    home = tmp_path / "home"
+    glaze_install(home, *gimp_python_args())
+    no_index = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": ""}  # pip could fetch nothing now
+    again = glaze(home, "install", *gimp_python_args(), **no_index)
+    assert again.returncode == 0 and "nothing changed" in again.stdout, again.stderr
+    vendored = home / ".config/GIMP/3.0/plug-ins/glaze_shared/vendor"
+    (vendored / "msgpack" / "__init__.py").write_text("# changed by hand\n")
+    refetch = glaze(home, "install", *gimp_python_args(), **no_index)
+    assert refetch.returncode != 0 and "pip could not fetch" in refetch.stdout, refetch.stdout
