@@ -20,16 +20,43 @@ QUICK_COUNTERMEASURES = ["jpeg:75", "noise:0.05", "resize:0.5", "noisy_upscale:0
 # The protection conditions (glaze.engine.evaluation.conditions.KINDS), spelled out here so
 # that building the parser does not import torch.
 KINDS = ("unprotected", "glaze", "noise", "photoguard", "mist")
+# What the `eval` extra of pyproject.toml adds (pip install 'glaze-for-painters[eval]').
+EVAL_EXTRA = ("peft", "matplotlib")
+
+
+def _default(name: str, library: object) -> str:
+    """The words for a default that the model family and --quick change: the library's own
+    value (for real weights, spelled out here so that building the parser imports no
+    torch; tests/test_cli.py checks them against the library), the demo's, --quick's."""
+    words = [f"default: {library}"]
+    if name in DEMO:
+        words.append(f"demo {DEMO[name]}")
+    if name in QUICK:
+        words.append(f"--quick {QUICK[name]}")
+    return f"({'; '.join(words)})"
+
+
+EXAMPLES = """examples:
+  glaze eval ~/glaze-demo/artist --demo-artist -o ~/glaze-demo/results
+  glaze eval ARTIST_DIR -o results --model default --quick
+  glaze eval ARTIST_DIR -o results --model default --conditions unprotected glaze \\
+      --countermeasures jpeg:90,75 noisy_upscale"""
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `glaze eval` on the CLI's subcommands."""
     parser = commands.add_parser(
         "eval", help="check whether a cloak protects: mimicry attack, style metric, "
-                     "countermeasures (see docs/evaluation.md)")
+                     "countermeasures (see docs/evaluation.md)",
+        description="Check whether a cloak protects one artist's style: fine-tune a mimic on "
+                    "their works (unprotected, cloaked and with countermeasures applied), "
+                    "then measure how close its images come to the artist's style. The run "
+                    "resumes where it stopped; see docs/evaluation.md.",
+        epilog=EXAMPLES)
     parser.add_argument("artist", metavar="ARTIST_FOLDER",
                         help="one artist's works (PNG, JPEG, WebP, TIFF; NAME.txt captions)")
-    parser.add_argument("-o", "--results", required=True, help="results folder (resumable)")
+    parser.add_argument("-o", "--results", required=True,
+                        help="results folder (required; a run there resumes)")
     parser.add_argument("--demo-artist", action="store_true",
                         help="first fill an empty ARTIST_FOLDER with synthetic paintings")
     models = parser.add_argument_group("models")
@@ -43,44 +70,64 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                            "(default: none, skipped; demo with --model demo)")
     models.add_argument("--captioner", help="image-to-text model for captions (default: "
                                             "NAME.txt files, else a template)")
-    models.add_argument("--device")
-    models.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    models.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    models.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                        help="precision of the models (default: the fastest the device "
+                             "handles well)")
     plan = parser.add_argument_group("plan")
-    plan.add_argument("--conditions", nargs="+", choices=KINDS, default=list(KINDS))
+    plan.add_argument("--conditions", nargs="+", choices=KINDS, default=list(KINDS),
+                      metavar="CONDITION",
+                      help=f"the protections compared: {', '.join(KINDS)} (default: all)")
     plan.add_argument("--budget", type=float, default=0.05,
-                      help="LPIPS budget p shared by every condition (default 0.05)")
+                      help="LPIPS budget p shared by every condition")
     plan.add_argument("--budgets", type=float, nargs="*",
-                      help="the cloak's budget sweep (default 0.025 0.05 0.075; --quick: "
+                      help="the cloak's budget sweep (default: 0.025 0.05 0.075; --quick: "
                            "--budget alone)")
     plan.add_argument("--shares", type=float, nargs="*", default=[0.5, 0.25],
-                      help="shares of the training set cloaked (partial protection)")
+                      help="shares of the training set cloaked, for partial protection "
+                           "(default: 0.5 0.25)")
     plan.add_argument("--countermeasures", nargs="*", metavar="KIND[:S1,S2]",
                       help="jpeg:QUALITIES noise:SIGMAS resize:FACTORS noisy_upscale:SIGMAS "
                            "impress:LPIPS_BOUNDS (default: a sweep of each)")
     plan.add_argument("--countermeasures-on", nargs="+", choices=KINDS, default=["glaze"],
+                      metavar="CONDITION",
                       help="conditions the countermeasures are applied to (default: glaze)")
     mimic = parser.add_argument_group("mimicry attack and cloak")
-    mimic.add_argument("--steps", type=int, help="LoRA fine-tune steps (default 500; demo 40)")
-    mimic.add_argument("--rank", type=int, default=4)
-    mimic.add_argument("--lr", type=float, default=1e-4)
-    mimic.add_argument("--batch", type=int, default=1)
-    mimic.add_argument("--resolution", type=int, help="training size (default 512; demo 64)")
-    mimic.add_argument("--images-per-caption", type=int, help="per seed (default 4; demo 2)")
+    mimic.add_argument("--steps", type=int,
+                       help=f"LoRA fine-tune steps {_default('steps', 500)}")
+    mimic.add_argument("--rank", type=int, default=4, help="LoRA rank")
+    mimic.add_argument("--lr", type=float, default=1e-4, help="LoRA learning rate")
+    mimic.add_argument("--batch", type=int, default=1, help="fine-tune batch size")
+    mimic.add_argument("--resolution", type=int,
+                       help=f"training size in pixels {_default('resolution', 512)}")
+    mimic.add_argument("--images-per-caption", type=int,
+                       help="images generated per held-out caption and seed "
+                            f"{_default('images_per_caption', 4)}")
     mimic.add_argument("--seeds", type=int, nargs="+",
-                       help="generation seeds (default 0 1; --quick: 0)")
-    mimic.add_argument("--sample-steps", type=int, help="diffusion steps per image")
-    mimic.add_argument("--guidance", type=float)
-    mimic.add_argument("--cloak-steps", type=int, help="optimizer steps of every cloak")
-    mimic.add_argument("--impress-steps", type=int)
-    mimic.add_argument("--upscale-steps", type=int)
-    mimic.add_argument("--artist-token", default="zqx artist")
+                       help="generation seeds (default: 0 1; --quick: 0)")
+    mimic.add_argument("--sample-steps", type=int,
+                       help=f"diffusion steps per image {_default('sample_steps', 30)}")
+    mimic.add_argument("--guidance", type=float,
+                       help=f"classifier-free guidance scale {_default('guidance', 7.5)}")
+    mimic.add_argument("--cloak-steps", type=int,
+                       help=f"optimizer steps of every cloak {_default('cloak_steps', 500)}")
+    mimic.add_argument("--impress-steps", type=int,
+                       help="optimizer steps of the IMPRESS purification countermeasure "
+                            f"{_default('impress_steps', 100)}")
+    mimic.add_argument("--upscale-steps", type=int,
+                       help="diffusion steps of the noisy-upscaling countermeasure "
+                            f"{_default('upscale_steps', 20)}")
+    mimic.add_argument("--artist-token", default="zqx artist",
+                       help="the rare words that stand for the artist in the mimic's captions")
     mimic.add_argument("--artist-genre", help="the artist's genre (default: CLIP's top genre)")
     mimic.add_argument("--target", help="the cloak's target style (default: chosen as "
                                         "`glaze cloak` chooses it)")
-    mimic.add_argument("--seed", type=int, default=0)
+    mimic.add_argument("--seed", type=int, default=0,
+                       help="seed of the split, the fine-tune's noise and batch order, and "
+                            "the cloaks")
     parser.add_argument("--quick", action="store_true",
                         help="fewer steps, one seed, one strength per countermeasure")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="show no progress bars")
     parser.set_defaults(run=run)
     return parser
 
@@ -181,8 +228,28 @@ def config_from(args: argparse.Namespace):
         seed=args.seed, quick=args.quick, command=equivalent_command(args))
 
 
+def missing_extra() -> str | None:
+    """The first module of the `eval` extra that cannot be imported, if any."""
+    import importlib
+
+    for name in EVAL_EXTRA:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise  # the module is there; something it needs is not
+            return name
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation and print where its report is."""
+    missing = missing_extra()
+    if missing:
+        print(f"glaze eval needs {missing}, which the `eval` extra installs: pip install "
+              "'glaze-for-painters[eval]' (in a checkout: pip install -e '.[eval]')",
+              file=sys.stderr)
+        return 2
     from diffusers.utils import logging as diffusers_logging
 
     from glaze.engine import ModelLoadError

@@ -318,3 +318,22 @@ def test_glaze_eval_end_to_end_on_the_demo_bundle_and_resume(tmp_path, capsys):
     assert main([*argv, "--lr", "0.001"]) == 0
     assert f"{len(cells)} cell(s) computed, 0 reused" in capsys.readouterr().out
     assert {path: path.stat().st_mtime_ns for path in protected} == stamps
+
+
+def test_without_the_eval_extra_glaze_eval_says_which_extra_to_install(tmp_path):
+    """peft absent (as after a plain `pip install`): one line naming the extra."""
+    import subprocess
+    import sys
+
+    from timing import scaled
+
+    code = ("import sys; sys.modules['peft'] = None; from glaze.cli import main; "
+            f"sys.exit(main(['eval', {str(tmp_path / 'artist')!r}, '--demo-artist', '-o', "
+            f"{str(tmp_path / 'out')!r}, '--quick']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=scaled(300))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "glaze eval needs peft, which the `eval` extra installs: pip install "
+        "'glaze-for-painters[eval]' (in a checkout: pip install -e '.[eval]')"]
+    assert not (tmp_path / "out").exists()
