@@ -25,7 +25,7 @@ from glaze.engine import Cancelled, CloakSettings, ModelBundle, cloak, resolve_t
 from glaze.engine.pixels import from_buffer, to_buffer
 from glaze.engine.progress import Progress
 
-from . import protocol
+from . import options, protocol
 from .connection import ConnectionInfo, new_key, remove_connection, write_connection
 from .protocol import ProtocolError
 
@@ -35,8 +35,8 @@ HEARTBEAT_TIMEOUT_S = 1.0  # a session silent this long has vanished: its jobs a
 MAX_QUEUE = 16
 POLL_MS = 20
 SECURITY_CODES = ("unsigned", "bad-signature", "replayed")
-SETTING_FIELDS = {"intensity": (str, int, float), "quality": (str, int, float), "seed": (int,),
-                  "work_size": (int,)}
+# The fields a job's settings map may carry and their types, from the one declaration.
+SETTING_FIELDS = {setting.name: setting.wire_types for setting in options.SETTINGS}
 
 
 @dataclass
@@ -175,9 +175,9 @@ class Daemon:
 
     def _identity(self) -> dict:
         return {"protocol": protocol.PROTOCOL_VERSION, "version": __version__,
-                "bundle": self.bundle.name, "demo": self.bundle.demo,
-                "protection_note": self.bundle.protection_note,
-                "device": str(self.bundle.device)}
+                "bundle": self.bundle.name, "model": self.bundle.source,
+                "demo": self.bundle.demo, "protection_note": self.bundle.protection_note,
+                "device": str(self.bundle.device), "options": options.advertised()}
 
     def _status(self, identity: bytes, header: dict, frames: list) -> dict:
         states = [job.state for job in self.jobs.values()]
@@ -349,16 +349,16 @@ def _job_settings(raw: object) -> tuple[CloakSettings, str, str | None]:
     if not isinstance(raw, dict):
         raise ProtocolError("malformed", "'settings' must be a map")
     values = {}
-    for name, types in SETTING_FIELDS.items():
+    for name, types in SETTING_FIELDS.items():  # unknown fields are ignored (newer clients)
         if name in raw:
             if not isinstance(raw[name], types) or isinstance(raw[name], bool):
                 raise ProtocolError("malformed", f"setting '{name}' has the wrong type")
             values[name] = raw[name]
-    profile, target = raw.get("profile", "default"), raw.get("target")
-    if not isinstance(profile, str) or not (target is None or isinstance(target, str)):
-        raise ProtocolError("malformed", "'profile' and 'target' must be strings")
+    profile = values.pop(options.PROFILE.name, options.PROFILE.default)
+    target = values.pop(options.TARGET.name, options.TARGET.default)
+    cloaking = {name: value for name, value in values.items() if options.BY_NAME[name].cloak}
     try:
-        return CloakSettings(**values), profile, target
+        return CloakSettings(**cloaking), profile, target
     except ValueError as error:
         raise ProtocolError("bad-settings", str(error)) from None
 

@@ -50,6 +50,7 @@ class CloakReport:
 
     target_style: str
     bundle: str
+    model: str  # where the bundle was loaded from: "demo", a folder or a hub id
     protection_note: str | None
     width: int
     height: int
@@ -221,7 +222,8 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
     del target
     output = _optimize(optimizer, source, settings, tracker.phase(TRANSFER_SHARE, 1.0))
     report = CloakReport(
-        target_style=target_style, bundle=bundle.name, protection_note=bundle.protection_note,
+        target_style=target_style, bundle=bundle.name, model=bundle.source,
+        protection_note=bundle.protection_note,
         width=shape[1], height=shape[0], budget=settings.budget, linf_cap=settings.linf,
         steps_run=optimizer.steps_run, seed=settings.seed, seconds=0.0,
         **_measure(bundle, optimizer, source, output))

@@ -1,11 +1,15 @@
 """Image files in and out: PNG, JPEG, WebP and TIFF, with EXIF and ICC profile kept.
 
 Every refusal is an ImageFileError with a message meant for the artist; an output file is
-written whole or not at all.
+written whole or not at all. An output carries the record of what made it
+(engine/provenance.py): a PNG text chunk, the JPEG comment, or for WebP and TIFF a sidecar
+file NAME.EXT.glaze.json that names the output's own hash (so a stale sidecar never
+describes a newer image).
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +18,16 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from .geometry import check_size
-from .storage import atomic_path
+from .provenance import file_sha256
+from .storage import atomic_path, write_json
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
            ".tiff": "TIFF"}
 # Grey images are widened to RGB(A); other modes are refused with a hint.
 MODES = {"RGB": "RGB", "RGBA": "RGBA", "L": "RGB", "LA": "RGBA"}
 JPEG_QUALITY = 95
+RECORD_KEY = "glaze"  # the PNG text chunk holding the record
+SIDECAR_SUFFIX = ".glaze.json"
 
 
 class ImageFileError(ValueError):
@@ -77,10 +84,11 @@ def output_format(path: str | Path) -> str:
 
 
 def write_image(path: str | Path, pixels: np.ndarray, like: ImageFile | None = None,
-                note: str | None = None) -> None:
+                note: str | None = None, record: dict | None = None) -> None:
     """Write `pixels` (uint8) to `path`, typed by its suffix, keeping `like`'s metadata.
 
-    `note` is stored as a text comment where the format has one (PNG, JPEG).
+    `note` is stored as a text comment where the format has one (PNG, JPEG); `record`
+    (what made the output) in the file, or beside it for WebP and TIFF.
     """
     path = Path(path)
     fmt = output_format(path)
@@ -94,22 +102,56 @@ def write_image(path: str | Path, pixels: np.ndarray, like: ImageFile | None = N
         if image.mode == "RGBA":
             raise ImageFileError(f"{path}: JPEG has no transparency; choose PNG, WebP or TIFF")
         options.update(quality=JPEG_QUALITY, subsampling=0)
-        if note:
+        if record is not None:  # one comment: the record, which carries the note too
+            options["comment"] = json.dumps(record)
+        elif note:
             options["comment"] = note
-    elif fmt == "PNG" and note:
+    elif fmt == "PNG" and (note or record is not None):
         info = PngImagePlugin.PngInfo()
-        info.add_text("Comment", note)
+        if note:
+            info.add_text("Comment", note)
+        if record is not None:
+            info.add_text(RECORD_KEY, json.dumps(record))
         options["pnginfo"] = info
     elif fmt == "WEBP":
         options.update(quality=JPEG_QUALITY, method=6)
     elif fmt == "TIFF":
         options["compression"] = "tiff_adobe_deflate"
+    sidecar = _sidecar(path)
     try:
+        sidecar.unlink(missing_ok=True)  # it described the file about to be replaced
         with atomic_path(path) as temporary:
             image.save(temporary, format=fmt, **options)
+        if record is not None and fmt in ("WEBP", "TIFF"):
+            write_json(sidecar, {**record, "output_sha256": file_sha256(path)})
     except OSError as error:
         raise ImageFileError(f"{path}: cannot write the output "
                              f"({error.strerror or error})") from None
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def read_record(path: str | Path) -> dict | None:
+    """The record of what made the output at `path`, if it carries one."""
+    path = Path(path)
+    sidecar = _sidecar(path)
+    try:
+        if sidecar.is_file():
+            found = json.loads(sidecar.read_text())
+            if found.pop("output_sha256", None) != file_sha256(path):
+                return None  # the image was replaced since
+            return found
+        with Image.open(path) as image:
+            text = image.info.get("comment") if image.format == "JPEG" else \
+                getattr(image, "text", {}).get(RECORD_KEY)
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        found = json.loads(text) if text else None
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def is_complete(path: str | Path, size: tuple[int, int]) -> bool:

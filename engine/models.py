@@ -29,9 +29,15 @@ from safetensors.torch import load_model, save_model
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .demo import demo_pipeline
-from .sources import DEMO, ModelLoadError, alternatives, model_source, retired_note
+from .sources import (
+    BUNDLE_FILE,
+    DEMO,
+    ModelLoadError,
+    alternatives,
+    model_source,
+    retired_note,
+)
 
-BUNDLE_FILE = "glaze_bundle.json"
 LPIPS_FILE = "lpips/alex.safetensors"
 NO_PROTECTION = ("DEMO bundle (tiny random models): this output gives NO protection against "
                  "style mimicry")
@@ -63,6 +69,7 @@ class ModelBundle:
     precision: torch.dtype  # compute type of the encoder; float32 means no autocast
     demo: bool = False
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    source: str = DEMO  # where it was loaded from (sources.model_source): outputs record it
 
     def __post_init__(self) -> None:
         """Make the models resident on the device, frozen, in evaluation mode."""
@@ -288,4 +295,4 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
         pipeline=pipeline,
         perceptual=perceptual_model(weights=_optional_file(folder, LPIPS_FILE)),
         device=dev, precision=compute, demo=demo,
-        generation=GenerationSettings(**meta.get("generation", {})))
+        generation=GenerationSettings(**meta.get("generation", {})), source=location)

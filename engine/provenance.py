@@ -1,0 +1,73 @@
+"""What made an output file, recorded in the file, and whether an existing output is what a
+run asks for. A batch that is run again keeps an output only if the same models (demo or
+real), target style, settings, seed and source file made it: an output of the demo models
+is never taken for a protected one.
+
+Standard library only: the command line checks outputs before it loads any model.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from pathlib import Path
+
+FORMAT = 1
+# What must be equal for an existing output to count as this run's result. The rest of a
+# record (bundle name, shift achieved, time) describes the output and is only shown.
+MUST_MATCH = ("format", "model", "demo", "target_style", "budget", "steps", "work_size",
+              "seed", "source_sha256")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def request(model: str, demo: bool | None, target_style: str | None, budget: float,
+            steps: int, work_size: int, seed: int, source: Path) -> dict:
+    """What a run asks of one output. `demo` or `target_style` is None where it is not
+    known before cloaking (then no existing output can match)."""
+    return {"format": FORMAT, "model": model, "demo": demo, "target_style": target_style,
+            "budget": budget, "steps": steps, "work_size": work_size, "seed": seed,
+            "source_sha256": file_sha256(source)}
+
+
+def record(asked: dict, report: dict, profile: str, version: str) -> dict:
+    """The record an output carries: what was asked, and what the cloak reports it did."""
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {**asked, "glaze": version, "created": now, "profile": profile,
+            "target_style": report["target_style"], "bundle": report["bundle"],
+            "demo": bool(report.get("protection_note")) if asked["demo"] is None
+            else asked["demo"],
+            "protection_note": report.get("protection_note"),
+            "relative_shift": report["relative_shift"], "incomplete": report["incomplete"],
+            "linf_cap": report["linf_cap"], "steps_run": report["steps_run"]}
+
+
+def mismatch(found: dict | None, asked: dict) -> str | None:
+    """Why an output with record `found` is not what `asked` wants (None: it is)."""
+    if found is None:
+        return "it has no record of what made it"
+    for key in MUST_MATCH:
+        if asked.get(key) is None:
+            return f"this run's {key.replace('_', ' ')} is not known before cloaking"
+        if found.get(key) != asked[key]:
+            return (f"it was made with {key.replace('_', ' ')} {found.get(key)!r}, this run "
+                    f"asks for {asked[key]!r}")
+    return None
+
+
+def describe(found: dict) -> str:
+    """The record as lines for `glaze inspect`."""
+    lines = []
+    if found.get("protection_note"):
+        lines.append(f"NOTE: {found['protection_note']}.")
+    elif found.get("incomplete"):
+        lines.append("INCOMPLETE: the style shift fell short; only partly protected.")
+    width = max(map(len, found))
+    lines += [f"{key:>{width}}: {value}" for key, value in sorted(found.items())]
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Every output records what made it; a rerun keeps only outputs made as it asks."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import painting
+from PIL import Image
+
+from glaze.cli import main
+from glaze.engine.imagefile import read_record, write_image
+from glaze.engine.models import BUNDLE_FILE
+from glaze.engine.provenance import file_sha256
+
+FAST = ["--quality", "2", "--work-size", "64", "--target", "Baroque painting by Caravaggio"]
+
+
+@pytest.fixture
+def artwork(tmp_path) -> Path:
+    path = tmp_path / "art.png"
+    Image.fromarray(painting(48, 64)).save(path)
+    return path
+
+
+@pytest.fixture
+def real_looking_bundle(bundle, tmp_path) -> Path:
+    """A plain diffusers folder (no demo label): what real weights look like to the CLI."""
+    folder = bundle.save(tmp_path / "plain")
+    (folder / BUNDLE_FILE).unlink()
+    return folder
+
+
+def test_a_demo_output_is_not_taken_for_a_real_models_output(artwork, real_looking_bundle,
+                                                               capsys):
+    output = artwork.with_name("art.glazed.png")
+    assert main(["cloak", str(artwork), *FAST, "--model", "demo"]) == 0
+    assert read_record(output)["demo"] is True
+    capsys.readouterr()
+    assert main(["cloak", str(artwork), *FAST, "--model", str(real_looking_bundle)]) == 0
+    said = capsys.readouterr().out
+    assert "replacing" in said and "model 'demo'" in said and "1 cloaked" in said
+    made = read_record(output)
+    assert made["demo"] is False and made["model"] == str(real_looking_bundle.resolve())
+    assert made["protection_note"] is None and made["source_sha256"] == file_sha256(artwork)
+
+
+def test_a_rerun_as_asked_skips_and_any_change_redoes(artwork, capsys):
+    output = artwork.with_name("art.glazed.png")
+    assert main(["cloak", str(artwork), *FAST]) == 0
+    first = file_sha256(output)
+    capsys.readouterr()
+    assert main(["cloak", str(artwork), *FAST]) == 0
+    assert "made as asked" in capsys.readouterr().out and file_sha256(output) == first
+    for change in (["--seed", "3"], ["--intensity", "low"], ["--target", "Cubism by Gris"]):
+        assert main(["cloak", str(artwork), *FAST, *change]) == 0
+        assert "replacing" in capsys.readouterr().out
+    Image.fromarray(painting(48, 64, seed=5)).save(artwork)  # the source was repainted
+    assert main(["cloak", str(artwork), *FAST, "--target", "Cubism by Gris"]) == 0
+    assert "source sha256" in capsys.readouterr().out
+
+
+def test_no_overwrite_keeps_another_runs_output_with_a_reason(artwork, capsys):
+    output = artwork.with_name("art.glazed.png")
+    assert main(["cloak", str(artwork), *FAST]) == 0
+    kept = file_sha256(output)
+    capsys.readouterr()
+    assert main(["cloak", str(artwork), *FAST, "--seed", "9", "--no-overwrite"]) == 1
+    said = capsys.readouterr().out
+    assert "was made with seed 0, this run asks for 9; kept (--no-overwrite)" in said
+    assert file_sha256(output) == kept
+
+
+def test_an_output_without_a_record_is_redone(artwork, capsys):
+    output = artwork.with_name("art.glazed.png")
+    Image.fromarray(painting(48, 64)).save(output)  # the size matches; nothing says who made it
+    assert main(["cloak", str(artwork), *FAST]) == 0
+    assert "it has no record of what made it" in capsys.readouterr().out
+    assert read_record(output) is not None
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tiff"])
+def test_every_format_carries_its_record(tmp_path, suffix):
+    path = tmp_path / f"out{suffix}"
+    record = {"model": "demo", "demo": True, "protection_note": "NO protection here"}
+    write_image(path, painting(16, 16), note="NO protection here", record=record)
+    assert read_record(path) == record
+    if suffix in (".webp", ".tiff"):  # a sidecar names the image it describes
+        assert path.with_name(path.name + ".glaze.json").is_file()
+        Image.fromarray(painting(16, 16, seed=2)).save(path)  # replaced by another program
+        assert read_record(path) is None
+    if suffix == ".jpg":
+        assert "NO protection" in Image.open(path).info["comment"].decode()
+
+
+def test_inspect_prints_the_record_and_fails_without_one(artwork, capsys):
+    assert main(["cloak", str(artwork), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(artwork.with_name("art.glazed.png"))]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("NOTE: DEMO bundle") and "target_style: Baroque painting" in said
+    assert main(["inspect", str(artwork)]) == 1
+    assert "no Glaze record" in capsys.readouterr().out
+
+
+def test_the_report_names_the_model_it_was_made_with(artwork, tmp_path):
+    assert main(["cloak", str(artwork), *FAST, "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())["images"][0]["report"]
+    assert report["model"] == "demo"
