@@ -11,6 +11,72 @@ from glaze import __version__
 
 MODEL_HELP = ("demo (tiny, NO protection), default, a local folder or a hub id (default: what "
               "`glaze install --models` chose, else demo)")
+DEVICE_HELP = "cuda, mps or cpu (default: the best available)"
+PRECISION_HELP = "encoder precision (default: the fastest the device handles well)"
+
+MAIN_EXAMPLES = """examples:
+  glaze cloak painting.png          cloak one image (writes painting.glazed.png)
+  glaze daemon start                keep the models loaded for Krita, GIMP and the CLI
+  glaze install --models default    put Filter > Glaze into Krita and GIMP 3
+  glaze COMMAND --help              a command's options and their defaults"""
+CLOAK_EXAMPLES = """examples:
+  glaze cloak painting.png
+  glaze cloak portfolio/ -o glazed/ --intensity high
+  glaze cloak sketch.jpg --quality faster --target "Cubism painting by Juan Gris"
+  glaze cloak *.png --profile ada --report figures.json"""
+START_EXAMPLES = """examples:
+  glaze daemon start --model default    returns once the models are loaded
+  glaze daemon start --foreground --idle-exit 30"""
+PROFILE_EXAMPLES = ("examples:\n"
+                    "  glaze profile ada\n"
+                    '  glaze profile ada --target "Baroque painting by Caravaggio"')
+INSTALL_EXAMPLES = """examples:
+  glaze install --models default    the real models (Stable Diffusion 2.1 base, ~5 GB)
+  glaze install --dry-run           list what it would write
+  glaze install --autostart         also start the daemon at login"""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Keeps the examples' line breaks and appends each option's default to its help, unless
+    the help says it already (a default of None or False has no words of its own)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):  # one command a line, as typed
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("(default" in text or not action.option_strings or action.default is None
+                or isinstance(action.default, bool) or action.default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose sub-commands (theirs too) format help with HelpFormatter."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """The cloak settings as options, one per declaration in glaze.daemon.options: their
+    names, defaults and help are the ones the daemon and both plug-ins use."""
+    from glaze.daemon.options import SETTINGS
+
+    for setting in SETTINGS:
+        text = setting.describe()
+        if setting.default is None and setting.placeholder:
+            text += f" (default: {setting.placeholder})"
+        if setting.presets:  # a preset name, or a number the engine reads from the text
+            metavar = "|".join([*setting.presets, "NUMBER"])
+            parser.add_argument(setting.flag, default=setting.default, metavar=metavar,
+                                help=text)
+        else:
+            parser.add_argument(setting.flag, type=setting.kind, default=setting.default,
+                                help=text)
 
 
 def run_cloak(args: argparse.Namespace) -> int:
@@ -27,6 +93,7 @@ def run_daemon_start(args: argparse.Namespace) -> int:
     if info is not None:
         print(f"the Glaze daemon is already running: pid {info.pid}, {info.endpoint}, "
               f"bundle {info.bundle}")
+        _print_note(_protection_note(info))
         return 0
     if args.foreground:
         return _serve_here(args)
@@ -41,7 +108,25 @@ def run_daemon_start(args: argparse.Namespace) -> int:
         print(f"glaze: {error}", file=sys.stderr)
         return 1
     print(f"the Glaze daemon is running: pid {info.pid}, {info.endpoint}, bundle {info.bundle}")
+    _print_note(_protection_note(info))
     return 0
+
+
+def _protection_note(info) -> str | None:
+    """What the running daemon's welcome says its outputs must carry (None if it does not
+    answer: the start itself has been reported)."""
+    from glaze.daemon.client import Client, DaemonError
+
+    try:
+        with Client(info, timeout=5.0) as client:
+            return client.welcome.get("protection_note")
+    except DaemonError:
+        return None
+
+
+def _print_note(note: str | None) -> None:
+    if note:
+        print(f"NOTE: {note}.", flush=True)
 
 
 def _serve_here(args: argparse.Namespace) -> int:
@@ -57,8 +142,7 @@ def _serve_here(args: argparse.Namespace) -> int:
     except ModelLoadError as error:
         print(f"glaze: {error}", file=sys.stderr)
         return 1
-    if bundle.protection_note:
-        logging.getLogger("glaze.daemon").warning("%s", bundle.protection_note)
+    _print_note(bundle.protection_note)  # before serving: nothing is printed after it
     limit = int(args.max_frame_mb * 2**20) if args.max_frame_mb else MAX_FRAME_BYTES
     serve(bundle, idle_exit_s=args.idle_exit * 60 if args.idle_exit else None,
           max_frame_bytes=limit)
@@ -94,6 +178,24 @@ def run_daemon_status(args: argparse.Namespace) -> int:
     if status.get("protection_note"):
         print(f"{'note':>10}: {status['protection_note']}")
     return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from glaze.engine.imagefile import read_record
+    from glaze.engine.provenance import describe
+
+    missing = 0
+    for name in args.files:
+        found = read_record(name)
+        if len(args.files) > 1:
+            print(f"== {name}")
+        if found is None:
+            missing += 1
+            print(f"{name}: no Glaze record (not made by `glaze cloak`, made before records "
+                  "were kept, or changed since)")
+        else:
+            print(describe(found))
+    return 1 if missing else 0
 
 
 def run_styles(args: argparse.Namespace) -> int:
@@ -171,28 +273,33 @@ def _configured_model() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glaze", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"glaze {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="glaze", epilog=MAIN_EXAMPLES,
+                    description="Glaze for painters: cloak artworks against style mimicry "
+                                "(Glaze, Shan et al. 2023), here, in Krita and in GIMP 3.")
+    parser.add_argument("--version", action="version", version=f"glaze {__version__}",
+                        help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    cloak = commands.add_parser("cloak", help="cloak image files or folders of them")
+    cloak = commands.add_parser(
+        "cloak", help="cloak image files or folders of them",
+        description="Cloak image files against style mimicry. Each output is written whole "
+                    "beside its input as NAME.glazed.EXT (or under -o), never over it; a "
+                    "batch run again skips the finished images. Uses the running daemon if "
+                    "there is one.",
+        epilog=CLOAK_EXAMPLES)
     cloak.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="PNG, JPEG, WebP or TIFF files, or folders (searched recursively)")
     cloak.add_argument("-o", "--outdir", help="write outputs here (default: beside each input)")
     cloak.add_argument("--model", help=MODEL_HELP)
-    cloak.add_argument("--intensity", default="default",
-                       help="low, default, high, or the LPIPS budget p itself (e.g. 0.05)")
-    cloak.add_argument("--quality", default="default",
-                       help="faster, default, slower, or a number of optimizer steps")
-    cloak.add_argument("--profile", default="default", help="artist profile (default: default)")
-    cloak.add_argument("--target", help="set the profile's target style instead of choosing one")
-    cloak.add_argument("--seed", type=int, default=0)
-    cloak.add_argument("--work-size", type=int, default=512,
-                       help="long side the encoder sees, in pixels (default 512)")
-    cloak.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    cloak.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
-                       help="encoder precision (default: the fastest the device handles well)")
-    cloak.add_argument("--report", metavar="FILE.json", help="write every figure to this file")
+    add_setting_options(cloak)
+    cloak.add_argument("--device", help=DEVICE_HELP)
+    cloak.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help=PRECISION_HELP)
+    cloak.add_argument("--report", metavar="FILE.json",
+                       help="write every figure of every image to this file (default: none)")
+    cloak.add_argument("--no-overwrite", action="store_true",
+                       help="keep an existing output that another run made (other models, "
+                            "target, settings, seed or source) and report it, instead of "
+                            "cloaking it again")
     where = cloak.add_mutually_exclusive_group()
     where.add_argument("--daemon", action="store_true", default=None,
                        help="cloak through the daemon, starting it if needed (default: use "
@@ -201,40 +308,71 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cloak in this process even if a daemon is running")
     cloak.set_defaults(run=run_cloak)
 
-    daemon = commands.add_parser("daemon", help="the warm daemon that keeps models loaded")
-    actions = daemon.add_subparsers(dest="action", required=True)
-    start = actions.add_parser("start", help="start the daemon (or report the running one)")
+    daemon = commands.add_parser(
+        "daemon", help="the warm daemon that keeps models loaded",
+        description="Start, stop or ask about the daemon that keeps the models loaded and "
+                    "serves the command line, Krita and GIMP.")
+    actions = daemon.add_subparsers(dest="action", required=True, metavar="ACTION")
+    start = actions.add_parser(
+        "start", help="start the daemon (or report the running one)",
+        description="Start the daemon in the background and return once its models are "
+                    "loaded, or report the one already running.",
+        epilog=START_EXAMPLES)
     start.add_argument("--model", help=MODEL_HELP)
-    start.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    start.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
-    start.add_argument("--foreground", action="store_true", help="serve in this process")
+    start.add_argument("--device", help=DEVICE_HELP)
+    start.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help=PRECISION_HELP)
+    start.add_argument("--foreground", action="store_true",
+                       help="serve in this process until stopped, instead of in the background")
     start.add_argument("--idle-exit", type=float, metavar="MINUTES",
-                       help="exit after this many minutes without work")
+                       help="exit after this many minutes without work (default: never)")
     start.add_argument("--max-frame-mb", type=float, metavar="MB",
                        help="refuse pixel frames larger than this (default: an 8192 px "
                             "square RGBA float layer, 1 GiB)")
     start.set_defaults(run=run_daemon_start)
-    actions.add_parser("stop", help="stop the daemon").set_defaults(run=run_daemon_stop)
-    actions.add_parser("status", help="show what the daemon is doing").set_defaults(
-        run=run_daemon_status)
+    actions.add_parser("stop", help="stop the daemon",
+                       description="Stop the running daemon; its running and queued jobs are "
+                                   "cancelled.").set_defaults(run=run_daemon_stop)
+    actions.add_parser("status", help="show what the daemon is doing",
+                       description="Show the running daemon's pid, endpoint, models, queue "
+                                   "and jobs served; exit 1 if none is running."
+                       ).set_defaults(run=run_daemon_status)
 
-    styles = commands.add_parser("styles", help="list the candidate target styles")
+    inspect = commands.add_parser(
+        "inspect", help="show what made a cloaked file",
+        description="Print the record a cloaked file carries: the models (and whether they "
+                    "were demo models giving no protection), target style, settings, seed, "
+                    "the source file's hash and the shift achieved.")
+    inspect.add_argument("files", nargs="+", metavar="FILE", help="cloaked image files")
+    inspect.set_defaults(run=run_inspect)
+
+    styles = commands.add_parser(
+        "styles", help="list the candidate target styles",
+        description="List the candidate target styles, one a line: a profile's target is "
+                    "chosen among them, and `--target` takes any of them (or any prompt).")
     styles.set_defaults(run=run_styles)
 
     from glaze.evaluate import add_parser as add_eval
 
     add_eval(commands)
 
-    profile = commands.add_parser("profile", help="show an artist profile or set its target")
+    profile = commands.add_parser(
+        "profile", help="show an artist profile or set its target",
+        description="Show an artist profile (its target style and how it was chosen), set "
+                    "its target style, or list every profile.", epilog=PROFILE_EXAMPLES)
     profile.add_argument("name", nargs="?",
                          help="the profile to show or change (default: list every profile)")
     profile.add_argument("--json", action="store_true",
                          help="print the stored record as JSON instead of text")
-    profile.add_argument("--target", help="set this profile's target style")
+    profile.add_argument("--target", help="set this profile's target style (default: leave "
+                                          "it as it is)")
     profile.set_defaults(run=run_profile)
 
     install = commands.add_parser(
-        "install", help="put Filter > Glaze into Krita and GIMP 3 (run again to update)")
+        "install", help="put Filter > Glaze into Krita and GIMP 3 (run again to update)",
+        description="Install the Krita and GIMP 3 plug-ins (each with its own copy of the "
+                    "client), record how to start the daemon and which models it loads. Run "
+                    "it again to update; `glaze uninstall` removes it all.",
+        epilog=INSTALL_EXAMPLES)
     install.add_argument("--krita", action="store_true",
                          help="install the Krita plug-in even if Krita is not found")
     install.add_argument("--gimp", action="store_true",
@@ -245,18 +383,27 @@ def build_parser() -> argparse.ArgumentParser:
                               "diffusers folder or a hub id (default: keep the current choice)")
     install.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=None,
                          help="start the daemon at login (systemd user unit, launchd agent or "
-                              "Windows startup entry); without it the plug-ins start it")
+                              "Windows startup entry); without it the plug-ins start it "
+                              "(default: keep the current choice, off at first)")
     install.add_argument("--dry-run", action="store_true",
                          help="list every file it would write, write nothing")
     install.add_argument("--krita-python", metavar="3.X",
-                         help="Krita's Python version, when it cannot be found out")
+                         help="Krita's Python version, when it cannot be found out (default: "
+                              "found from Krita)")
     install.add_argument("--gimp-python", metavar="COMMAND",
                          help="the command that runs GIMP's Python (default: python3)")
     install.set_defaults(run=run_install)
-    commands.add_parser("uninstall", help="remove what `glaze install` wrote").set_defaults(
-        run=run_uninstall)
-    commands.add_parser("doctor", help="versions, device, models, daemon and plug-ins: the "
-                        "text to paste into a bug report").set_defaults(run=run_doctor)
+    commands.add_parser(
+        "uninstall", help="remove what `glaze install` wrote",
+        description="Stop the daemon and remove every file `glaze install` wrote (plug-ins, "
+                    "autostart entry, settings), putting back what it replaced; files you "
+                    "changed since are kept."
+    ).set_defaults(run=run_uninstall)
+    commands.add_parser(
+        "doctor", help="versions, device, models, daemon and plug-ins: the text to paste into "
+                       "a bug report",
+        description="Print the versions, device, models, daemon and plug-in state: the text "
+                    "to paste into a bug report.").set_defaults(run=run_doctor)
     return parser
 
 

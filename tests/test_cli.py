@@ -1,3 +1,4 @@
+import argparse
 import io
 import json
 import os
@@ -10,7 +11,7 @@ import pytest
 from conftest import painting
 from PIL import Image, ImageCms
 
-from glaze.cli import main
+from glaze.cli import build_parser, main
 
 FAST = ["--quality", "2", "--work-size", "64", "--target", "Baroque painting by Caravaggio"]
 
@@ -150,10 +151,19 @@ def test_bad_settings_are_refused(tmp_path, capsys):
 
 
 def test_profile_command(tmp_path, capsys):
+    assert main(["profile"]) == 0
+    assert "no artist profiles yet" in capsys.readouterr().out
     assert main(["profile", "eve"]) == 1
     assert main(["profile", "eve", "--target", "Cubism painting by Juan Gris"]) == 0
-    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["target_style"] == \
-        "Cubism painting by Juan Gris"
+    said = capsys.readouterr().out
+    assert "target style: Cubism painting by Juan Gris" in said and "chosen by you" in said
+    assert main(["profile", "eve", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["target_style"] == "Cubism painting by Juan Gris"
+    assert main(["profile", "ada", "--target", "Baroque painting by Caravaggio"]) == 0
+    capsys.readouterr()
+    assert main(["profile"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "ada: Baroque painting by Caravaggio", "eve: Cubism painting by Juan Gris"]
 
 
 def test_console_script_runs_the_demo(tmp_path):
@@ -165,3 +175,51 @@ def test_console_script_runs_the_demo(tmp_path):
     assert done.returncode == 0, done.stderr
     assert str(tmp_path / "art.glazed.png") in done.stdout
     assert "NO protection" in done.stdout
+
+
+def parsers(parser: argparse.ArgumentParser, path: tuple = ("glaze",)):
+    """Every (command words, parser) under `parser`, sub-commands of sub-commands too."""
+    yield " ".join(path), parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from parsers(sub, (*path, name))
+
+
+def test_every_command_and_option_says_what_it_does_and_its_default():
+    found, problems = {}, []
+    for command, parser in parsers(build_parser()):
+        found[command] = parser
+        if not parser.description:
+            problems.append(f"{command}: no description")
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                problems += [f"{command} {choice.dest}: no help in the command list"
+                             for choice in action._choices_actions if not choice.help]
+                continue
+            name = "/".join(action.option_strings) or action.dest
+            if not action.help or action.help == argparse.SUPPRESS:
+                problems.append(f"{command} {name}: no help")
+            elif action.option_strings and action.nargs != 0 and not action.required \
+                    and "(default" not in formatter._get_help_string(action):
+                problems.append(f"{command} {name}: its help does not give its default")
+    assert {"glaze cloak", "glaze eval", "glaze daemon start", "glaze uninstall",
+            "glaze styles"} <= set(found)
+    assert problems == []
+
+
+def test_eval_help_gives_the_library_defaults():
+    """The defaults eval's help spells out (to build the parser without torch) are the
+    library's own."""
+    from glaze.evaluate import library_defaults
+
+    defaults = library_defaults()
+    evaluate = dict(parsers(build_parser()))["glaze eval"]
+    helps = {action.dest: action.help for action in evaluate._actions}
+    for name in ("steps", "resolution", "images_per_caption", "sample_steps", "guidance",
+                 "cloak_steps", "impress_steps", "upscale_steps"):
+        assert f"(default: {defaults[name]}" in helps[name], name
+    assert f"(default: {' '.join(map(str, defaults['seeds']))};" in helps["seeds"]
+    assert f"(default: {' '.join(map(str, defaults['budgets']))};" in helps["budgets"]
+    assert f"(default: {defaults['clip']};" in helps["clip"]
