@@ -32,9 +32,9 @@ from cloak_step import full_size_bundle  # this folder's benchmark: the SD 2.x V
 from PIL import Image
 
 from glaze.engine.cloak import cloak_toward
-from glaze.engine.geometry import View, center_crop_view, fit, whole_view
 from glaze.engine.evaluation.countermeasures import gaussian_noise, jpeg
 from glaze.engine.evaluation.synthetic import painting
+from glaze.engine.geometry import View, center_crop_view, fit, whole_view
 from glaze.engine.models import ModelBundle, load_bundle
 from glaze.engine.pixels import image_array, image_tensor
 from glaze.engine.settings import CloakSettings

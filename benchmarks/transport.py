@@ -29,7 +29,8 @@ from glaze.daemon.protocol import layout_for
 COLD = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from glaze.engine import CloakSettings, cloak, load_bundle
+    from glaze.engine import CloakSettings, load_bundle
+    from glaze.engine.cloak import cloak
     bundle = load_bundle(sys.argv[1])
     pixels = np.full((512, 512, 4), 128, np.uint8)
     def first(fraction, message):

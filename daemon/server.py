@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import zmq
 
 from glaze import __version__
-from glaze.engine import Cancelled, CloakSettings, ModelBundle, cloak, resolve_target
+from glaze.engine import Cancelled, CloakSettings, ModelBundle, resolve_target
+from glaze.engine.cloak import cloak
 from glaze.engine.pixels import from_buffer, to_buffer
 from glaze.engine.progress import Progress
 

@@ -121,7 +121,7 @@ class InProcess:
         return profile.target_style
 
     def __call__(self, pixels: np.ndarray, progress) -> tuple[np.ndarray, dict]:
-        from glaze.engine import cloak
+        from glaze.engine.cloak import cloak
 
         self.target = self.target or self._choose_target()
         result = cloak(pixels, self.bundle, self.target, self.settings, progress=progress)

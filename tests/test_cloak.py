@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 from conftest import painting
 
-from glaze.engine import Cancelled, CloakSettings, cloak
-from glaze.engine.cloak import MAX_SIDE, check_size, mimic_views
+from glaze.engine import Cancelled, CloakSettings
+from glaze.engine.cloak import cloak
+from glaze.engine.geometry import MAX_SIDE, check_size, mimic_views
 from glaze.engine.pixels import check_pixels
 
 STYLE = "Impressionism painting by Claude Monet"

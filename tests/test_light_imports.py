@@ -36,8 +36,9 @@ def test_commands_that_load_no_model_do_not_import_torch(command, tmp_path):
 def test_the_engine_face_loads_its_names_on_first_use():
     code = ("import sys, glaze.engine as e; assert 'torch' not in sys.modules; "
             "e.ProfileStore; e.ModelLoadError; assert 'torch' not in sys.modules; "
-            "e.CloakSettings; e.cloak; assert 'torch' in sys.modules; print(sorted(e.__all__))")
+            "e.CloakSettings; e.CloakResult; assert 'torch' in sys.modules; "
+            "print(sorted(e.__all__))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=scaled(300))
     assert done.returncode == 0, done.stderr
-    assert "'cloak'" in done.stdout and "'load_bundle'" in done.stdout
+    assert "'CloakResult'" in done.stdout and "'load_bundle'" in done.stdout
