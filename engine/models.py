@@ -78,6 +78,11 @@ class ModelBundle:
         for model in (self.pipeline.vae, self.pipeline.unet, self.pipeline.text_encoder):
             model.requires_grad_(False).eval()
         self.perceptual.to(self.device)
+        if self.demo and self.device.type == "cpu":
+            # Tiny models gain nothing from threads and lose much when the machine is busy:
+            # 40 demo cloak steps at 720x512 took 21 s with 1 thread, 122 s with 2 beside a
+            # busy core (13 s with 2 on an idle machine).
+            torch.set_num_threads(1)
         if self.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
 

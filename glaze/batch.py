@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ from glaze import __version__
 
 OUTPUT_TAG = ".glazed"
 ARTWORKS_FOR_CENTROID = 20  # first artworks of a batch that choose a new profile's target
+LINE_EVERY_S = 10.0  # progress lines where no bar can be drawn
 
 
 @dataclass
@@ -95,6 +98,31 @@ def _progress_bar(bar):
     return progress
 
 
+class _ProgressLines:
+    """Progress as plain lines, at most one every LINE_EVERY_S seconds: tqdm draws nothing
+    where stderr is not a terminal (a log, a pipe, a CI job), and a long phase would
+    otherwise pass in silence."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc, self.last = desc, -LINE_EVERY_S
+
+    def __call__(self, fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if now - self.last >= LINE_EVERY_S:
+            self.last = now
+            _say(f"{self.desc}: {fraction:.0%} ({message})")
+
+
+@contextlib.contextmanager
+def _progress(desc: str, **options) -> Iterator:
+    """A progress callback (fraction, message): a bar on a terminal, else lines."""
+    if not sys.stderr.isatty():
+        yield _ProgressLines(desc)
+        return
+    with _bar(total=100, leave=False, desc=desc, **options) as bar:
+        yield _progress_bar(bar)
+
+
 class InProcess:
     """Cloaks in this process: loads the bundle, chooses the target at the first image."""
 
@@ -112,10 +140,10 @@ class InProcess:
         from glaze.engine import resolve_target
         from glaze.engine.progress import Progress
 
-        with _bar(total=100, desc="target style", leave=False) as bar:
+        with _progress("target style") as progress:
             profile = resolve_target(self.bundle, self.args.profile, _artworks(self.jobs),
                                      override=self.args.target, seed=self.args.seed,
-                                     progress=Progress(_progress_bar(bar)))
+                                     progress=Progress(progress))
         how = "chosen by you" if profile.chosen_by == "user" else "chosen automatically"
         _say(f"profile {profile.name!r}: target style {profile.target_style!r} ({how})")
         return profile.target_style
@@ -175,9 +203,9 @@ def _cloak_one(job: Job, loaded, cloaker) -> None:
     except OSError as error:  # checked before the long part, not after it
         raise ImageFileError(f"cannot create the output folder {folder}: "
                              f"{error.strerror or error}") from None
-    with _bar(total=100, position=1, leave=False, desc=job.source.name,
-              bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
-        image, report = cloaker(loaded.pixels, _progress_bar(bar))
+    with _progress(job.source.name, position=1,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as progress:
+        image, report = cloaker(loaded.pixels, progress)
     from glaze.engine.provenance import record
 
     made = record(job.asked, report, job.profile, __version__)

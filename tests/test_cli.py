@@ -175,6 +175,8 @@ def test_console_script_runs_the_demo(tmp_path):
     assert done.returncode == 0, done.stderr
     assert str(tmp_path / "art.glazed.png") in done.stdout
     assert "NO protection" in done.stdout
+    # Not a terminal: progress comes as lines (tqdm would draw nothing).
+    assert "target style: 0% (" in done.stdout and "art.png: 0% (style transfer)" in done.stdout
 
 
 def parsers(parser: argparse.ArgumentParser, path: tuple = ("glaze",)):
