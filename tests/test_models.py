@@ -140,3 +140,11 @@ def test_precision_choice():
     assert pick_precision(torch.device("cuda"), "fp16") == torch.float16
     with pytest.raises(ValueError, match="unknown precision"):
         pick_precision(cpu, "int8")
+
+
+def test_the_demo_bundle_runs_single_threaded_on_the_cpu():
+    code = ("import torch; torch.set_num_threads(2); from glaze.engine.models import "
+            "demo_bundle; demo_bundle('cpu'); print(torch.get_num_threads())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=scaled(300))
+    assert done.stdout.strip() == "1", done.stderr
