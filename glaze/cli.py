@@ -31,7 +31,7 @@ PROFILE_EXAMPLES = ("examples:\n"
                     "  glaze profile ada\n"
                     '  glaze profile ada --target "Baroque painting by Caravaggio"')
 INSTALL_EXAMPLES = """examples:
-  glaze install --models default    the real models (Stable Diffusion 2.1 base, ~5 GB)
+  glaze install --models default    the real models (Stable Diffusion 1.5, ~4.3 GB)
   glaze install --dry-run           list what it would write
   glaze install --autostart         also start the daemon at login"""
 
@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="install the GIMP 3 plug-ins even if GIMP 3 is not found")
     install.add_argument("--models", metavar="demo|default|PATH|HUB_ID",
                          help="the models the daemon loads: demo (tiny, NO protection), "
-                              "default (fetches Stable Diffusion 2.1 base, ~5 GB), a local "
+                              "default (fetches Stable Diffusion 1.5, ~4.3 GB), a local "
                               "diffusers folder or a hub id (default: keep the current choice)")
     install.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=None,
                          help="start the daemon at login (systemd user unit, launchd agent or "
