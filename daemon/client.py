@@ -116,6 +116,21 @@ def start_daemon(command: list[str] | None = None,
     return info
 
 
+def offered_options(timeout: float = 1.0) -> dict:
+    """The presets the running daemon advertises in its welcome ({} when none is running,
+    it does not answer within `timeout`, or it does not say): dialogs show these, so that an
+    older plug-in lists what a newer daemon understands. Never starts a daemon."""
+    info = read_connection()
+    if info is None or not pid_alive(info.pid):
+        return {}
+    try:
+        with Client(info, timeout=timeout) as client:
+            offered = client.welcome.get("options")
+    except DaemonError:
+        return {}
+    return offered if isinstance(offered, dict) else {}
+
+
 class _Heartbeat(threading.Thread):
     """Pings the daemon from its own socket so that a vanished client is noticed, and
     records when the daemon last answered so that a vanished daemon is noticed too."""

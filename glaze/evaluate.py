@@ -40,7 +40,7 @@ EXAMPLES = """examples:
   glaze eval ~/glaze-demo/artist --demo-artist -o ~/glaze-demo/results
   glaze eval ARTIST_DIR -o results --model default --quick
   glaze eval ARTIST_DIR -o results --model default --conditions unprotected glaze \\
-      --countermeasures jpeg:90,75 noisy_upscale"""
+      --countermeasures jpeg:90,75 impress"""
 
 
 def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -118,13 +118,13 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        help="diffusion steps of the noisy-upscaling countermeasure "
                             f"{_default('upscale_steps', 20)}")
     mimic.add_argument("--artist-token", default="zqx artist",
-                       help="the rare words that stand for the artist in the mimic's captions")
+                       help="the words that stand for the artist in the training captions")
     mimic.add_argument("--artist-genre", help="the artist's genre (default: CLIP's top genre)")
     mimic.add_argument("--target", help="the cloak's target style (default: chosen as "
                                         "`glaze cloak` chooses it)")
     mimic.add_argument("--seed", type=int, default=0,
-                       help="seed of the split, the fine-tune's noise and batch order, and "
-                            "the cloaks")
+                       help="seed of the whole run: the split, the fine-tune, the cloaks "
+                            "and the countermeasures")
     parser.add_argument("--quick", action="store_true",
                         help="fewer steps, one seed, one strength per countermeasure")
     parser.add_argument("--no-progress", action="store_true", help="show no progress bars")

@@ -16,7 +16,8 @@ from glaze.daemon.connection import INSTALLATION_FILE
 
 from .hostpython import HostPython
 
-CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py")
+CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py",
+                  "options.py")
 CLIENT_PACKAGE = "glaze_client"
 REQUIREMENTS = ("pyzmq>=25", "msgpack>=1.0", "platformdirs>=4")
 

@@ -95,3 +95,31 @@ def test_cloak_with_daemon_flag_starts_one(env, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "using the Glaze daemon" in done.stdout and connection(env) is not None
     assert (tmp_path / "art.glazed.jpg").is_file()
+
+
+def test_start_prints_the_demo_bundle_s_no_protection_note(env):
+    started = glaze(env, "daemon", "start", "--model", "demo")
+    assert started.returncode == 0, started.stderr
+    assert "NO protection" in started.stdout
+    again = glaze(env, "daemon", "start", "--model", "demo")
+    assert "already running" in again.stdout and "NO protection" in again.stdout
+    assert "stopped the Glaze daemon" in glaze(env, "daemon", "stop").stdout
+
+
+def test_foreground_start_prints_the_no_protection_note(env):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "glaze", "daemon", "start", "--foreground", "--model", "demo"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while connection(env) is None and process.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert connection(env) is not None, f"no daemon (exit code {process.poll()})"
+        assert "stopped the Glaze daemon" in glaze(env, "daemon", "stop").stdout
+        printed, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # never leave it running, whatever failed
+            process.kill()
+            process.wait()
+    assert process.returncode == 0 and "NO protection" in printed, printed

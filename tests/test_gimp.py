@@ -49,6 +49,8 @@ def run_checks(setup, names, **overrides):
 
 
 @pytest.mark.parametrize("name", ["the plug-ins import their own copy of the client and pyzmq",
+                                  "the procedures take every declared setting with its "
+                                  "default and presets",
                                   "glaze an 8-bit layer", "glaze a float layer",
                                   "export glazed writes a file and leaves the image alone"])
 def test_in_gimp(setup, name):

@@ -24,6 +24,7 @@ CHECKS = [
     "a daemon that is not running is started on first use",
     "cancel mid-job leaves the document as it was",
     "a CMYK document gets a clear message and nothing changes",
+    "the dialog is built from the declared settings and lists the daemon's presets",
     "Filter > Glaze through the real action, dialog and progress",
     "the actions are in the Filter and File menus",
 ]

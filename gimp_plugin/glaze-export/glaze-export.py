@@ -14,10 +14,11 @@ from glaze_gimp import (  # noqa: E402
     GlazePlugIn,
     GObject,
     glazed_pixels,
+    options,
     write_pixels,
 )
 
-SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+SUFFIXES = tuple(options.EXPORT_FORMATS)  # GIMP's exporter goes by the suffix
 
 
 class GlazeExport(GlazePlugIn):
@@ -25,22 +26,22 @@ class GlazeExport(GlazePlugIn):
     LABEL = "Export Glazed..."
     MENU = "<Image>/File/[Export]"
     BLURB = "Export a glazed copy of the image"
-    HELP = ("Cloaks a merged copy of the visible image and writes it to a PNG, JPEG or WebP "
-            "file. The open image is not changed.")
+    HELP = ("Cloaks a merged copy of the visible image and writes it to a "
+            f"{options.export_names()} file. The open image is not changed.")
     TITLE = "Export Glazed"
     SENSITIVITY = Gimp.ProcedureSensitivityMask.ALWAYS
 
     def add_arguments(self, procedure) -> None:
         procedure.add_string_argument("filename", "File name",
-                                      "where to write (.png, .jpg or .webp)", "",
+                                      f"where to write ({options.export_suffixes()})", "",
                                       GObject.ParamFlags.READWRITE)
 
     def glaze(self, image, drawables, config):
         path = os.path.abspath(os.path.expanduser(config.get_property("filename")))
         stem, suffix = os.path.splitext(path)
         if suffix.lower() not in SUFFIXES or not os.path.isdir(os.path.dirname(path)):
-            raise GlazeFailed("Glaze: give a file name ending in .png, .jpg or .webp in an "
-                              "existing folder.", Gimp.PDBStatusType.CALLING_ERROR)
+            raise GlazeFailed(f"Glaze: give a file name ending in {options.export_suffixes()} "
+                              "in an existing folder.", Gimp.PDBStatusType.CALLING_ERROR)
         copy = image.duplicate()
         temporary = f"{stem}.part{suffix}"  # the exporter goes by the suffix
         try:

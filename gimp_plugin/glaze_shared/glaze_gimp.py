@@ -18,18 +18,29 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 try:
-    from glaze_client.client import Client, DaemonError, describe, layout_for  # noqa: E402
+    from glaze_client import options  # noqa: E402
+    from glaze_client.client import (  # noqa: E402
+        Client,
+        DaemonError,
+        describe,
+        layout_for,
+        offered_options,
+    )
 except ImportError:
-    from glaze.daemon.client import Client, DaemonError, describe, layout_for  # noqa: E402
+    from glaze.daemon import options  # noqa: E402
+    from glaze.daemon.client import (  # noqa: E402
+        Client,
+        DaemonError,
+        describe,
+        layout_for,
+        offered_options,
+    )
 
 # 8-bit images are read as 8-bit; anything deeper as float, so no precision is lost.
 U8_PRECISIONS = ("U8_LINEAR", "U8_NON_LINEAR", "U8_PERCEPTUAL")
 FORMATS = {"u8": "R'G'B'A u8", "f32": "R'G'B'A float"}
-SETTINGS = (("intensity", "Intensity", "low, default, high, or the LPIPS budget p", "default"),
-            ("quality", "Render quality", "faster, default, slower, or a number of steps",
-             "default"),
-            ("profile", "Artist profile", "the profile whose target style to use", "default"),
-            ("target", "Target style", "empty: chosen for the profile automatically", ""))
+SETTINGS = options.SETTINGS  # one procedure argument each, named setting.argument
+INT_RANGE = (-2**31, 2**31 - 1)  # a GObject int argument's widest range
 
 
 class GlazeFailed(Exception):
@@ -63,7 +74,8 @@ class GlazePlugIn(Gimp.PlugIn):
         procedure.set_documentation(self.BLURB, self.HELP, name)
         procedure.set_attribution("Glaze for painters", "Glaze for painters", "2026")
         self.add_arguments(procedure)
-        add_settings_arguments(procedure)
+        # The running daemon's presets, when it advertises them, are what the blurbs list.
+        add_settings_arguments(procedure, offered_options())
         return procedure
 
     def add_arguments(self, procedure) -> None:
@@ -91,22 +103,30 @@ class GlazePlugIn(Gimp.PlugIn):
         return success(procedure)
 
 
-def add_settings_arguments(procedure) -> None:
+def add_settings_arguments(procedure, offered: dict | None = None) -> None:
+    """One argument per declared setting: presets and text as strings (a preset name or a
+    number, so scripts can pass either), whole numbers as ints within their range."""
     flags = GObject.ParamFlags.READWRITE
-    for name, nick, blurb, default in SETTINGS:
-        procedure.add_string_argument(name, nick, blurb, default, flags)
-    procedure.add_int_argument("work-size", "Working size",
-                               "long side the encoder sees, in pixels", 64, 2048, 512, flags)
+    for setting in SETTINGS:
+        blurb = setting.describe(options.presets_of(setting, offered))
+        if setting.kind is int and not setting.presets:
+            low, high = INT_RANGE
+            procedure.add_int_argument(
+                setting.argument, setting.label, blurb,
+                int(setting.minimum if setting.minimum is not None else low),
+                int(setting.maximum if setting.maximum is not None else high),
+                setting.default, flags)
+        else:
+            if setting.placeholder:
+                blurb += f" (empty: {setting.placeholder})"
+            procedure.add_string_argument(setting.argument, setting.label, blurb,
+                                          setting.text_default(), flags)
 
 
 def settings_from_config(config) -> dict:
-    settings = {name: config.get_property(name).strip() for name in ("intensity", "quality")}
-    settings["profile"] = config.get_property("profile").strip() or "default"
-    settings["work_size"] = config.get_property("work-size")
-    target = config.get_property("target").strip()
-    if target:
-        settings["target"] = target
-    return settings
+    """The daemon's settings from the procedure's arguments (empty text is left out)."""
+    return options.wire_settings({setting.name: config.get_property(setting.argument)
+                                  for setting in SETTINGS})
 
 
 def sample_type(image) -> str:

@@ -9,25 +9,30 @@ if os.path.isdir(VENDOR) and VENDOR not in sys.path:
     sys.path.insert(0, VENDOR)
 
 try:
-    from glaze_client.client import (  # noqa: E402  (the vendored copy)
+    from glaze_client import options  # noqa: E402  (the vendored copy)
+    from glaze_client.client import (  # noqa: E402
         Client,
         DaemonError,
         JobCancelled,
         describe,
         layout_for,
+        offered_options,
     )
 except ImportError:
     try:
+        from glaze.daemon import options
         from glaze.daemon.client import (
             Client,
             DaemonError,
             JobCancelled,
             describe,
             layout_for,
+            offered_options,
         )
     except ImportError as error:
         raise ImportError(
             "Glaze: the plug-in cannot find its client library (pyzmq, msgpack and the Glaze "
             "client). Run `glaze install --krita` again, or see the Glaze README.") from error
 
-__all__ = ["Client", "DaemonError", "JobCancelled", "describe", "layout_for"]
+__all__ = ["Client", "DaemonError", "JobCancelled", "describe", "layout_for",
+           "offered_options", "options"]

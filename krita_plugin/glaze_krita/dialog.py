@@ -1,4 +1,5 @@
-"""The settings dialog; choices are remembered in Krita's settings."""
+"""The settings dialog, one row per declared setting (the shared client's `options`);
+choices are remembered in Krita's settings."""
 
 from krita import Krita
 from PyQt5.QtWidgets import (
@@ -11,20 +12,31 @@ from PyQt5.QtWidgets import (
     QSpinBox,
 )
 
+from .client import options
+
 GROUP = "glaze"
-INTENSITIES = ("low", "default", "high")
-QUALITIES = ("faster", "default", "slower")
+INT_RANGE = (-2**31, 2**31 - 1)  # a QSpinBox holds a C int
 
 
 def remembered() -> dict:
+    """The last values the dialog was accepted with (the declared defaults at first)."""
     app = Krita.instance()
-    return {
-        "intensity": app.readSetting(GROUP, "intensity", "default") or "default",
-        "quality": app.readSetting(GROUP, "quality", "default") or "default",
-        "profile": app.readSetting(GROUP, "profile", "default") or "default",
-        "target": app.readSetting(GROUP, "target", ""),
-        "jpeg_quality": int(app.readSetting(GROUP, "jpeg_quality", "95") or 95),
-    }
+    return {setting.name: _from_text(setting, app.readSetting(GROUP, setting.name,
+                                                              setting.text_default()))
+            for setting in options.SETTINGS + options.EXPORT_SETTINGS}
+
+
+def _from_text(setting, text) -> object:
+    """A value as Krita stores it (text) back to the setting's type; one that does not fit
+    gives the default, so an old or hand-edited kritarc cannot break the dialog."""
+    text = (text or "").strip()
+    if setting.kind is int and not setting.presets:
+        try:
+            number = int(text)
+        except ValueError:
+            return setting.default
+        return number if setting.in_range(number) else setting.default
+    return text or setting.text_default()
 
 
 def remember(values: dict) -> None:
@@ -34,33 +46,36 @@ def remember(values: dict) -> None:
 
 
 def job_settings(values: dict) -> dict:
-    """The daemon's settings from the dialog's values."""
-    settings = {key: values[key] for key in ("intensity", "quality", "profile")}
-    if values.get("target"):
-        settings["target"] = values["target"]
-    return settings
+    """The daemon's settings from the dialog's values (an empty target is left out)."""
+    return options.wire_settings(values)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class GlazeDialog(QDialog):
-    def __init__(self, title: str, export: bool = False, parent=None) -> None:
+    """`offered`: the presets the running daemon advertises (client.offered_options());
+    the combo boxes list those when it gives them, else the declared ones."""
+
+    def __init__(self, title: str, export: bool = False, offered: dict | None = None,
+                 parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
-        values = remembered()
+        self.remembered = remembered()
+        self.fields = {}
         form = QFormLayout(self)
-        self.intensity = self._combo(INTENSITIES, values["intensity"])
-        self.quality = self._combo(QUALITIES, values["quality"])
-        self.profile = QLineEdit(values["profile"])
-        self.target = QLineEdit(values["target"])
-        self.target.setPlaceholderText("chosen for the profile automatically")
-        form.addRow("Intensity", self.intensity)
-        form.addRow("Render quality", self.quality)
-        form.addRow("Artist profile", self.profile)
-        form.addRow("Target style", self.target)
-        self.jpeg_quality = QSpinBox()
-        self.jpeg_quality.setRange(50, 100)
-        self.jpeg_quality.setValue(values["jpeg_quality"])
-        if export:
-            form.addRow("JPEG quality", self.jpeg_quality)
+        shown = options.SETTINGS + (options.EXPORT_SETTINGS if export else ())
+        for setting in shown:
+            presets = options.presets_of(setting, offered)
+            widget = self._widget(setting, self.remembered[setting.name], presets)
+            widget.setToolTip(setting.describe(presets))
+            form.addRow(setting.label, widget)
+            self.fields[setting.name] = widget
         note = QLabel("The first glaze of a session starts the Glaze daemon and loads its "
                       "models: it can take a minute or more.")
         note.setWordWrap(True)
@@ -71,15 +86,43 @@ class GlazeDialog(QDialog):
         form.addRow(buttons)
 
     @staticmethod
-    def _combo(choices, current: str) -> QComboBox:
+    def _widget(setting, current, presets: dict):
+        if presets:
+            return GlazeDialog._combo(setting, str(current), presets)
+        if setting.kind is int:
+            spin = QSpinBox()
+            low, high = INT_RANGE
+            spin.setRange(int(setting.minimum if setting.minimum is not None else low),
+                          int(setting.maximum if setting.maximum is not None else high))
+            spin.setSingleStep(setting.multiple_of or 1)
+            spin.setValue(int(current))
+            return spin
+        line = QLineEdit(str(current))
+        line.setPlaceholderText(setting.placeholder)
+        return line
+
+    @staticmethod
+    def _combo(setting, current: str, presets: dict) -> QComboBox:
+        """Preset names with their numbers; the item's data is the name the daemon reads."""
         combo = QComboBox()
-        combo.addItems(choices)
-        combo.setCurrentText(current if current in choices else "default")
+        for name, value in presets.items():
+            combo.addItem(setting.preset_format.format(name=name, value=value), name)
+        if combo.findData(current) < 0 and _is_number(current):  # a number set by a script
+            combo.addItem(current, current)
+        index = combo.findData(current)
+        if index < 0:  # a preset this daemon does not offer
+            index = combo.findData(setting.default)
+        combo.setCurrentIndex(max(index, 0))
         return combo
 
     def values(self) -> dict:
-        return {"intensity": self.intensity.currentText(),
-                "quality": self.quality.currentText(),
-                "profile": self.profile.text().strip() or "default",
-                "target": self.target.text().strip(),
-                "jpeg_quality": self.jpeg_quality.value()}
+        """Every setting's value: the shown widgets', the remembered ones for the rest."""
+        values = dict(self.remembered)
+        for name, widget in self.fields.items():
+            if isinstance(widget, QComboBox):
+                values[name] = widget.currentData()
+            elif isinstance(widget, QSpinBox):
+                values[name] = widget.value()
+            else:
+                values[name] = widget.text().strip() or options.BY_NAME[name].text_default()
+        return values

@@ -3,7 +3,7 @@
 from krita import Extension, Krita
 from PyQt5.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
 
-from .client import describe
+from .client import describe, offered_options, options
 from .dialog import GlazeDialog, job_settings, remember
 from .document import (
     UnsupportedLayer,
@@ -14,7 +14,7 @@ from .document import (
 )
 from .job import GlazeRun
 
-EXPORT_TYPES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"}
+EXPORT_TYPES = options.EXPORT_FORMATS  # suffix -> format; Krita's exporter goes by suffix
 
 
 class GlazeExtension(Extension):
@@ -37,7 +37,7 @@ class GlazeExtension(Extension):
         document = Krita.instance().activeDocument()
         if document is None:
             return self._tell("Open an image first.")
-        dialog = GlazeDialog("Glaze")
+        dialog = GlazeDialog("Glaze", offered=offered_options())
         if dialog.exec_():
             remember(dialog.values())
             try:
@@ -49,13 +49,14 @@ class GlazeExtension(Extension):
         document = Krita.instance().activeDocument()
         if document is None:
             return self._tell("Open an image first.")
-        dialog = GlazeDialog("Export Glazed", export=True)
+        dialog = GlazeDialog("Export Glazed", export=True, offered=offered_options())
         if not dialog.exec_():
             return
         values = dialog.values()
         remember(values)
         path, _ = QFileDialog.getSaveFileName(
-            None, "Export Glazed", "", "Images (*.png *.jpg *.jpeg *.webp)")
+            None, "Export Glazed", "",
+            "Images ({})".format(" ".join("*" + suffix for suffix in EXPORT_TYPES)))
         if path:
             try:
                 self.export_glazed(document, path, job_settings(values), values["jpeg_quality"])
@@ -75,13 +76,14 @@ class GlazeExtension(Extension):
         return self._start(pixels, settings, apply, f"Glazing \u201c{node.name()}\u201d",
                            interactive)
 
-    def export_glazed(self, document, path: str, settings: dict, quality: int = 95,
+    def export_glazed(self, document, path: str, settings: dict,
+                      quality: int = options.JPEG_QUALITY.default,
                       interactive: bool = True) -> GlazeRun:
         """Cloak the visible image into a new file; the document stays as it is."""
         suffix = path[path.rfind("."):].lower() if "." in path else ""
         if suffix not in EXPORT_TYPES:
-            raise UnsupportedLayer("Export Glazed writes PNG, JPEG or WebP files: end the "
-                                   "name with .png, .jpg or .webp.")
+            raise UnsupportedLayer(f"Export Glazed writes {options.export_names()} files: end "
+                                   f"the name with {options.export_suffixes()}.")
         pixels = read_projection(document)
 
         def apply(data: bytes, result: dict) -> str:

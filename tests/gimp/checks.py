@@ -118,6 +118,30 @@ def vendored_client():
         assert module.__file__.startswith(vendor), (module.__name__, module.__file__)
 
 
+@check("the procedures take every declared setting with its default and presets")
+def declared_arguments():
+    import importlib
+    import sys
+
+    sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
+    importlib.import_module("glaze_gimp")  # puts its vendor folder first, as the plug-ins do
+    from glaze_client import options
+
+    for name in ("plug-in-glaze", "plug-in-glaze-export"):
+        procedure = Gimp.get_pdb().lookup_procedure(name)
+        assert procedure is not None, f"{name} is not installed"
+        config = procedure.create_config()
+        for setting in options.SETTINGS:
+            plain = setting.kind is int and not setting.presets
+            value = config.get_property(setting.argument)
+            assert value == (setting.default if plain else setting.text_default()), \
+                (name, setting.argument, value)
+            blurb = procedure.find_argument(setting.argument).get_blurb()
+            for preset, number in setting.presets.items():  # the daemon offers the declared
+                listed = setting.preset_format.format(name=preset, value=number)
+                assert listed in blurb, (name, setting.argument, blurb)
+
+
 @check("glaze an 8-bit layer")
 def glaze_u8():
     glaze_checks("u8")

@@ -239,6 +239,44 @@ def cmyk():
     return message
 
 
+@check("the dialog is built from the declared settings and lists the daemon's presets")
+def dialog_from_declarations():
+    from glaze_krita.client import offered_options, options
+    from glaze_krita.dialog import GlazeDialog
+    from PyQt5.QtWidgets import QComboBox
+
+    def presets(dialog, name):
+        combo = dialog.fields[name]
+        assert isinstance(combo, QComboBox), (name, type(combo).__name__)
+        return [combo.itemData(i) for i in range(combo.count())]
+
+    offered = offered_options()  # the test's daemon: it advertises the declared presets
+    assert offered == options.advertised(), offered
+    dialog = GlazeDialog("Glaze", offered=offered)
+    assert list(dialog.fields) == [setting.name for setting in options.SETTINGS]
+    values = dialog.values()
+    for setting in options.SETTINGS:  # nothing remembered yet: the declared defaults
+        plain = setting.kind is int and not setting.presets
+        assert values[setting.name] == (setting.default if plain else setting.text_default()), \
+            (setting.name, values[setting.name])
+    assert presets(dialog, "intensity") == list(options.INTENSITY.presets)
+    assert presets(dialog, "quality") == list(options.QUALITY.presets)
+    assert options.wire_settings(values) == {
+        s.name: s.default for s in options.SETTINGS if s.default is not None}
+    dialog.deleteLater()
+    # a newer daemon's extra preset is listed; an unusable table falls back to the declared
+    newer = GlazeDialog("Glaze", offered={"intensity": {"gentle": 0.01, "default": 0.05},
+                                          "quality": "not a table"})
+    assert presets(newer, "intensity") == ["gentle", "default"]
+    assert newer.values()["intensity"] == "default"
+    assert presets(newer, "quality") == list(options.QUALITY.presets)
+    newer.deleteLater()
+    export = GlazeDialog("Export Glazed", export=True)
+    assert export.values()["jpeg_quality"] == options.JPEG_QUALITY.default
+    export.deleteLater()
+    return str(offered)
+
+
 @check("Filter > Glaze through the real action, dialog and progress")
 def action():
     app = Krita.instance()

@@ -1,0 +1,171 @@
+"""Every user setting of a cloak, declared once: name, label, help, default, presets, range.
+
+The `glaze cloak` options, the Krita dialog, the GIMP procedure arguments, the daemon's
+accepted fields, its advertised presets and the engine's preset tables are all built from
+these declarations, so a preset, a default or a range changes here and nowhere else.
+Standard library only: both plug-ins carry this module in their vendored client, and the
+engine imports it without pulling in pyzmq.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+Number = int | float
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user setting. `name` is its key in a job's settings map (the wire name); the
+    command line spells it --name-with-dashes, GIMP name-with-dashes."""
+
+    name: str
+    label: str  # what the dialogs call it
+    help: str  # what it does, as a phrase
+    default: str | int | None
+    kind: type = str  # the type of a value that is not a preset name: float, int or str
+    presets: Mapping[str, Number] = field(default_factory=dict)  # preset name -> number
+    minimum: Number | None = None
+    maximum: Number | None = None
+    exclusive_minimum: bool = False
+    multiple_of: int | None = None
+    cloak: bool = True  # a field of the engine's CloakSettings (else the job's own)
+    preset_format: str = "{name} ({value:g})"  # a preset as the dialogs list it
+    placeholder: str = ""  # what an empty text field means (settings without a default)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
+
+    @property
+    def flag(self) -> str:
+        """The command-line option."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def argument(self) -> str:
+        """The GIMP procedure argument (GObject property names take dashes)."""
+        return self.name.replace("_", "-")
+
+    @property
+    def wire_types(self) -> tuple[type, ...]:
+        """The types the daemon accepts for this setting in a job's settings map."""
+        if self.presets:
+            return (str, int, float)
+        if self.kind is float:
+            return (int, float)
+        return (self.kind,) if self.default is not None else (self.kind, type(None))
+
+    def in_range(self, number: Number) -> bool:
+        """Whether `number` is a value of this setting (comparisons written so that NaN
+        fails them all)."""
+        if self.minimum is not None and not (
+                number > self.minimum if self.exclusive_minimum else number >= self.minimum):
+            return False
+        if self.maximum is not None and not number <= self.maximum:
+            return False
+        return not (self.multiple_of and number % self.multiple_of)
+
+    def range_text(self) -> str:
+        """The range in words, e.g. "from 64 to 2048, a multiple of 8"; "" without one."""
+        if self.minimum is None or self.maximum is None:
+            return ""
+        words = (f"above {self.minimum:g} up to {self.maximum:g}" if self.exclusive_minimum
+                 else f"from {self.minimum:g} to {self.maximum:g}")
+        return words + (f", a multiple of {self.multiple_of}" if self.multiple_of else "")
+
+    def describe(self, presets: Mapping[str, Number] | None = None) -> str:
+        """The help with its choices: what the CLI, GIMP's argument blurbs and the Krita
+        tooltips say. `presets`: the ones to list (the daemon's, when it advertises them)."""
+        table = self.presets if presets is None else presets
+        if table:
+            listed = ", ".join(self.preset_format.format(name=name, value=value)
+                               for name, value in table.items())
+            return f"{self.help}: {listed}, or a number {self.range_text()}".rstrip()
+        limits = self.range_text()
+        return f"{self.help}, {limits}" if limits else self.help
+
+    def text_default(self) -> str:
+        """The default as a text field holds it ("" for none)."""
+        return "" if self.default is None else str(self.default)
+
+
+INTENSITY = Setting(
+    "intensity", "Intensity", "how strongly to cloak, as the LPIPS budget p (how far the "
+    "image may visibly change)", "default", kind=float,
+    presets={"low": 0.025, "default": 0.05, "high": 0.075},  # the paper's default is 0.05
+    minimum=0.0, maximum=0.5, exclusive_minimum=True, preset_format="{name} (p = {value:g})")
+QUALITY = Setting(
+    "quality", "Render quality", "how long to optimize, in optimizer steps", "default",
+    kind=int, presets={"faster": 150, "default": 500, "slower": 1000},  # the paper runs 500
+    minimum=0, maximum=100_000, preset_format="{name} ({value:g} steps)")
+SEED = Setting("seed", "Seed", "random seed: the same seed and image give the same cloak", 0,
+               kind=int)
+WORK_SIZE = Setting(  # the encoder's memory grows with its square
+    "work_size", "Working size", "long side the encoder sees, in pixels", 512, kind=int,
+    minimum=64, maximum=2048, multiple_of=8)
+PROFILE = Setting("profile", "Artist profile", "the artist profile whose target style to use "
+                  "(a new profile chooses one from the first artworks)", "default", cloak=False)
+TARGET = Setting("target", "Target style", "set the profile's target style instead of "
+                 "choosing one (`glaze styles` lists the candidates)", None, cloak=False,
+                 placeholder="chosen for the profile automatically")
+JPEG_QUALITY = Setting("jpeg_quality", "JPEG quality", "JPEG quality of an exported file",
+                       95, kind=int, minimum=50, maximum=100, cloak=False)
+
+# What a job's settings map may carry: the daemon's fields, `glaze cloak`'s options, the
+# dialogs' rows and GIMP's procedure arguments.
+SETTINGS: tuple[Setting, ...] = (INTENSITY, QUALITY, SEED, WORK_SIZE, PROFILE, TARGET)
+# The plug-ins' own settings for Export Glazed; never sent to the daemon.
+EXPORT_SETTINGS: tuple[Setting, ...] = (JPEG_QUALITY,)
+BY_NAME: Mapping[str, Setting] = MappingProxyType(
+    {setting.name: setting for setting in SETTINGS + EXPORT_SETTINGS})
+
+# What Export Glazed writes (Krita and GIMP alike): suffix -> format name.
+EXPORT_FORMATS: Mapping[str, str] = MappingProxyType(
+    {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"})
+
+
+def advertised() -> dict[str, dict[str, Number]]:
+    """The presets the daemon announces in its welcome: setting name -> preset -> number."""
+    return {setting.name: dict(setting.presets) for setting in SETTINGS if setting.presets}
+
+
+def presets_of(setting: Setting, offered: Mapping | None = None) -> dict[str, Number]:
+    """The presets to show for `setting`: the daemon's when it advertises a usable table
+    (it is the one that reads the names), else the declared ones."""
+    table = (offered or {}).get(setting.name)
+    if isinstance(table, Mapping) and table and all(
+            isinstance(name, str) and isinstance(value, (int, float))
+            and not isinstance(value, bool) for name, value in table.items()):
+        return dict(table)
+    return dict(setting.presets)
+
+
+def wire_settings(values: Mapping[str, object]) -> dict[str, object]:
+    """A job's settings map from values keyed by setting name (a dialog's, parsed options).
+
+    Text is stripped; an empty text or a missing value is left out, so the daemon applies
+    its default (an empty target means "chosen for the profile").
+    """
+    settings = {}
+    for setting in SETTINGS:
+        value = values.get(setting.name)
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
+            continue
+        settings[setting.name] = value
+    return settings
+
+
+def export_names() -> str:
+    """The export formats in words: "PNG, JPEG or WebP"."""
+    names = list(dict.fromkeys(EXPORT_FORMATS.values()))
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def export_suffixes() -> str:
+    """The export suffixes in words: ".png, .jpg, .jpeg or .webp"."""
+    suffixes = list(EXPORT_FORMATS)
+    return ", ".join(suffixes[:-1]) + " or " + suffixes[-1]
