@@ -1,7 +1,17 @@
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import daemon_helpers
 import numpy as np
 import pytest
 
+from glaze.daemon.connection import FILE_NAME, pid_alive
 from glaze.engine.models import demo_bundle
+
+pytest_plugins = ["pytester"]  # test_daemon_helpers.py runs a leaking test session
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +27,56 @@ def user_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("GLAZE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("GLAZE_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("GLAZE_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_daemon_left_behind(tmp_path_factory):
+    """Fail the run if a daemon a test started outlives the tests (after killing it).
+
+    Torn down last, after every module's fixtures have stopped their daemons. Finds the
+    processes DaemonProcess launched, and the daemons `glaze daemon start` detached, by the
+    connection files they write into the tests' temporary state folders."""
+    yield
+    leftovers = {}
+    for process in daemon_helpers.LAUNCHED:
+        if process.poll() is None:
+            leftovers[process.pid] = " ".join(map(str, process.args))
+            process.kill()
+            process.wait()
+    for path in tmp_path_factory.getbasetemp().rglob(FILE_NAME):
+        pid = _connection_pid(path)
+        command = _daemon_command(pid) if pid and pid not in leftovers else None
+        if command is not None:
+            leftovers[pid] = command
+            os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+    if leftovers:
+        pytest.fail("daemons still running after the tests (now killed): " + "; ".join(
+            f"pid {pid}: {command}" for pid, command in sorted(leftovers.items())),
+            pytrace=False)
+
+
+def _connection_pid(path: Path) -> int | None:
+    try:
+        pid = json.loads(path.read_text())["pid"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return pid if isinstance(pid, int) else None
+
+
+def _daemon_command(pid: int) -> str | None:
+    """The command line of live process `pid` if it is a Glaze daemon, else None. Where
+    there is no /proc, a live pid in a connection file written during this run is taken
+    as the daemon's."""
+    if not pid_alive(pid):
+        return None
+    if not sys.platform.startswith("linux"):
+        return f"(the daemon of a connection file; command line not read on {sys.platform})"
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    # A pid reused since by another program is not ours to kill.
+    return " ".join(words).strip() if "glaze" in words and "daemon" in words else None
 
 
 def painting(height: int, width: int, channels: int = 3, dtype=np.uint8,

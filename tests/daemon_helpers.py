@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from timing import scaled
 
 from glaze.daemon.connection import ConnectionInfo, read_connection
 from glaze.engine.pixels import SAMPLE_TYPES
@@ -17,23 +19,39 @@ TARGET = "Baroque painting by Caravaggio"
 FAST = {"quality": 2, "work_size": 64, "target": TARGET}
 
 
+# Every process a DaemonProcess launched, for the end-of-session check in conftest.py.
+LAUNCHED: list[subprocess.Popen] = []
+
+
 class DaemonProcess:
-    def __init__(self, folder: Path, *options: str) -> None:
+    """`glaze daemon start --foreground --model demo OPTIONS` in its own folders; returns
+    once the daemon has written its connection file. `command` replaces the whole command
+    line (a test of the helper itself); `start_timeout` defaults to 120 s, scaled."""
+
+    def __init__(self, folder: Path, *options: str, command: Sequence[str] | None = None,
+                 start_timeout: float | None = None) -> None:
         self.folder = folder
         self.env = dict(os.environ, GLAZE_STATE_DIR=str(folder / "state"),
                         GLAZE_DATA_DIR=str(folder / "data"),
                         GLAZE_CACHE_DIR=str(folder / "cache"))
         self.log = open(folder / "daemon.log", "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
+            list(command) if command is not None else
             [sys.executable, "-m", "glaze", "daemon", "start", "--foreground", "--model",
              "demo", *options], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.info = self._wait_for_file()
+        LAUNCHED.append(self.process)
+        try:
+            self.info = self._wait_for_file(scaled(120.0) if start_timeout is None
+                                            else start_timeout)
+        except BaseException:
+            self.stop()  # nobody else holds this object to stop it
+            raise
 
     @property
     def connection_file(self) -> Path:
         return self.folder / "state" / "daemon.json"
 
-    def _wait_for_file(self, timeout: float = 120.0) -> ConnectionInfo:
+    def _wait_for_file(self, timeout: float) -> ConnectionInfo:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = read_connection(self.connection_file)
@@ -42,7 +60,8 @@ class DaemonProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"daemon exited: {(self.folder / 'daemon.log').read_text()}")
             time.sleep(0.05)
-        raise RuntimeError("daemon did not start")
+        raise RuntimeError(f"daemon (pid {self.process.pid}) did not write "
+                           f"{self.connection_file} within {timeout:.1f} s; killed it")
 
     def peak_rss_kib(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -51,10 +70,11 @@ class DaemonProcess:
         raise RuntimeError("no VmHWM")
 
     def stop(self) -> None:
+        """Terminate the daemon (kill it if it does not exit), wait for it, close its log."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=scaled(30))
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from host_plugins import glaze_install
+from timing import scaled
 
 DEBIAN13_ROOT = Path(os.environ.get("GLAZE_GIMP_ROOT", "/var/cache/glaze-ci/trixie-gimp"))
 GIMP = "gimp-console-3.0"
@@ -63,7 +64,7 @@ class Gimp:
             return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True)
         return subprocess.run(command, env=environment, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=scaled(timeout))
 
     def cleanup(self, workspace: Path) -> None:
         if self.root is not None:

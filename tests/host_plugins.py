@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from timing import scaled
+
 from glaze.installer import kritarc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +26,7 @@ def home_env(home: Path, **extra: str) -> dict[str, str]:
 def glaze(home: Path, *arguments: str, **extra: str) -> subprocess.CompletedProcess:
     """Run `glaze ARGUMENTS` for a user whose home is `home`."""
     return subprocess.run([sys.executable, "-m", "glaze", *arguments], env=home_env(home, **extra),
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=scaled(600))
 
 
 def glaze_install(home: Path, *arguments: str) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import painting
 from PIL import Image, ImageCms
+from timing import scaled
 
 from glaze.cli import build_parser, main
 
@@ -171,7 +172,8 @@ def test_console_script_runs_the_demo(tmp_path):
     source = save(tmp_path / "art.png", painting(64, 96))
     glaze = Path(sys.executable).with_name("glaze")
     done = subprocess.run([str(glaze), "cloak", str(source), "--quality", "2"],
-                          capture_output=True, text=True, timeout=600, env=os.environ.copy())
+                          capture_output=True, text=True, timeout=scaled(600),
+                          env=os.environ.copy())
     assert done.returncode == 0, done.stderr
     assert str(tmp_path / "art.glazed.png") in done.stdout
     assert "NO protection" in done.stdout

@@ -113,10 +113,22 @@ def test_cancel_during_style_transfer(bundle):
 
     def cancel():
         calls.append(1)
-        return len(calls) > 1  # the first check passes, the next (in img2img) stops
+        return len(calls) > 1  # the first check passes, the next (after img2img's step 1) stops
 
-    with pytest.raises(Cancelled) as raised:
-        cloak(painting(64, 64), bundle, STYLE, CloakSettings(**FAST), cancel=cancel)
+    image, settings = painting(64, 64), CloakSettings(**FAST)
+    forwards = []  # one UNet call per diffusion step (guidance batches both prompts)
+    hook = bundle.pipeline.unet.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        cloak(image, bundle, STYLE, settings)
+        full = len(forwards)
+        forwards.clear()
+        with pytest.raises(Cancelled) as raised:
+            cloak(image, bundle, STYLE, settings, cancel=cancel)
+    finally:
+        hook.remove()
+    assert full == int(bundle.generation.steps * settings.strength) > 1  # room to stop early
+    # Stopped inside the style transfer, not by the optimizer's first check after it.
+    assert len(forwards) == 1, f"{len(forwards)} of {full} UNet steps ran after the cancel"
     assert raised.value.steps_run == 0
 
 

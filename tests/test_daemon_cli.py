@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from conftest import painting
 from PIL import Image
+from timing import scaled
 
 from glaze.daemon.connection import pid_alive, read_connection
 
 
 def glaze(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "glaze", *args], env=env, text=True,
-                          capture_output=True, timeout=timeout)
+                          capture_output=True, timeout=scaled(timeout))
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_a_stale_connection_file_is_replaced(env):
 def test_idle_exit(env):
     assert glaze(env, "daemon", "start", "--idle-exit", "0.02").returncode == 0  # 1.2 s
     info = connection(env)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while pid_alive(info.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not pid_alive(info.pid) and connection(env) is None
@@ -111,13 +112,13 @@ def test_foreground_start_prints_the_no_protection_note(env):
         [sys.executable, "-m", "glaze", "daemon", "start", "--foreground", "--model", "demo"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + scaled(120)
         while connection(env) is None and process.poll() is None \
                 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert connection(env) is not None, f"no daemon (exit code {process.poll()})"
         assert "stopped the Glaze daemon" in glaze(env, "daemon", "stop").stdout
-        printed, _ = process.communicate(timeout=60)
+        printed, _ = process.communicate(timeout=scaled(60))
     finally:
         if process.poll() is None:  # never leave it running, whatever failed
             process.kill()

@@ -10,6 +10,7 @@ import time
 import pytest
 from daemon_helpers import DaemonProcess
 from gimp_host import Gimp
+from timing import scaled
 
 from glaze.daemon.client import Client
 
@@ -77,7 +78,7 @@ def test_killing_the_plugin_cancels_its_job_within_two_seconds(setup):
                       background=True)
     try:
         with Client(daemon.info) as client:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + scaled(120)
             while client.status()["running"] != 1:
                 assert time.monotonic() < deadline and gimp.poll() is None, "no job started"
                 time.sleep(0.1)
@@ -88,8 +89,10 @@ def test_killing_the_plugin_cancels_its_job_within_two_seconds(setup):
             subprocess.run(["kill", "-9", found[0]], check=True)
             killed = time.monotonic()
             while client.status()["running"] != 0:
-                assert time.monotonic() - killed < 2.0, "the job outlived its plug-in by 2 s"
+                # the daemon's fixed 1 s heartbeat timeout, then slack for a slow machine
+                assert time.monotonic() - killed < 1.0 + scaled(1.0), \
+                    "the job outlived its plug-in by 2 s"
                 time.sleep(0.05)
             assert client.status()["served"] == served  # cancelled, not finished
     finally:
-        gimp.wait(timeout=120)
+        gimp.wait(timeout=scaled(120))

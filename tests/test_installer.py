@@ -19,6 +19,7 @@ import pytest
 from conftest import painting
 from host_plugins import glaze, glaze_install, home_env
 from PIL import Image
+from timing import scaled
 
 from glaze.daemon.config import configured_model
 from glaze.installer import kritarc
@@ -139,7 +140,7 @@ def test_an_interrupted_install_is_completed_by_the_next_run(tmp_path):
               "        raise KeyboardInterrupt\n"
               "install(InstallOptions(krita=True), report=report)\n")
     interrupted = subprocess.run([sys.executable, "-c", script], env=home_env(home),
-                                 capture_output=True, text=True, timeout=300)
+                                 capture_output=True, text=True, timeout=scaled(300))
     assert "KeyboardInterrupt" in interrupted.stderr
     manifest = home / ".local/share/glaze/install-manifest.json"
     assert json.loads(manifest.read_text())["state"] == "installing"
@@ -426,7 +427,7 @@ def test_the_package_carries_every_plugin_file_the_installer_copies(tmp_path):
 
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
                            str(tmp_path), str(Path(__file__).parent.parent)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=scaled(300))
     assert done.returncode == 0, done.stderr
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from daemon_helpers import DaemonProcess
 from host_plugins import add_krita_plugin, glaze_install
+from timing import scaled
 
 HERE = Path(__file__).resolve().parent
 CHECKS = [
@@ -51,7 +52,7 @@ def krita_results(tmp_path_factory):
     try:
         done = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita",
                                "--nosplash"], env=env, capture_output=True, text=True,
-                              timeout=600)
+                              timeout=scaled(600))
     finally:
         daemon.stop()
     crash = result.with_name(result.name + ".crash")

@@ -9,6 +9,10 @@ from glaze.installer.runtime import CLIENT_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 KRITA_ALLOWED = {"krita", "PyQt5", "glaze_client", "glaze"}
+# GIMP's PyGObject, the client (vendored or the installed glaze package), and the modules the
+# plug-ins share from gimp_plugin/glaze_shared (which they put on sys.path).
+GIMP_SHARED = ROOT / "gimp_plugin" / "glaze_shared"
+GIMP_ALLOWED = {"gi", "glaze_client", "glaze"} | {path.stem for path in GIMP_SHARED.glob("*.py")}
 CLIENT_ALLOWED = {"zmq", "msgpack", "platformdirs"}
 
 
@@ -34,6 +38,12 @@ def outside_stdlib(found: dict[str, set[str]], allowed: set[str]) -> dict[str, s
 
 def test_krita_plugin_imports():
     assert outside_stdlib(imported_roots(ROOT / "krita_plugin"), KRITA_ALLOWED) == {}
+
+
+def test_gimp_plugin_imports():
+    found = imported_roots(ROOT / "gimp_plugin")
+    assert {"gi", "glaze_gimp"} <= set(found)  # the plug-ins were read
+    assert outside_stdlib(found, GIMP_ALLOWED) == {}
 
 
 def test_shared_client_imports():

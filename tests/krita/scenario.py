@@ -5,6 +5,7 @@ process exit code.
 """
 
 import contextlib
+import importlib.util
 import json
 import os
 import struct
@@ -21,6 +22,24 @@ W, H = 64, 48
 FORMATS = {"U8": ("BGRA", "<B", 255), "U16": ("BGRA", "<H", 65535), "F16": ("RGBA", "<e", 1.0),
            "F32": ("RGBA", "<f", 1.0)}
 results = []
+
+
+def _timing():
+    """tests/timing.py, loaded by path: Krita's Python does not have tests/ on sys.path."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "timing.py")
+    spec = importlib.util.spec_from_file_location("glaze_test_timing", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+timing = _timing()
+
+
+def milliseconds(seconds):
+    """A Qt timer's interval for a deadline of `seconds`, scaled like every test deadline."""
+    return int(timing.scaled(seconds) * 1000)
 
 
 def check(name):
@@ -58,7 +77,7 @@ def extension():
     raise AssertionError("the Glaze extension is not loaded")
 
 
-def wait(run, on_progress=None, timeout_ms=240000):
+def wait(run, on_progress=None, timeout_s=240):
     """Block (with Krita's event loop running) until the run finishes."""
     loop, outcome = QEventLoop(), {}
 
@@ -69,7 +88,7 @@ def wait(run, on_progress=None, timeout_ms=240000):
     run.finished.connect(finished)
     if on_progress:
         run.progressed.connect(on_progress)
-    QTimer.singleShot(timeout_ms, loop.quit)
+    QTimer.singleShot(milliseconds(timeout_s), loop.quit)
     loop.exec_()
     return outcome.get("status", "timeout"), outcome.get("message", "")
 
@@ -190,7 +209,9 @@ def unreachable():
 @check("a daemon that is not running is started on first use")
 def autostart():
     doc, source = document("U8")
-    with environment(GLAZE_STATE_DIR=tempfile.mkdtemp(),  # no daemon there yet
+    # No daemon there yet; beside the results, where the test run looks for leftover daemons.
+    state = tempfile.mkdtemp(dir=os.path.dirname(os.environ["GLAZE_KRITA_RESULT"]))
+    with environment(GLAZE_STATE_DIR=state,
                      GLAZE_DAEMON_COMMAND=os.environ["GLAZE_TEST_START_COMMAND"]):
         status, message = wait(extension().glaze_layer(doc, source, FAST, interactive=False))
         assert status == "done", (status, message)
@@ -306,7 +327,7 @@ def action():
     clicker = QTimer()
     clicker.timeout.connect(answer_modal_windows)
     clicker.start(100)
-    QTimer.singleShot(300000, loop.quit)
+    QTimer.singleShot(milliseconds(300), loop.quit)
     QTimer.singleShot(0, app.action("glaze_layer").trigger)
     loop.exec_()
     clicker.stop()
