@@ -4,7 +4,7 @@ from conftest import painting
 
 from glaze.engine import Cancelled, CloakSettings
 from glaze.engine.cloak import cloak
-from glaze.engine.geometry import MAX_SIDE, check_size, mimic_views
+from glaze.engine.geometry import MAX_SIDE, check_size
 from glaze.engine.pixels import check_pixels
 
 STYLE = "Impressionism painting by Claude Monet"
@@ -159,17 +159,6 @@ def test_size_limits(shape, message):
 def test_bad_pixel_arrays_are_refused(image, message):
     with pytest.raises(ValueError, match=message):
         check_pixels(image)
-
-
-def test_views_cover_mimic_preprocessing():
-    import random
-
-    views = mimic_views((2000, 3000), 512, True, random.Random(0))
-    sizes = [view.size for view in views]
-    assert sizes[0] == (344, 512)  # whole image, long side at the working size
-    assert (512, 768) in sizes and (1024, 1536) in sizes  # short side 512 and 1024
-    assert all(view.box[2] <= 512 and view.box[3] <= 512 for view in views)
-    assert mimic_views((2000, 3000), 512, False, random.Random(0)) == views[:1]
 
 
 def test_presets():
