@@ -31,7 +31,8 @@ def model_choice(choice: str, report: Callable[[str], None] = print) -> str:
         location = model_source(choice)
     except ModelLoadError as error:
         raise ModelFetchError(str(error)) from error
-    if Path(location).is_dir() and not (Path(location) / "model_index.json").is_file():
+    if location != DEMO and Path(location).is_dir() and \
+            not (Path(location) / "model_index.json").is_file():
         raise ModelFetchError(f"{location} is not a diffusers model folder (no "
                               "model_index.json)")
     return choice if choice in (DEMO, DEFAULT) else location

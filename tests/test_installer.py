@@ -365,6 +365,9 @@ def test_autostart_files_for_each_platform(tmp_path):
 def test_model_choices(tmp_path, bundle, monkeypatch):
     said = []
     assert model_choice("demo") == "demo"
+    (tmp_path / "demo").mkdir()  # a folder named like a choice does not shadow it
+    monkeypatch.chdir(tmp_path)
+    assert model_choice("demo") == "demo"
     assert model_choice("default") == "default"  # follows the default when a release moves it
     assert model_choice("stabilityai/stable-diffusion-2-1-base", said.append) == "default"
     assert "former default" in said[0] and "stable-diffusion-v1-5" in said[0]
