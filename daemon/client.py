@@ -135,26 +135,24 @@ class _Heartbeat(threading.Thread):
     """Pings the daemon from its own socket so that a vanished client is noticed, and
     records when the daemon last answered so that a vanished daemon is noticed too."""
 
-    def __init__(self, context: zmq.Context, info: ConnectionInfo, session: str) -> None:
+    def __init__(self, context: zmq.Context, endpoint: str, session: protocol.Session) -> None:
         super().__init__(name="glaze-heartbeat", daemon=True)
-        self.context, self.info, self.session = context, info, session
+        self.context, self.endpoint, self.session = context, endpoint, session
         self.last_answer = time.monotonic()
         self.halt = threading.Event()
 
     def run(self) -> None:
-        key, guard = self.info.key_bytes, protocol.ReplayGuard()
         socket = self.context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
-        socket.connect(self.info.endpoint)
+        socket.connect(self.endpoint)
         try:
             while not self.halt.is_set():
-                socket.send_multipart(protocol.pack(key, {"type": "ping",
-                                                          "session": self.session}))
+                socket.send_multipart(self.session.pack({"type": "ping"}))
                 deadline = time.monotonic() + HEARTBEAT_S
                 while (wait := deadline - time.monotonic()) > 0 and not self.halt.is_set():
                     if socket.poll(int(wait * 1000)):
                         try:
-                            protocol.unpack(key, socket.recv_multipart(), guard)
+                            self.session.unpack(socket.recv_multipart())
                             self.last_answer = time.monotonic()
                         except ProtocolError:
                             pass
@@ -167,15 +165,14 @@ class Client:
 
     def __init__(self, info: ConnectionInfo, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.info, self.timeout = info, timeout
-        self.key = info.key_bytes
-        self.session = secrets.token_hex(8)
-        self.guard = protocol.ReplayGuard()
+        # Signs, verifies and stamps our session id on every message, from both sockets.
+        self.session = protocol.Session(info.key_bytes, session_id=secrets.token_hex(8))
         self.inbox: dict[tuple, deque] = {}
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(info.endpoint)
-        self.heartbeat = _Heartbeat(self.context, info, self.session)
+        self.heartbeat = _Heartbeat(self.context, info.endpoint, self.session)
         self.heartbeat.start()
         try:
             self.welcome = self.request({"type": "hello"})
@@ -258,8 +255,7 @@ class Client:
     # -- the socket ----------------------------------------------------------------------
 
     def _send(self, header: dict, buffers: tuple = ()) -> None:
-        frames = protocol.pack(self.key, {**header, "session": self.session}, buffers)
-        self.socket.send_multipart(frames, copy=False)
+        self.socket.send_multipart(self.session.pack(header, buffers), copy=False)
 
     def _wait(self, key: tuple, deadline: float | None = None) -> tuple[dict, list]:
         """The next message for `key`, keeping others for whoever waits for them."""
@@ -277,7 +273,7 @@ class Client:
     def _receive(self) -> None:
         frames = self.socket.recv_multipart(copy=False)
         try:
-            header, buffers = protocol.unpack(self.key, [f.buffer for f in frames], self.guard)
+            header, buffers = self.session.unpack([frame.buffer for frame in frames])
         except ProtocolError:
             return  # not from our daemon: ignore it
         if header.get("ref") is not None:

@@ -5,6 +5,7 @@
     frame 2  header     msgpack map; "type" names the message
     frame 3+ buffers    raw pixel bytes, described by the header
 
+A Session signs, verifies and guards against replays for one end of the conversation.
 See docs/protocol.md. Standard library and msgpack only.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -54,54 +56,95 @@ def new_nonce() -> bytes:
     return time.time_ns().to_bytes(8, "big") + os.urandom(NONCE_BYTES - 8)
 
 
-def pack(key: bytes, header: dict, buffers: Sequence[bytes | memoryview] = ()) -> list:
-    """The frames of one signed message (buffers are passed through, not copied)."""
-    body = [new_nonce(), msgpack.packb(header, use_bin_type=True), *buffers]
-    return [_mac(key, body), *body]
-
-
 class ReplayGuard:
-    """Remembers recent nonces; refuses old ones and ones seen before."""
+    """Remembers recent nonces; refuses old ones and ones seen before. Not thread-safe on
+    its own: a Session serializes its use."""
 
     def __init__(self, window_s: float = REPLAY_WINDOW_S) -> None:
         self.window_ns = int(window_s * 1e9)
         self.seen: OrderedDict[bytes, int] = OrderedDict()
 
     def admit(self, nonce: bytes) -> bool:
-        now = time.time_ns()
-        while self.seen and next(iter(self.seen.values())) < now - self.window_ns:
-            self.seen.popitem(last=False)
+        """Whether a received nonce is fresh; if so, it is remembered."""
+        now = self._forget_old()
         stamp = int.from_bytes(nonce[:8], "big")
         if abs(now - stamp) > self.window_ns or nonce in self.seen:
             return False
         self.seen[nonce] = stamp
         return True
 
+    def remember(self, nonce: bytes) -> None:
+        """Record a nonce without checking it (one this end has just made)."""
+        self._forget_old()
+        self.seen[nonce] = int.from_bytes(nonce[:8], "big")
 
-def verify(key: bytes, frames: Sequence[bytes | memoryview], guard: ReplayGuard) -> None:
-    """Check a message's signature and freshness, reading nothing else of it."""
-    if len(frames) < 3 or len(frames[0]) != SIGNATURE_BYTES or len(frames[1]) != NONCE_BYTES:
-        raise ProtocolError("unsigned", "message is not signed")
-    if not hmac.compare_digest(bytes(frames[0]), _mac(key, frames[1:])):
-        raise ProtocolError("bad-signature", "message signature does not match")
-    if not guard.admit(bytes(frames[1])):
-        raise ProtocolError("replayed", "message was replayed or is too old")
+    def _forget_old(self) -> int:
+        now = time.time_ns()
+        while self.seen and next(iter(self.seen.values())) < now - self.window_ns:
+            self.seen.popitem(last=False)
+        return now
 
 
-def unpack(key: bytes, frames: Sequence[bytes | memoryview],
-           guard: ReplayGuard) -> tuple[dict, list]:
-    """Verify, then decode: (header, buffers). Raises ProtocolError."""
-    verify(key, frames, guard)
-    raw = frames[2]
-    if len(raw) > MAX_HEADER_BYTES:
-        raise ProtocolError("too-large", f"header over {MAX_HEADER_BYTES} bytes")
-    try:
-        header = msgpack.unpackb(bytes(raw), raw=False)
-    except Exception as error:  # msgpack raises several unrelated types
-        raise ProtocolError("malformed", f"header is not msgpack: {error}") from None
-    if not isinstance(header, dict) or not isinstance(header.get("type"), str):
-        raise ProtocolError("malformed", "header must be a map with a string 'type'")
-    return header, list(frames[3:])
+class Session:
+    """One end of a signed conversation, as jupyter_client's Session is: it owns the key,
+    signs what this end sends and verifies what it receives, refusing replays. Callers pass
+    it headers and buffers, never the key.
+
+    Direction: the nonces of the messages this end signs go into its own replay guard, so a
+    message of ours reflected back to us is refused like any replay. A client's session
+    also stamps its session id (the header's `session`) on everything it sends.
+    Thread-safe: a client and its heartbeat thread share one session.
+    """
+
+    def __init__(self, key: bytes, session_id: str | None = None,
+                 window_s: float = REPLAY_WINDOW_S) -> None:
+        if len(key) < 16:
+            raise ValueError("a session key must have at least 16 bytes")
+        self._key = key
+        self.session_id = session_id
+        self._guard = ReplayGuard(window_s)
+        self._lock = threading.Lock()  # the guard, between a client's two threads
+
+    def sign(self, body: Sequence[bytes | memoryview]) -> bytes:
+        """The signature of frames 1.. of a message (nonce, header, buffers)."""
+        return _mac(self._key, body)
+
+    def pack(self, header: dict, buffers: Sequence[bytes | memoryview] = ()) -> list:
+        """The frames of one signed message (buffers are passed through, not copied)."""
+        if self.session_id is not None:
+            header = {**header, "session": self.session_id}
+        nonce = new_nonce()
+        body = [nonce, msgpack.packb(header, use_bin_type=True), *buffers]
+        signature = self.sign(body)
+        with self._lock:
+            self._guard.remember(nonce)
+        return [signature, *body]
+
+    def verify(self, frames: Sequence[bytes | memoryview]) -> None:
+        """Check a message's signature and freshness, reading nothing else of it."""
+        if (len(frames) < 3 or len(frames[0]) != SIGNATURE_BYTES
+                or len(frames[1]) != NONCE_BYTES):
+            raise ProtocolError("unsigned", "message is not signed")
+        if not hmac.compare_digest(bytes(frames[0]), self.sign(frames[1:])):
+            raise ProtocolError("bad-signature", "message signature does not match")
+        with self._lock:
+            fresh = self._guard.admit(bytes(frames[1]))
+        if not fresh:
+            raise ProtocolError("replayed", "message was replayed or is too old")
+
+    def unpack(self, frames: Sequence[bytes | memoryview]) -> tuple[dict, list]:
+        """Verify, then decode: (header, buffers). Raises ProtocolError."""
+        self.verify(frames)
+        raw = frames[2]
+        if len(raw) > MAX_HEADER_BYTES:
+            raise ProtocolError("too-large", f"header over {MAX_HEADER_BYTES} bytes")
+        try:
+            header = msgpack.unpackb(bytes(raw), raw=False)
+        except Exception as error:  # msgpack raises several unrelated types
+            raise ProtocolError("malformed", f"header is not msgpack: {error}") from None
+        if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+            raise ProtocolError("malformed", "header must be a map with a string 'type'")
+        return header, list(frames[3:])
 
 
 def check_layout(layout: object) -> dict:

@@ -1,7 +1,9 @@
 """The daemon: loads a model bundle once and serves cloak jobs over signed ZeroMQ messages.
 
-One thread owns the ROUTER socket (receives, verifies, answers, streams events); one worker
-thread runs jobs one at a time on the resident models. They meet at two queues.
+One thread owns the ROUTER socket (receives, verifies, answers, streams events) and all the
+daemon's bookkeeping; one worker thread runs jobs one at a time on the resident models. They
+meet at three queues: jobs to run (`waiting`), messages to send (`outbox`) and jobs the
+worker has finished (`ended`).
 """
 
 from __future__ import annotations
@@ -50,26 +52,38 @@ class Job:
     settings: CloakSettings
     profile: str
     target: str | None
-    state: str = "queued"  # queued, running, done, failed, cancelled
+    # queued, running, done, failed, cancelled; changed only under Daemon.lock, by the
+    # worker (taking the job, ending it) or by a cancel that ends it while it waits.
+    state: str = "queued"
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = "cancelled"
     concluded: bool = False  # its final event (result, failed, cancelled) has been sent
 
 
 class Daemon:
+    """The daemon's state and its two threads.
+
+    The socket thread alone reads and writes the job table (`jobs`), `finished`,
+    `sessions`, the counters and `last_activity`. The worker sees only the job it has taken
+    and reports the job's end through `ended`; the socket thread concludes it. One owner
+    rather than a lock around every use: a lock holds only while every later change
+    remembers to take it, and a table the worker never sees cannot race (a dict iterated in
+    one thread while another pops from it fails: "dictionary changed size during iteration").
+    """
+
     def __init__(self, bundle: ModelBundle, *, idle_exit_s: float | None = None,
                  max_frame_bytes: int = protocol.MAX_FRAME_BYTES) -> None:
         self.bundle = bundle
-        self.key = new_key()
-        self.key_bytes = bytes.fromhex(self.key)
+        self.key = new_key()  # hex, for the connection file
+        self.session = protocol.Session(bytes.fromhex(self.key))
         self.idle_exit_s = idle_exit_s
         self.max_frame_bytes = max_frame_bytes
-        self.guard = protocol.ReplayGuard()
         self.jobs: dict[str, Job] = {}  # jobs not yet concluded
         self.finished: OrderedDict[str, str] = OrderedDict()  # recent final states
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # held for every change of a job's state
         self.waiting: queue.Queue[Job] = queue.Queue()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()  # (identity, header, buffers)
+        self.ended: queue.SimpleQueue = queue.SimpleQueue()  # (job, its outcome)
         self.sessions: dict[str, float] = {}  # session -> last time heard from
         self.stopping = threading.Event()
         self.started = time.monotonic()
@@ -98,8 +112,10 @@ class Daemon:
         try:
             self._serve(socket)
         finally:
+            self.stopping.set()  # the worker stops too, even when serving failed
             self._cancel_all("the daemon is stopping")
             worker.join(timeout=30)
+            self._settle()
             self._flush(socket)
             if write_file:
                 remove_connection(info.pid)
@@ -118,6 +134,7 @@ class Daemon:
             if poller.poll(POLL_MS):
                 while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                     self._receive(socket.recv_multipart(copy=False))
+            self._settle()
             self._flush(socket)
             self._drop_vanished_sessions()
             if self._idle_too_long():
@@ -130,13 +147,14 @@ class Daemon:
                 identity, header, buffers = self.outbox.get_nowait()
             except queue.Empty:
                 return
-            frames = protocol.pack(self.key_bytes, header, buffers)
+            frames = self.session.pack(header, buffers)
             socket.send_multipart([identity, *frames], copy=False)
 
     def _receive(self, frames: list) -> None:
+        self._settle()  # so that the answer counts every job the worker has finished
         identity, body = frames[0].bytes, [frame.buffer for frame in frames[1:]]
         try:
-            header, buffers = protocol.unpack(self.key_bytes, body, self.guard)
+            header, buffers = self.session.unpack(body)
         except ProtocolError as error:
             if error.code in SECURITY_CODES:
                 self.rejected += 1  # dropped unread: no answer to an unauthenticated peer
@@ -248,8 +266,11 @@ class Daemon:
         """Queued jobs end now; a running one stops at its next step and ends then."""
         job.reason = reason
         job.cancel.set()
-        if job.state == "queued":
-            job.state = "cancelled"
+        with self.lock:  # else the worker could take it while it is being ended
+            ends_now = job.state == "queued"
+            if ends_now:
+                job.state = "cancelled"
+        if ends_now:
             self._conclude(job)
 
     def _cancel_all(self, reason: str) -> None:
@@ -267,12 +288,23 @@ class Daemon:
             if now - heard > 60 * HEARTBEAT_TIMEOUT_S:
                 del self.sessions[session]
 
+    def _settle(self) -> None:
+        """Conclude the jobs the worker has reported ended."""
+        while True:
+            try:
+                job, outcome = self.ended.get_nowait()
+            except queue.Empty:
+                return
+            if job.state == "failed":
+                job.reason = outcome
+            self._conclude(job, outcome if job.state == "done" else None)
+            self.last_activity = time.monotonic()
+
     def _conclude(self, job: Job, result: tuple | None = None) -> None:
         """Send the job's one final event and forget its pixels."""
-        with self.lock:
-            if job.concluded:
-                return
-            job.concluded = True
+        if job.concluded:
+            return
+        job.concluded = True
         if job.state == "done":
             header, buffers = result
             self._send(job.identity, header, buffers)
@@ -288,7 +320,7 @@ class Daemon:
             self.finished.popitem(last=False)
 
     def _idle_too_long(self) -> bool:
-        busy = any(job.state in ("queued", "running") for job in self.jobs.values())
+        busy = bool(self.jobs)  # queued, running, or ended with its final event not yet sent
         return (self.idle_exit_s is not None and not busy
                 and time.monotonic() - self.last_activity > self.idle_exit_s)
 
@@ -300,14 +332,18 @@ class Daemon:
                 job = self.waiting.get(timeout=0.1)
             except queue.Empty:
                 continue
-            if job.concluded:
-                continue
-            job.state = "running"
-            self._conclude(job, self._run(job))
-            self.last_activity = time.monotonic()
+            with self.lock:  # a job cancelled while it waited is not taken
+                if job.state != "queued":
+                    continue
+                job.state = "running"
+            state, outcome = self._run(job)
+            with self.lock:
+                job.state = state  # so that a status no longer counts it as running
+            self.ended.put((job, outcome))
 
-    def _run(self, job: Job) -> tuple | None:
-        """Cloak one job; sets its final state and returns the result message, if any."""
+    def _run(self, job: Job) -> tuple[str, object]:
+        """Cloak one job: its final state and the outcome, the result message (header and
+        buffers) when done, the error when failed. Reads the job, sets nothing on it."""
         def progress(fraction: float, message: str) -> None:
             self._send(job.identity, {"type": "progress", "job": job.id,
                                       "fraction": round(fraction, 4), "message": message})
@@ -323,17 +359,14 @@ class Daemon:
                            progress=progress, cancel=job.cancel.is_set)
             out = to_buffer(result.image, job.layout, job.frame.buffer)
         except Cancelled:
-            job.state = "cancelled"
-            return None
+            return "cancelled", None
         except Exception as error:  # an engine failure fails this job, not the daemon
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-            job.state, job.reason = "failed", str(error) or type(error).__name__
-            return None
-        job.state = "done"
+            return "failed", str(error) or type(error).__name__
         layout = {name: job.layout[name] for name in protocol.LAYOUT_FIELDS}
         header = {"type": "result", "job": job.id, "report": result.report.to_dict(),
                   "target_style": profile.target_style, "pixels": layout}
-        return header, (out,)
+        return "done", (header, (out,))
 
 
 def _ref(request: object) -> str | int | None:
