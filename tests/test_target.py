@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import painting
 
-from glaze.engine import profiles, target
+from glaze.engine import target
 from glaze.engine.profiles import ProfileStore, resolve_target
 from glaze.engine.target import (
     CentroidCache,
@@ -71,7 +71,7 @@ def test_new_profile_picks_from_the_band_and_keeps_its_pick(bundle, monkeypatch)
     def no_recompute(*args, **kwargs):
         raise AssertionError("a stored profile must not choose again")
 
-    monkeypatch.setattr(profiles, "choose_target", no_recompute)
+    monkeypatch.setattr(target, "choose_target", no_recompute)  # what resolve_target calls
     later = resolve_target(bundle, "alice", [painting(64, 64, seed=9)], styles=STYLES, seed=7)
     assert later.target_style == profile.target_style
 

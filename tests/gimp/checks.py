@@ -134,6 +134,8 @@ def declared_arguments():
         for setting in options.SETTINGS:
             plain = setting.kind is int and not setting.presets
             value = config.get_property(setting.argument)
+            if value is None and not plain:  # GIMP gives an empty string argument as None
+                value = ""
             assert value == (setting.default if plain else setting.text_default()), \
                 (name, setting.argument, value)
             blurb = procedure.find_argument(setting.argument).get_blurb()
