@@ -8,6 +8,7 @@ import daemon_helpers
 import numpy as np
 import pytest
 
+from glaze.daemon.client import Client
 from glaze.daemon.connection import FILE_NAME, pid_alive
 from glaze.engine.models import demo_bundle
 
@@ -18,6 +19,21 @@ pytest_plugins = ["pytester"]  # test_daemon_helpers.py runs a leaking test sess
 def bundle():
     """The demo bundle (tiny random models, no protection), built once per test run."""
     return demo_bundle()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    """A real demo daemon process, shared by a module's tests."""
+    process = daemon_helpers.DaemonProcess(tmp_path_factory.mktemp("daemon"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def client(daemon):
+    """A client connected to the module's daemon."""
+    with Client(daemon.info) as connected:
+        yield connected
 
 
 @pytest.fixture(autouse=True)

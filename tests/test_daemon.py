@@ -33,19 +33,6 @@ from glaze.daemon.connection import ConnectionInfo
 from glaze.daemon.protocol import layout_for
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    process = DaemonProcess(tmp_path_factory.mktemp("daemon"))
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def client(daemon):
-    with Client(daemon.info) as connected:
-        yield connected
-
-
 def raw_socket(daemon) -> zmq.Socket:
     socket = zmq.Context.instance().socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)

@@ -2,7 +2,7 @@
 the engine take: every declared setting with its default, every preset by name."""
 
 import pytest
-from daemon_helpers import DaemonProcess, layer
+from daemon_helpers import layer
 
 from glaze.batch import _settings
 from glaze.cli import build_parser
@@ -12,19 +12,6 @@ from glaze.daemon.protocol import layout_for
 from glaze.engine import CloakSettings
 
 PRESET_SETTINGS = [setting for setting in options.SETTINGS if setting.presets]
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    process = DaemonProcess(tmp_path_factory.mktemp("daemon"))
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def client(daemon):
-    with Client(daemon.info) as connected:
-        yield connected
 
 
 def submit_and_cancel(client: Client, settings: dict) -> None:
