@@ -27,10 +27,10 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def request(model: str, demo: bool | None, target_style: str | None, budget: float,
+def request(model: str, demo: bool, target_style: str | None, budget: float,
             steps: int, work_size: int, seed: int, source: Path) -> dict:
-    """What a run asks of one output. `demo` or `target_style` is None where it is not
-    known before cloaking (then no existing output can match)."""
+    """What a run asks of one output. `target_style` is None where it is not known before
+    cloaking (a profile yet to choose one): then no existing output can match."""
     return {"format": FORMAT, "model": model, "demo": demo, "target_style": target_style,
             "budget": budget, "steps": steps, "work_size": work_size, "seed": seed,
             "source_sha256": file_sha256(source)}
@@ -41,8 +41,6 @@ def record(asked: dict, report: dict, profile: str, version: str) -> dict:
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return {**asked, "glaze": version, "created": now, "profile": profile,
             "target_style": report["target_style"], "bundle": report["bundle"],
-            "demo": bool(report.get("protection_note")) if asked["demo"] is None
-            else asked["demo"],
             "protection_note": report.get("protection_note"),
             "relative_shift": report["relative_shift"], "incomplete": report["incomplete"],
             "linf_cap": report["linf_cap"], "steps_run": report["steps_run"]}

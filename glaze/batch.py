@@ -133,7 +133,6 @@ class InProcess:
         self.settings = _settings(args)
         self.bundle = load_bundle(args.model, device=args.device, precision=args.precision)
         self.name, self.note = self.bundle.name, self.bundle.protection_note
-        self.model = self.bundle.source
         self.target: str | None = None
 
     def _choose_target(self) -> str:
