@@ -121,6 +121,8 @@ EXPORT_SETTINGS: tuple[Setting, ...] = (JPEG_QUALITY,)
 BY_NAME: Mapping[str, Setting] = MappingProxyType(
     {setting.name: setting for setting in SETTINGS + EXPORT_SETTINGS})
 
+# The tag in an output's name: sketch.png -> sketch.glazed.png (CLI, Export Glazed).
+OUTPUT_TAG = ".glazed"
 # What Export Glazed writes (Krita and GIMP alike): suffix -> format name.
 EXPORT_FORMATS: Mapping[str, str] = MappingProxyType(
     {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"})

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from glaze import __version__
+from glaze.daemon.options import OUTPUT_TAG
 
-OUTPUT_TAG = ".glazed"
 ARTWORKS_FOR_CENTROID = 20  # first artworks of a batch that choose a new profile's target
 LINE_EVERY_S = 10.0  # progress lines where no bar can be drawn
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from glaze import __version__
 
-from .install import vendor_folder
+from .hostpython import krita_release, tool_environment
+from .install import GIMP_PLUGINS, vendor_folder
+from .locations import Environment, gimp_hosts, installed_gimp_versions, is_present
 from .manifest import Manifest, current_entry
 
 IMPORT_CHECK = ("import sys; sys.path.insert(0, sys.argv[1]); import glaze_client.client, zmq, "
@@ -36,7 +38,8 @@ def client_check(host: dict) -> str:
         shown = " ".join(command)
         try:
             done = subprocess.run([*command, "-c", IMPORT_CHECK, str(vendor)],
-                                  capture_output=True, text=True, timeout=60)
+                                  capture_output=True, text=True, timeout=60,
+                                  env=tool_environment())
         except (OSError, subprocess.TimeoutExpired) as error:
             return f"unknown: could not run {shown} ({error})"
         if done.returncode == 0:
@@ -67,6 +70,28 @@ def _hosts(report: Callable[[str], None], manifest: Manifest | None) -> None:
         _line(report, name, f"{host['plugins']} (Python {host['python']}, "
               f"{host['python_found_by']})")
         _line(report, "  client imports", client_check(host))
+
+
+def _programs(report: Callable[[str], None]) -> None:
+    """The painting programs on this machine: Krita's version and Qt binding; each GIMP 3
+    version, installed or with a profile, and whether its profile holds the plug-ins."""
+    version, qt = krita_release()
+    if version or qt:
+        _line(report, "Krita", f"{version or 'version unknown'}, "
+              + (f"Qt {qt} (PyQt{qt} plug-ins)" if qt else "Qt version unknown"))
+    else:
+        _line(report, "Krita", "not found on this machine's usual paths")
+    where = Environment.current()
+    installed = installed_gimp_versions(where)
+    found = [host for host in gimp_hosts(where, installed) if is_present(host, where, installed)]
+    if not found:
+        _line(report, "GIMP 3", "not found (no gimp-3.N program, no GIMP/3.N profile)")
+    for host in found:
+        has = all((host.plugins / name / f"{name}.py").is_file() for name in GIMP_PLUGINS)
+        state = "installed" if host.version in installed else (
+            "profile folder, program not found" if host.version else "GIMP3_DIRECTORY")
+        _line(report, host.label, f"{state}; {host.plugins}: "
+              + ("Glaze plug-ins present" if has else "NO Glaze plug-ins (run `glaze install`)"))
 
 
 def _engine(report: Callable[[str], None]) -> None:
@@ -126,6 +151,7 @@ def doctor(report: Callable[[str], None] = print) -> int:
     _line(report, "glaze", __version__)
     _line(report, "python", f"{platform.python_version()} ({sys.executable})")
     _line(report, "platform", platform.platform())
+    _programs(report)
     _engine(report)
     _model(report)
     _daemon(report)

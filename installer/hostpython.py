@@ -14,7 +14,7 @@ not unpacked), the user is asked for the version, which Krita's own builds fix:
     Krita (official Windows, macOS, AppImage builds)   Python
     5.0, 5.1                                           3.8
     5.2                                                3.10
-    5.3, 6.0                                           3.13   (6.x uses PyQt6: not supported)
+    5.3 (PyQt5), 6.0 (PyQt6)                           3.13
 """
 
 from __future__ import annotations
@@ -37,10 +37,14 @@ KRITA_BINDINGS = ("lib/*/krita-python-libs/PyKrita/krita.so",
                   "lib/krita-python-libs/PyKrita/krita.pyd")
 LINKED_PYTHON = re.compile(
     rb"libpython3\.(\d+)|python3(\d+)\.dll|Python\.framework/Versions/3\.(\d+)")
+LINKED_QT = re.compile(rb"libQt(\d)Core\.so|Qt(\d)Core\.dll|QtCore\.framework/Versions/(\d)")
 PROBE = ("import json, platform, sys, sysconfig; print(json.dumps({'version': '%d.%d' % "
          "sys.version_info[:2], 'platform': sysconfig.get_platform(), "
          "'libc': platform.libc_ver()}))")
 OLDEST_MANYLINUX = 17  # glibc 2.17: the oldest manylinux tag wheels are still built for
+# Searched after PATH for the programs of a host's Python command (chroot lives in /usr/sbin,
+# which a user's PATH often lacks).
+ADMIN_FOLDERS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 
 class HostPythonError(RuntimeError):
@@ -90,13 +94,22 @@ def command_words(command: str) -> list[str]:
     return shlex.split(command, posix=os.name != "nt")
 
 
+def tool_environment() -> dict[str, str]:
+    """This process's environment with the system's admin folders at the end of PATH, for
+    running a host's Python command."""
+    path = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    if os.name == "posix":
+        path += [folder for folder in ADMIN_FOLDERS if folder not in path]
+    return {**os.environ, "PATH": os.pathsep.join(path)}
+
+
 def ask(command: str) -> HostPython:
     """Run `command` (a Python, e.g. /usr/bin/python3 or `flatpak run --command=python3
     APP`) and ask it for its version and platform."""
     words = command_words(command)
     try:
         done = subprocess.run([*words, "-c", PROBE], capture_output=True, text=True,
-                              timeout=60)
+                              timeout=60, env=tool_environment())
         facts = json.loads(done.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as error:
         raise HostPythonError(f"could not run `{command}` to ask its Python version "
@@ -118,6 +131,26 @@ def krita_bindings(prefixes: list[Path]) -> list[Path]:
     """Krita's Python binding module under the given install prefixes."""
     return [path for prefix in prefixes for pattern in KRITA_BINDINGS
             for path in sorted(prefix.glob(pattern))]
+
+
+def krita_release(prefixes: list[Path] | None = None) -> tuple[str | None, int | None]:
+    """(version, Qt major) of the first Krita found: the version from its `krita_version`
+    program, Qt from what its binding module links (5: PyQt5, 6: PyQt6); None where unknown."""
+    for prefix in prefixes if prefixes is not None else default_prefixes():
+        for binding in krita_bindings([prefix]):
+            match = LINKED_QT.search(binding.read_bytes())
+            qt = int(next(group for group in match.groups() if group)) if match else None
+            return _krita_version(prefix / "bin" / "krita_version"), qt
+    return None, None
+
+
+def _krita_version(program: Path) -> str | None:
+    try:
+        done = subprocess.run([str(program)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"\d+\.\d+\.\d+", done.stdout)
+    return match.group(0) if match else None
 
 
 def krita_python(override: str | None = None,

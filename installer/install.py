@@ -26,6 +26,10 @@ from .runtime import VendorError, build_runtime, runtime_key
 KRITA_PLUGIN = "glaze_krita"
 GIMP_PLUGINS = ("glaze", "glaze-export")  # each folder holds one executable NAME.py
 GIMP_SHARED = "glaze_shared"
+# GIMP's client runtime sits right in plug-ins/: GIMP 3.2's first start copies the 3.0
+# profile only 4 folders deep (zmq/backend/cython is 3 below the runtime's own folder).
+GIMP_VENDOR = "glaze_vendor"
+GIMP_COPY_DEPTH = 4
 Report = Callable[[str], None]
 
 
@@ -62,7 +66,13 @@ def _tree(source: Traversable, into: Path,
 
 def vendor_folder(program: str, plugins: Path) -> Path:
     """Where a host's plug-in keeps its client runtime."""
-    return plugins / (KRITA_PLUGIN if program == "krita" else GIMP_SHARED) / "vendor"
+    return plugins / KRITA_PLUGIN / "vendor" if program == "krita" else plugins / GIMP_VENDOR
+
+
+def too_deep_for_migration(specs: list[FileSpec], plugins: Path) -> list[Path]:
+    """Files in folders deeper under plug-ins/ than GIMP's profile migration copies."""
+    return [spec.path for spec in specs
+            if len(spec.path.relative_to(plugins).parts) - 1 > GIMP_COPY_DEPTH]
 
 
 def plugin_files(host: Host, runtime: Path) -> list[FileSpec]:
@@ -71,14 +81,21 @@ def plugin_files(host: Host, runtime: Path) -> list[FileSpec]:
     if host.program == "krita":
         source = files("glaze.krita_plugin")
         desktop = source / f"{KRITA_PLUGIN}.desktop"
+        actions = source / f"{KRITA_PLUGIN}.action"
         return [FileSpec(host.plugins / desktop.name, desktop.read_bytes()),
+                FileSpec(host.actions / actions.name, actions.read_bytes()),
                 *_tree(source / KRITA_PLUGIN, host.plugins / KRITA_PLUGIN), *vendor]
     source = files("glaze.gimp_plugin")
     specs = []
     for name in (*GIMP_PLUGINS, GIMP_SHARED):
         specs += _tree(source / name, host.plugins / name,
                        lambda file: file.removesuffix(".py") in GIMP_PLUGINS)
-    return specs + vendor
+    specs += vendor
+    deep = too_deep_for_migration(specs, host.plugins)
+    if deep:  # GIMP's next version would copy a broken plug-in
+        raise VendorError(f"{deep[0]} is deeper than GIMP copies a profile "
+                          f"({GIMP_COPY_DEPTH} folders): this client runtime cannot be used")
+    return specs
 
 
 def host_python(host: Host, overrides: dict) -> HostPython:
@@ -131,7 +148,8 @@ def _program_names(options: InstallOptions, previous: dict) -> list[str]:
 
 
 def _host_facts(host: Host, python: HostPython) -> dict:
-    return {"program": host.program, "variant": host.variant, "plugins": str(host.plugins),
+    return {"program": host.program, "variant": host.variant, "version": host.version,
+            "plugins": str(host.plugins),
             "python": python.version, "python_found_by": python.found_by,
             "python_command": list(python.command), "runtime": runtime_key(python),
             "settings": str(host.settings) if host.settings else None}
@@ -169,11 +187,12 @@ def make_plan(options: InstallOptions, manifest: Manifest, staging: Path,
                     build_runtime(python, runtimes[wheels], installation,
                                   _installed_runtime(previous, runtime_key(python)),
                                   lambda path: manifest.is_ours(str(path)))
+                files_here = plugin_files(host, runtimes[wheels])
             except (HostPythonError, VendorError) as error:
                 wanted.problems.append(f"{host.label}: {error}")
-                wanted.unplanned.append(host.plugins)
+                wanted.unplanned += [folder for folder in (host.plugins, host.actions) if folder]
                 continue
-            wanted.specs += plugin_files(host, runtimes[wheels])
+            wanted.specs += files_here
             if host.settings is not None:
                 wanted.edits.append(SettingEdit(host.settings, KRITA_PLUGIN))
             hosts.append(_host_facts(host, python))

@@ -13,6 +13,24 @@ from glaze.daemon.connection import FILE_NAME, pid_alive
 from glaze.engine.models import demo_bundle
 
 pytest_plugins = ["pytester"]  # test_daemon_helpers.py runs a leaking test session
+SCREENSHOTS = "GLAZE_HOST_SCREENSHOTS"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--host-screenshots", metavar="DIR", default=os.environ.get(SCREENSHOTS),
+                     help="save a screenshot of the Glaze dialog in each Krita and GIMP "
+                          f"version into DIR (default: ${SCREENSHOTS})")
+
+
+@pytest.fixture(scope="session")
+def host_screenshots(pytestconfig) -> Path | None:
+    """Where to save the host programs' screenshots (--host-screenshots), or None."""
+    folder = pytestconfig.getoption("host_screenshots")
+    if not folder:
+        return None
+    path = Path(folder).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,9 @@ def glaze(home: Path, *arguments: str, **extra: str) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=scaled(600))
 
 
-def glaze_install(home: Path, *arguments: str) -> str:
-    done = glaze(home, "install", *arguments)
+def glaze_install(home: Path, *arguments: str, **extra: str) -> str:
+    """`glaze install ARGUMENTS` for `home`; `extra`: environment variables (PATH...)."""
+    done = glaze(home, "install", *arguments, **extra)
     assert done.returncode == 0, f"glaze install failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 

@@ -1,48 +1,56 @@
-"""The GIMP 3 plug-ins, installed by `glaze install` into a fresh HOME, inside real GIMP
-(gimp-console, python-fu-eval batch scripts), against a real daemon on this machine serving
-the demo bundle."""
+"""The GIMP 3 plug-ins, installed by `glaze install` into a fresh HOME, inside every real
+GIMP 3 found (gimp-console-3.N of this machine and of the Debian roots; tests/hosts.py),
+python-fu-eval batch scripts, against a real daemon on this machine serving the demo bundle.
+Each test runs once per GIMP version."""
 
 import json
+import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from daemon_helpers import DaemonProcess
-from gimp_host import Gimp
+from host_plugins import glaze_install
+from hosts import find_gimps
 from timing import scaled
 
 from glaze.daemon.client import Client
 
-HERE = __import__("pathlib").Path(__file__).resolve().parent
-GIMP = Gimp.find()
-pytestmark = pytest.mark.skipif(GIMP is None, reason="needs GIMP 3 (.ci/run provides it)")
+HERE = Path(__file__).resolve().parent
+GIMPS = find_gimps()
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    workspace = GIMP.workspace(tmp_path_factory.mktemp("gimp"))
+def prepare(gimp, workspace: Path, daemon: DaemonProcess, home: Path) -> dict:
+    """The batch environment for plug-ins in `home`'s profile of this GIMP's version."""
     shutil.copy2(HERE / "gimp" / "checks.py", workspace / "checks.py")
-    GIMP.install_plugins(workspace / "home")
-    (workspace / "out").mkdir()
+    (workspace / "out").mkdir(exist_ok=True)
+    inside = gimp.place.inside
+    # No GIMP3_DIRECTORY: GIMP finds the plug-ins in its own version's profile.
+    return {"HOME": inside(home), "GLAZE_GIMP_PLUGINS": inside(gimp.profile(home) / "plug-ins"),
+            "GLAZE_STATE_DIR": inside(daemon.folder / "state"), "GLAZE_DAEMON_COMMAND": "false",
+            "GLAZE_GIMP_OUT": inside(workspace / "out"),
+            "GLAZE_GIMP_RESULT": inside(workspace / "results.json")}
+
+
+@pytest.fixture(scope="module", params=GIMPS, ids=[gimp.id for gimp in GIMPS])
+def setup(request, tmp_path_factory):
+    gimp = request.param
+    workspace = gimp.place.workspace(tmp_path_factory.mktemp(gimp.id))
+    home = workspace / "home"
+    installed = gimp.install_plugins(home)
     daemon = DaemonProcess(workspace)
-    # No GIMP3_DIRECTORY: GIMP finds the plug-ins where `glaze install` put them.
-    env = {"HOME": GIMP.seen_by_gimp(workspace / "home"),
-           "GLAZE_GIMP_PLUGINS": GIMP.seen_by_gimp(workspace / "home/.config/GIMP/3.0/plug-ins"),
-           "GLAZE_STATE_DIR": GIMP.seen_by_gimp(workspace / "state"),
-           "GLAZE_DAEMON_COMMAND": "false",
-           "GLAZE_GIMP_OUT": GIMP.seen_by_gimp(workspace / "out"),
-           "GLAZE_GIMP_RESULT": GIMP.seen_by_gimp(workspace / "results.json")}
-    yield workspace, daemon, env
+    yield gimp, workspace, daemon, prepare(gimp, workspace, daemon, home), installed
     daemon.stop()
-    GIMP.cleanup(workspace)
+    gimp.place.cleanup(workspace)
 
 
 def run_checks(setup, names, **overrides):
-    workspace, _, env = setup
+    gimp, workspace, _, env, _ = setup
     result = workspace / "results.json"
     result.unlink(missing_ok=True)
-    done = GIMP.batch(workspace / "checks.py", {**env, **overrides,
+    done = gimp.batch(workspace / "checks.py", {**env, **overrides,
                                                 "GLAZE_GIMP_CHECKS": ",".join(names)})
     assert result.exists(), f"GIMP exited {done.returncode}:\n{done.stdout[-3000:]}" \
                             f"\n{done.stderr[-3000:]}"
@@ -62,18 +70,51 @@ def test_in_gimp(setup, name):
         assert "NO protection" in done.stdout + done.stderr, done.stderr[-2000:]
 
 
-def test_unreachable_daemon_in_gimp(setup, tmp_path):
-    workspace, _, _ = setup
+def test_the_installer_found_this_version_and_wrote_its_profile(setup):
+    """GIMP's version comes from its program's name (gimp-console-3.N on PATH)."""
+    gimp, workspace, _, _, installed = setup
+    profiles = workspace / "home/.config/GIMP"
+    assert sorted(os.listdir(profiles)) == [gimp.version], installed
+    assert (gimp.profile(workspace / "home") / "plug-ins/glaze/glaze.py").is_file(), installed
+
+
+@pytest.mark.parametrize("gimp", [g for g in GIMPS if g.version != "3.0"],
+                         ids=lambda gimp: gimp.id)
+def test_a_newer_gimp_s_first_start_copies_a_working_plugin(gimp, tmp_path_factory):
+    """Installed when only GIMP 3.0 was known: a newer GIMP's first start copies the 3.0
+    profile (only 4 folders deep, checked with 3.2.6), and the copy must work."""
+    workspace = gimp.place.workspace(tmp_path_factory.mktemp(f"{gimp.id}-migrated"))
+    home = workspace / "home"
+    glaze_install(home, "--gimp", "--gimp-python", gimp.python)  # no GIMP on PATH: 3.0's
+    assert sorted(os.listdir(home / ".config/GIMP")) == ["3.0"]
+    daemon = DaemonProcess(workspace)
+    try:
+        setup = gimp, workspace, daemon, prepare(gimp, workspace, daemon, home), ""
+        names = ["the plug-ins import their own copy of the client and pyzmq",
+                 "glaze an 8-bit layer"]
+        results, done = run_checks(setup, names)
+    finally:
+        daemon.stop()
+    try:
+        assert (gimp.profile(home) / "plug-ins/glaze/glaze.py").is_file(), "not migrated"
+        for name in names:
+            assert results[name]["ok"], results[name]["detail"]
+    finally:
+        gimp.place.cleanup(workspace)
+
+
+def test_unreachable_daemon_in_gimp(setup):
+    gimp, workspace, _, _, _ = setup
     empty = workspace / "no-daemon"
     empty.mkdir(exist_ok=True)
     name = "an unreachable daemon is an error and changes nothing"
-    results, _ = run_checks(setup, [name], GLAZE_STATE_DIR=GIMP.seen_by_gimp(empty))
+    results, _ = run_checks(setup, [name], GLAZE_STATE_DIR=gimp.place.inside(empty))
     assert results[name]["ok"], results[name]["detail"]
 
 
 def test_killing_the_plugin_cancels_its_job_within_two_seconds(setup):
-    workspace, daemon, env = setup
-    gimp = GIMP.batch(workspace / "checks.py", {**env, "GLAZE_GIMP_CHECKS":
+    host, workspace, daemon, env, _ = setup
+    gimp = host.batch(workspace / "checks.py", {**env, "GLAZE_GIMP_CHECKS":
                                                 "a long job (killed from outside)"},
                       background=True)
     try:
@@ -83,7 +124,7 @@ def test_killing_the_plugin_cancels_its_job_within_two_seconds(setup):
                 assert time.monotonic() < deadline and gimp.poll() is None, "no job started"
                 time.sleep(0.1)
             served = client.status()["served"]
-            found = subprocess.run(["pgrep", "-f", "plug-ins/glaze/glaze.py"],
+            found = subprocess.run(["pgrep", "-f", f"{env['GLAZE_GIMP_PLUGINS']}/glaze/glaze.py"],
                                    capture_output=True, text=True).stdout.split()
             assert len(found) == 1, found
             subprocess.run(["kill", "-9", found[0]], check=True)

@@ -90,7 +90,8 @@ def test_install_twice_then_uninstall_leaves_home_as_it_was(tmp_path):
                  pykrita / "glaze_krita/vendor/glaze_client/client.py",
                  plugins / "glaze/glaze.py", plugins / "glaze-export/glaze-export.py",
                  plugins / "glaze_shared/glaze_gimp.py",
-                 plugins / "glaze_shared/vendor/glaze_client/client.py",
+                 plugins / "glaze_vendor/glaze_client/client.py",
+                 home / ".local/share/krita/actions/glaze_krita.action",
                  home / ".config/glaze/config.json"):
         assert path.is_file(), f"{path} not installed:\n{first}"
     assert os.access(plugins / "glaze/glaze.py", os.X_OK)  # GIMP runs only executables
@@ -318,7 +319,7 @@ def test_gimp_python_from_its_interpreter_file(tmp_path):
 
 
 def test_doctor_reads_extension_tags_of_every_platform(tmp_path):
-    vendor = tmp_path / "plug-ins/glaze_shared/vendor"
+    vendor = tmp_path / "plug-ins/glaze_vendor"
     (vendor / "glaze_client").mkdir(parents=True)
     (vendor / "glaze_client/client.py").write_text("")
     (vendor / "zmq").mkdir()
@@ -448,7 +449,7 @@ def test_a_second_install_reuses_the_intact_runtime_without_pip(tmp_path):
     no_index = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": ""}  # pip could fetch nothing now
     again = glaze(home, "install", *gimp_python_args(), **no_index)
     assert again.returncode == 0 and "nothing changed" in again.stdout, again.stderr
-    vendored = home / ".config/GIMP/3.0/plug-ins/glaze_shared/vendor"
+    vendored = home / ".config/GIMP/3.0/plug-ins/glaze_vendor"
     (vendored / "msgpack" / "__init__.py").write_text("# changed by hand\n")
     refetch = glaze(home, "install", *gimp_python_args(), **no_index)
     assert refetch.returncode != 0 and "pip could not fetch" in refetch.stdout, refetch.stdout

@@ -7,7 +7,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.realpath(__file__))
-VENDOR = os.path.join(HERE, "vendor")
+VENDOR = os.path.join(os.path.dirname(HERE), "glaze_vendor")  # the installer's GIMP_VENDOR
 if os.path.isdir(VENDOR) and VENDOR not in sys.path:
     sys.path.insert(0, VENDOR)
 

@@ -2,6 +2,17 @@
 
 from krita import Krita
 
-from .extension import GlazeExtension
+from . import qt  # noqa: F401  (a Krita whose Qt the plug-in does not know stops here, with
+#                  qt.py's message, which Krita shows in Settings > Python Plugin Manager)
+from .support import RefusalNotice, refusal
 
-Krita.instance().addExtension(GlazeExtension(Krita.instance()))
+REFUSED = refusal(Krita.instance().version())
+if REFUSED:
+    EXTENSION = RefusalNotice(Krita.instance(), REFUSED)
+else:
+    from .extension import GlazeExtension
+
+    EXTENSION = GlazeExtension(Krita.instance())
+# Held here for Krita's lifetime: Krita 5.3 and 6 keep a Python extension alive only while
+# Python holds it, and crash once the list from Krita.instance().extensions() is dropped.
+Krita.instance().addExtension(EXTENSION)

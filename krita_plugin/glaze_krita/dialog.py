@@ -1,18 +1,11 @@
 """The settings dialog, one row per declared setting (the shared client's `options`);
 choices are remembered in Krita's settings."""
 
-from krita import Krita
-from PyQt5.QtWidgets import (
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QFormLayout,
-    QLabel,
-    QLineEdit,
-    QSpinBox,
-)
+from __future__ import annotations
 
+from krita import Krita
 from .client import options
+from .qt import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QSpinBox
 
 GROUP = "glaze"
 INT_RANGE = (-2**31, 2**31 - 1)  # a QSpinBox holds a C int
@@ -80,7 +73,8 @@ class GlazeDialog(QDialog):
                       "models: it can take a minute or more.")
         note.setWordWrap(True)
         form.addRow(note)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)

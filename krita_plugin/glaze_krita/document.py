@@ -5,7 +5,7 @@ import os
 
 from krita import InfoObject, Krita
 
-from .client import layout_for
+from .client import layout_for, options
 
 # Krita's pixelData: integer depths are B,G,R,A; float depths R,G,B,A.
 ORDERS = {"U8": "BGRA", "U16": "BGRA", "F16": "RGBA", "F32": "RGBA"}
@@ -70,6 +70,18 @@ def add_glazed_layer(document, source, pixels: Pixels, data) -> object:
     source.parentNode().addChildNode(layer, source)
     document.refreshProjection()
     return layer
+
+
+def suggested_export_path(document, suffix: str = ".png") -> str:
+    """Where Export Glazed proposes to write: beside the document's file, named after it
+    with ".glazed" (an unsaved document: its name, in the home folder)."""
+    saved = document.fileName()
+    if saved:
+        folder, name = os.path.split(saved)
+        stem = os.path.splitext(name)[0]
+    else:
+        folder, stem = os.path.expanduser("~"), document.name() or "untitled"
+    return os.path.join(folder, f"{stem}{options.OUTPUT_TAG}{suffix}")
 
 
 def export_pixels(document, pixels: Pixels, data, path: str, quality: int = 95) -> None:

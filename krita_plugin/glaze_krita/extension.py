@@ -1,7 +1,6 @@
 """The Krita extension: the actions, and the two flows they start."""
 
 from krita import Extension, Krita
-from PyQt5.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
 
 from .client import describe, offered_options, options
 from .dialog import GlazeDialog, job_settings, remember
@@ -11,10 +10,15 @@ from .document import (
     export_pixels,
     read_layer,
     read_projection,
+    suggested_export_path,
 )
 from .job import GlazeRun
+from .qt import QFileDialog, QMessageBox, QProgressDialog
 
 EXPORT_TYPES = options.EXPORT_FORMATS  # suffix -> format; Krita's exporter goes by suffix
+# id -> (text, menu, method); glaze_krita.action files these ids under Krita's categories.
+ACTIONS = {"glaze_layer": ("Glaze\u2026", "filter", "glaze_active_layer"),
+           "glaze_export": ("Export Glazed\u2026", "file", "export_active_document")}
 
 
 class GlazeExtension(Extension):
@@ -26,10 +30,8 @@ class GlazeExtension(Extension):
         pass
 
     def createActions(self, window) -> None:
-        glaze = window.createAction("glaze_layer", "Glaze\u2026", "filter")
-        glaze.triggered.connect(self.glaze_active_layer)
-        export = window.createAction("glaze_export", "Export Glazed\u2026", "file")
-        export.triggered.connect(self.export_active_document)
+        for action_id, (text, menu, method) in ACTIONS.items():
+            window.createAction(action_id, text, menu).triggered.connect(getattr(self, method))
 
     # -- the actions (interactive) -------------------------------------------------------
 
@@ -38,7 +40,7 @@ class GlazeExtension(Extension):
         if document is None:
             return self._tell("Open an image first.")
         dialog = GlazeDialog("Glaze", offered=offered_options())
-        if dialog.exec_():
+        if dialog.exec():
             remember(dialog.values())
             try:
                 self.glaze_layer(document, document.activeNode(), job_settings(dialog.values()))
@@ -50,12 +52,12 @@ class GlazeExtension(Extension):
         if document is None:
             return self._tell("Open an image first.")
         dialog = GlazeDialog("Export Glazed", export=True, offered=offered_options())
-        if not dialog.exec_():
+        if not dialog.exec():
             return
         values = dialog.values()
         remember(values)
         path, _ = QFileDialog.getSaveFileName(
-            None, "Export Glazed", "",
+            None, "Export Glazed", suggested_export_path(document),
             "Images ({})".format(" ".join("*" + suffix for suffix in EXPORT_TYPES)))
         if path:
             try:

@@ -1,9 +1,8 @@
 """One glaze run: the daemon works in a thread while Krita stays responsive; the result is
 applied on Krita's own thread, all at once, or not at all."""
 
-from PyQt5.QtCore import QObject, QThread, pyqtSignal
-
 from .client import Client, DaemonError, JobCancelled
+from .qt import QObject, QThread, pyqtSignal
 
 
 class DaemonThread(QThread):

@@ -113,7 +113,7 @@ def vendored_client():
     import msgpack
     import zmq
 
-    vendor = os.path.join(shared, "vendor") + os.sep
+    vendor = os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_vendor") + os.sep
     for module in (glaze_client.client, zmq, msgpack):
         assert module.__file__.startswith(vendor), (module.__name__, module.__file__)
 

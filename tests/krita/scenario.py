@@ -1,21 +1,32 @@
 """Checks run inside real Krita by the test driver (Krita's own Python: no pytest here).
 
-Each check records {"name", "ok", "detail"}; main() writes them all as JSON and returns the
-process exit code.
+Each check records {"name", "ok", "detail"}. A check is a function, or a generator that
+yields a number of seconds to go back to Krita's own event loop for (Krita finishes setting
+up a new document's view there, not inside a callback). start() runs the checks one by one
+from the event loop, writes the results as JSON and calls done(exit code).
+
+Qt comes in the binding this Krita runs (PyQt5 or PyQt6), chosen by the plug-in's qt module.
 """
 
 import contextlib
+import gc
+import importlib
 import importlib.util
 import json
 import os
 import struct
 import tempfile
+import time
 import traceback
 
+from glaze_krita.qt import QT_MAJOR
 from krita import Krita
-from PyQt5.QtCore import QEventLoop, QTimer
-from PyQt5.QtGui import QImage
-from PyQt5.QtWidgets import QApplication
+
+QtCore = importlib.import_module(f"PyQt{QT_MAJOR}.QtCore")
+QtGui = importlib.import_module(f"PyQt{QT_MAJOR}.QtGui")
+QtWidgets = importlib.import_module(f"PyQt{QT_MAJOR}.QtWidgets")
+QEventLoop, QTimer = QtCore.QEventLoop, QtCore.QTimer
+QImage, QApplication = QtGui.QImage, QtWidgets.QApplication
 
 FAST = {"quality": 2, "work_size": 64, "target": "Baroque painting by Caravaggio"}
 W, H = 64, 48
@@ -42,15 +53,10 @@ def milliseconds(seconds):
     return int(timing.scaled(seconds) * 1000)
 
 
-def check(name):
+def check(name, when=lambda: True):
+    """Register a check; `when` says whether this run makes it."""
     def register(function):
-        def run():
-            try:
-                detail = function()
-                results.append({"name": name, "ok": True, "detail": detail or ""})
-            except Exception:
-                results.append({"name": name, "ok": False, "detail": traceback.format_exc()})
-        check.all.append(run)
+        check.all.append((name, function, when))
         return function
     return register
 
@@ -71,10 +77,17 @@ def environment(**values):
 
 
 def extension():
-    for candidate in Krita.instance().extensions():
+    """The Glaze extension. The list from extensions() is kept for the whole run: Krita 5.3
+    and 6 crash once it is dropped while an extension in it has no other Python holder."""
+    if not kept:
+        kept.extend(Krita.instance().extensions())
+    for candidate in kept:
         if type(candidate).__name__ == "GlazeExtension":
             return candidate
     raise AssertionError("the Glaze extension is not loaded")
+
+
+kept = []
 
 
 def wait(run, on_progress=None, timeout_s=240):
@@ -89,7 +102,7 @@ def wait(run, on_progress=None, timeout_s=240):
     if on_progress:
         run.progressed.connect(on_progress)
     QTimer.singleShot(milliseconds(timeout_s), loop.quit)
-    loop.exec_()
+    loop.exec()
     return outcome.get("status", "timeout"), outcome.get("message", "")
 
 
@@ -206,7 +219,8 @@ def unreachable():
     return message
 
 
-@check("a daemon that is not running is started on first use")
+@check("a daemon that is not running is started on first use",
+       when=lambda: bool(os.environ.get("GLAZE_TEST_START_COMMAND")))
 def autostart():
     doc, source = document("U8")
     # No daemon there yet; beside the results, where the test run looks for leftover daemons.
@@ -230,18 +244,22 @@ def cancel():
     doc, source = document("U8")
     before = snapshot(doc)
     run = extension().glaze_layer(doc, source, {**FAST, "quality": 100000}, interactive=False)
-    seen = []
+    seen, asked = [], []
 
     def progressed(fraction, message):
         seen.append(message)
-        if message.startswith("cloak step"):
+        if message.startswith("cloak step") and not asked:
+            asked.append(time.monotonic())
             run.cancel()
 
     status, message = wait(run, progressed)
+    confirmed = time.monotonic() - asked[0] if asked else None
     assert status == "cancelled", (status, message)
+    # the daemon's confirmation ends the run: within 2 s (only the slack is scaled)
+    assert confirmed < 1.0 + timing.scaled(1.0), f"confirmed after {confirmed:.2f} s"
     assert snapshot(doc) == before
     doc.close()
-    return f"{len(seen)} progress messages before the cancel took effect"
+    return f"confirmed {confirmed:.2f} s after Cancel; {len(seen)} progress messages"
 
 
 @check("a CMYK document gets a clear message and nothing changes")
@@ -264,7 +282,7 @@ def cmyk():
 def dialog_from_declarations():
     from glaze_krita.client import offered_options, options
     from glaze_krita.dialog import GlazeDialog
-    from PyQt5.QtWidgets import QComboBox
+    from glaze_krita.qt import QComboBox
 
     def presets(dialog, name):
         combo = dialog.fields[name]
@@ -298,46 +316,108 @@ def dialog_from_declarations():
     return str(offered)
 
 
-@check("Filter > Glaze through the real action, dialog and progress")
+def answer_modal_windows(seen, loop):
+    """What a person does: OK in Glaze's dialog (after a screenshot, when asked for one),
+    note the file dialog's proposal and cancel it, OK in a message box (which ends `loop`)."""
+    widget = QApplication.activeModalWidget()
+    if widget is None:
+        return
+    kind = type(widget).__name__
+    if kind == "GlazeDialog":
+        seen["dialogs"].append(widget.values())
+        screenshot(widget)
+        widget.accept()
+    elif kind == "QFileDialog":
+        seen["files"].append((widget.directory().absolutePath(), widget.selectedFiles()))
+        widget.reject()
+        loop.quit()
+    elif kind == "QMessageBox":
+        seen["messages"].append(widget.text())
+        widget.accept()
+        loop.quit()
+
+
+def screenshot(dialog):
+    """The screen with the Glaze dialog open, as $GLAZE_HOST_SCREENSHOTS/krita-VERSION.png."""
+    folder = os.environ.get("GLAZE_HOST_SCREENSHOTS")
+    if not folder or screenshot.taken:
+        return
+    screenshot.taken = True
+    for _ in range(20):  # let the dialog paint
+        QApplication.processEvents()
+    screen = dialog.screen() if hasattr(dialog, "screen") else QApplication.primaryScreen()
+    path = os.path.join(folder, f"krita-{Krita.instance().version()}.png")
+    if not screen.grabWindow(0).save(path):
+        raise OSError(f"could not save {path}")
+
+
+screenshot.taken = False
+
+
+def trigger(action_id, seen):
+    """Trigger Krita's action from the event loop and answer its windows as a person would;
+    returns when a message box or file dialog was answered (or after 300 s, scaled)."""
+    loop = QEventLoop()
+    clicker = QTimer()
+    clicker.timeout.connect(lambda: answer_modal_windows(seen, loop))
+    clicker.start(100)
+    QTimer.singleShot(milliseconds(300), loop.quit)
+    QTimer.singleShot(0, Krita.instance().action(action_id).trigger)
+    loop.exec()
+    clicker.stop()
+
+
+def open_in_window(doc, node):
+    """Show `doc` in Krita's window with `node` active."""
+    window = Krita.instance().activeWindow()
+    window.addView(doc)
+    doc.setActiveNode(node)
+    settle(doc)
+
+
+@check("Filter > Glaze through the real action, dialog and progress, after a script's "
+       "extensions() call")
 def action():
     app = Krita.instance()
     doc, source = document("U8")
-    window = app.activeWindow()
-    window.addView(doc)
-    doc.setActiveNode(source)
-    settle(doc)
-    app.writeSetting("glaze", "quality", "faster")  # the dialog's fastest preset
+    open_in_window(doc, source)
+    yield 1.0  # Krita sets up the new view in its own event loop
+    names = [type(item).__name__ for item in app.extensions()]  # a user's script: the list
+    gc.collect()  # is dropped at once; Glaze's extension must stay alive
+    assert "GlazeExtension" in names, names
+    app.writeSetting("glaze", "quality", str(FAST["quality"]))  # a few steps, as a script sets
+    app.writeSetting("glaze", "work_size", str(FAST["work_size"]))
     app.writeSetting("glaze", "target", FAST["target"])
-    seen = {"dialogs": [], "messages": []}
-    loop = QEventLoop()
-
-    def answer_modal_windows():  # a person clicking OK
-        widget = QApplication.activeModalWidget()
-        if widget is None:
-            return
-        kind = type(widget).__name__
-        if kind == "GlazeDialog":
-            seen["dialogs"].append(widget.values())
-            widget.accept()
-        elif kind == "QMessageBox":
-            seen["messages"].append(widget.text())
-            widget.accept()
-            loop.quit()
-
-    clicker = QTimer()
-    clicker.timeout.connect(answer_modal_windows)
-    clicker.start(100)
-    QTimer.singleShot(milliseconds(300), loop.quit)
-    QTimer.singleShot(0, app.action("glaze_layer").trigger)
-    loop.exec_()
-    clicker.stop()
+    seen = {"dialogs": [], "messages": [], "files": []}
+    trigger("glaze_layer", seen)
     names = [n.name() for n in doc.rootNode().childNodes()]
-    assert seen["dialogs"] and seen["dialogs"][0]["quality"] == "faster", seen
+    assert seen["dialogs"] and seen["dialogs"][0]["quality"] == str(FAST["quality"]), seen
     assert seen["messages"] and "NO protection" in seen["messages"][0], seen
     assert names[-2:] == ["art", "art (glazed)"], names
     doc.setModified(False)  # close without a "save changes?" question
     doc.close()
     return seen["messages"][0]
+
+
+@check("Export Glazed proposes the document's folder and name with .glazed")
+def export_proposal():
+    doc, source = document("U8")
+    folder = tempfile.mkdtemp()
+    doc.setBatchmode(True)
+    assert doc.saveAs(os.path.join(folder, "harbour.kra")), "could not save the test document"
+    doc.setBatchmode(False)
+    open_in_window(doc, source)
+    yield 1.0
+    seen = {"dialogs": [], "messages": [], "files": []}
+    trigger("glaze_export", seen)
+    assert seen["dialogs"], seen
+    assert seen["files"], f"no file dialog (messages: {seen['messages']})"
+    directory, selected = seen["files"][0]
+    assert os.path.realpath(directory) == os.path.realpath(folder), (directory, folder)
+    assert [os.path.basename(path) for path in selected] == ["harbour.glazed.png"], selected
+    assert sorted(os.listdir(folder)) == ["harbour.kra"], os.listdir(folder)
+    doc.close()
+    return f"{directory}: {selected}"
 
 
 @check("the actions are in the Filter and File menus")
@@ -354,9 +434,46 @@ def menus():
     return str(found)
 
 
-def main(result_path):
-    for run in check.all:
-        run()
-    with open(result_path, "w") as out:
-        json.dump(results, out, indent=2)
-    return 0 if results and all(r["ok"] for r in results) else 1
+def start(result_path, done):
+    """Run every check from Krita's event loop, write the results, then done(exit code)."""
+    pending = [(name, function) for name, function, when in check.all if when()]
+
+    def record(name, ok, detail):
+        results.append({"name": name, "ok": ok, "detail": detail})
+        with open(result_path + ".partial", "w") as out:  # what a crash leaves to read
+            json.dump(results + [{"name": "running when Krita stopped: " + (
+                pending[0][0] if pending else "(none)"), "ok": False, "detail": ""}], out)
+
+    def step(name, steps):
+        try:
+            pause = next(steps)
+        except StopIteration as finished:
+            record(name, True, str(finished.value or ""))
+        except Exception:
+            record(name, False, traceback.format_exc())
+        else:
+            QTimer.singleShot(int(pause * 1000), lambda: step(name, steps))
+            return
+        QTimer.singleShot(0, run_next)
+
+    def run_next():
+        if not pending:
+            with open(result_path, "w") as out:
+                json.dump(results, out, indent=2)
+            done(0 if results and all(r["ok"] for r in results) else 1)
+            return
+        with open(result_path + ".partial", "w") as out:
+            json.dump(results + [{"name": "running when Krita stopped: " + pending[0][0],
+                                  "ok": False, "detail": ""}], out)
+        name, function = pending.pop(0)
+        try:
+            outcome = function()
+        except Exception:
+            record(name, False, traceback.format_exc())
+        else:
+            if hasattr(outcome, "__next__"):
+                return step(name, outcome)
+            record(name, True, str(outcome or ""))
+        QTimer.singleShot(0, run_next)
+
+    QTimer.singleShot(0, run_next)

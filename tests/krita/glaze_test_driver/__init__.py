@@ -1,12 +1,18 @@
-"""Runs the scenario file named by $GLAZE_KRITA_SCENARIO inside real Krita, writes its
-results to $GLAZE_KRITA_RESULT and exits Krita with os._exit (Krita itself exits 0 whatever
-happens)."""
+"""Runs the scenario file named by $GLAZE_KRITA_SCENARIO inside real Krita once its window
+is up, writes the results to $GLAZE_KRITA_RESULT and exits Krita with os._exit (Krita itself
+exits 0 whatever happens)."""
 
 import os
 import traceback
 
+from glaze_krita.qt import QTimer
 from krita import Extension, Krita
-from PyQt5.QtCore import QTimer
+
+
+def crashed():
+    with open(os.environ["GLAZE_KRITA_RESULT"] + ".crash", "w") as out:
+        out.write(traceback.format_exc())
+    os._exit(3)
 
 
 class Driver(Extension):
@@ -21,18 +27,15 @@ class Driver(Extension):
             QTimer.singleShot(2000, self.run)
 
     def run(self) -> None:
-        code = 3
         try:
             path = os.environ["GLAZE_KRITA_SCENARIO"]
             namespace = {"__name__": "scenario", "__file__": path}
             with open(path) as source:
                 exec(compile(source.read(), path, "exec"), namespace)
-            code = namespace["main"](os.environ["GLAZE_KRITA_RESULT"])
+            namespace["start"](os.environ["GLAZE_KRITA_RESULT"], os._exit)
         except BaseException:
-            with open(os.environ["GLAZE_KRITA_RESULT"] + ".crash", "w") as out:
-                out.write(traceback.format_exc())
-        finally:
-            os._exit(code)
+            crashed()
 
 
-Krita.instance().addExtension(Driver(Krita.instance()))
+DRIVER = Driver(Krita.instance())  # held for Krita's lifetime
+Krita.instance().addExtension(DRIVER)

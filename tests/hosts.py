@@ -1,0 +1,213 @@
+"""The real painting programs the tests run: this machine's own, and those in the Debian
+roots that `.ci/roots` builds under /var/cache/glaze-ci (run under chroot, with /proc,
+/sys and /dev mounted in a private mount namespace). The daemon always runs on this machine;
+a program in a root reaches it over the loopback network they share.
+
+In CI (CI=true) every version series the README claims must be found: a missing one fails
+the run (tests/test_hosts.py) instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from host_plugins import glaze_install
+from timing import scaled
+
+from glaze.installer.hostpython import krita_python
+
+ROOTS = Path(os.environ.get("GLAZE_CI_CACHE", "/var/cache/glaze-ci"))
+KRITA_ROOTS = ("sid-hosts", "sid-krita6")  # Krita 5.3 (Qt5), Krita 6 (Qt6)
+GIMP_ROOTS = ("trixie-gimp", "sid-hosts")  # GIMP 3.0, GIMP 3.2
+# What the README claims, as version series; CI fails when one is not found.
+KRITA_SERIES = (("5.1", "5.2"), ("5.3",), ("6.0",))
+GIMP_SERIES = (("3.0",), ("3.2",))
+IN_CI = os.environ.get("CI") == "true"
+MOUNTS = ('mount -t proc proc "$0/proc" && mount --rbind /sys "$0/sys" && '
+          'mount --rbind /dev "$0/dev" && exec chroot "$0" "$@"')
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a program is installed: this machine (root None) or a Debian root."""
+
+    root: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.root.name if self.root else "this machine"
+
+    def has(self, program: str) -> bool:
+        if self.root is None:
+            return shutil.which(program) is not None
+        return (self.root / "usr/bin" / program).exists() and os.geteuid() == 0
+
+    def workspace(self, fallback: Path) -> Path:
+        """A fresh folder both the tests and the program can reach."""
+        if self.root is None:
+            fallback.mkdir(parents=True, exist_ok=True)
+            return fallback
+        folder = self.root / "tmp" / f"glaze-test-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True)
+        return folder
+
+    def inside(self, path: Path) -> str:
+        """`path` as the program sees it."""
+        return "/" + str(path.relative_to(self.root)) if self.root else str(path)
+
+    def cleanup(self, workspace: Path) -> None:
+        if self.root is not None:
+            shutil.rmtree(workspace, ignore_errors=True)
+
+    def command(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict | None]:
+        """(command, environment) that run `argv` in this place with exactly `env` (plus
+        PATH and LANG) as its environment, in a process group of its own."""
+        base = {"PATH": PATH, "LANG": "C.UTF-8", **env}
+        if self.root is None:
+            return argv, base
+        inner = ["env", "-i", *(f"{key}={value}" for key, value in base.items()), *argv]
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", MOUNTS,
+                str(self.root), *inner], {"PATH": PATH}
+
+    def run(self, argv: list[str], env: dict[str, str], timeout: float,
+            background: bool = False):
+        """Run `argv` here; the whole process group is killed when `timeout` passes."""
+        command, environment = self.command(argv, env)
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE if not background else
+                                   subprocess.STDOUT, text=True, start_new_session=True)
+        if background:
+            return process
+        try:
+            out, err = process.communicate(timeout=scaled(timeout))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+            err += f"\n(killed after {scaled(timeout):.0f} s)"
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def places(roots: tuple[str, ...]) -> list[Place]:
+    """This machine, then the named roots."""
+    return [Place(), *(Place(ROOTS / name) for name in roots)]
+
+
+@dataclass(frozen=True)
+class Krita:
+    """One Krita: its version (Krita's own `krita_version`) and where it is."""
+
+    version: str
+    place: Place
+
+    @property
+    def id(self) -> str:
+        return f"krita-{self.version}"
+
+    @property
+    def qt_major(self) -> int:
+        return 6 if int(self.version.split(".")[0]) >= 6 else 5
+
+    def python(self) -> str:
+        """The Python it embeds, read from its binding module as the installer does."""
+        usr = (self.place.root or Path("/")) / "usr"
+        return krita_python(prefixes=[usr]).version
+
+    def install_plugin(self, home: Path) -> str:
+        """`glaze install --krita` for a user whose home is `home`; a Krita in a root gets
+        the runtime for its Python (the installer looks for Krita on this machine)."""
+        extra = ("--krita-python", self.python()) if self.place.root else ()
+        return glaze_install(home, "--krita", *extra)
+
+
+@dataclass(frozen=True)
+class Gimp:
+    """One GIMP 3: its version (from gimp-console-3.X's name) and where it is."""
+
+    version: str
+    place: Place
+
+    @property
+    def id(self) -> str:
+        return f"gimp-{self.version}"
+
+    @property
+    def console(self) -> str:
+        return f"gimp-console-{self.version}"
+
+    @property
+    def python(self) -> str:
+        """The command that runs the Python GIMP gives its plug-ins."""
+        chroot = f"chroot {self.place.root} " if self.place.root else ""
+        return chroot + "/usr/bin/python3"
+
+    def install_plugins(self, home: Path) -> str:
+        """`glaze install --gimp` for `home`, with this GIMP's programs on PATH, where the
+        installer learns its version from their names."""
+        bin_folder = (self.place.root or Path("/")) / "usr/bin"
+        return glaze_install(home, "--gimp", "--gimp-python", self.python,
+                             PATH=f"/usr/local/bin:/usr/bin:/bin:{bin_folder}")
+
+    def profile(self, home: Path) -> Path:
+        return home / ".config/GIMP" / self.version
+
+    def batch(self, script: Path, env: dict, timeout: float = 300, background: bool = False):
+        """Run the Python file `script` in GIMP's batch interpreter, then quit."""
+        argv = [self.console, "-i", "--batch-interpreter", "python-fu-eval", "-b",
+                f'exec(open("{self.place.inside(script)}").read())', "--quit"]
+        return self.place.run(argv, env, timeout, background)
+
+
+def _krita_version(place: Place) -> str | None:
+    if not place.has("krita") or not place.has("krita_version"):
+        return None
+    done = place.run(["krita_version"], {}, timeout=60)
+    found = re.search(r"\d+\.\d+\.\d+", done.stdout)
+    return found.group(0) if done.returncode == 0 and found else None
+
+
+def find_kritas() -> list[Krita]:
+    found = {}
+    for place in places(KRITA_ROOTS):
+        version = _krita_version(place)
+        if version and version not in found:
+            found[version] = Krita(version, place)
+    return sorted(found.values(), key=lambda krita: krita.version)
+
+
+def _gimp_versions(place: Place) -> list[str]:
+    if place.root is None:
+        folders = os.environ.get("PATH", "").split(os.pathsep)
+    else:
+        folders = [str(place.root / "usr/bin")]
+    versions = set()
+    for folder in folders:
+        for path in Path(folder).glob("gimp-console-3.*") if os.path.isdir(folder) else ():
+            if re.fullmatch(r"gimp-console-3\.\d+", path.name) and place.has(path.name):
+                versions.add(path.name.removeprefix("gimp-console-"))
+    return sorted(versions)
+
+
+def find_gimps() -> list[Gimp]:
+    found = {}
+    for place in places(GIMP_ROOTS):
+        for version in _gimp_versions(place):
+            found.setdefault(version, Gimp(version, place))
+    return sorted(found.values(), key=lambda gimp: gimp.version)
+
+
+def series(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def missing(found: list, wanted: tuple[tuple[str, ...], ...]) -> list[str]:
+    """The claimed version series none of `found` belongs to."""
+    have = {series(host.version) for host in found}
+    return [" or ".join(choices) for choices in wanted if not have & set(choices)]
