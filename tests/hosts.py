@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,13 +80,18 @@ class Place:
 
     def run(self, argv: list[str], env: dict[str, str], timeout: float,
             background: bool = False):
-        """Run `argv` here; the whole process group is killed when `timeout` passes."""
+        """Run `argv` here; the whole process group is killed when `timeout` passes. In the
+        `background`, the process's output goes to a file, `process.log` (no pipe to fill)."""
         command, environment = self.command(argv, env)
-        process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE if not background else
-                                   subprocess.STDOUT, text=True, start_new_session=True)
         if background:
+            log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed with the process)
+            process = subprocess.Popen(command, env=environment, stdout=log,
+                                       stderr=subprocess.STDOUT, text=True,
+                                       start_new_session=True)
+            process.log = log
             return process
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             out, err = process.communicate(timeout=scaled(timeout))
         except subprocess.TimeoutExpired:

@@ -6,6 +6,7 @@ Each test runs once per GIMP version."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from daemon_helpers import DaemonProcess
 from host_plugins import glaze_install
 from hosts import find_gimps
+from PIL import Image
 from timing import scaled
 
 from glaze.daemon.client import Client
@@ -110,6 +112,38 @@ def test_unreachable_daemon_in_gimp(setup):
     name = "an unreachable daemon is an error and changes nothing"
     results, _ = run_checks(setup, [name], GLAZE_STATE_DIR=gimp.place.inside(empty))
     assert results[name]["ok"], results[name]["detail"]
+
+
+def test_a_screenshot_of_the_glaze_dialog(setup, host_screenshots):
+    """--host-screenshots DIR: GUI GIMP under Xvfb with Glaze's dialog open, as
+    DIR/gimp-VERSION.png."""
+    if host_screenshots is None:
+        pytest.skip("no --host-screenshots folder given")
+    gimp, workspace, _, env, _ = setup
+    shot = workspace / "screenshot.png"
+    script = gimp.place.inside(workspace / "checks.py")
+    argv = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", f"gimp-{gimp.version}", "-n",
+            "--batch-interpreter", "python-fu-eval", "-b", f'exec(open("{script}").read())']
+    process = gimp.place.run(argv, {**env, "GLAZE_GIMP_SHOT": gimp.place.inside(shot),
+                                    "GLAZE_GIMP_WAIT": str(scaled(15)),
+                                    "GLAZE_GIMP_CHECKS": "the Glaze dialog on screen "
+                                    "(GUI GIMP; left open)"}, timeout=0, background=True)
+    try:
+        deadline = time.monotonic() + scaled(240)
+        while not shot.exists():
+            if process.poll() is not None:
+                process.log.seek(0)
+                pytest.fail(f"GIMP exited {process.returncode}:\n{process.log.read()[-3000:]}")
+            assert time.monotonic() < deadline, "no screenshot within 240 s"
+            time.sleep(0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    screen = Image.open(shot).convert("L")
+    assert screen.size == (1280, 1024)
+    low, high = screen.getextrema()
+    assert high - low > 64, "a blank screen"  # GIMP's window and the dialog are on it
+    shutil.copy2(shot, host_screenshots / f"{gimp.id}.png")
 
 
 def test_killing_the_plugin_cancels_its_job_within_two_seconds(setup):

@@ -195,6 +195,32 @@ def long_job():
     return f"{status}: {error}"
 
 
+@check("the Glaze dialog on screen (GUI GIMP; left open)")
+def dialog_on_screen():
+    """Shows an image, then Glaze's dialog (interactive, as from the menu); a helper process
+    saves the screen $GLAZE_GIMP_WAIT seconds later as $GLAZE_GIMP_SHOT. The test ends GIMP."""
+    import subprocess
+    import sys
+
+    image, _ = new_image("u8")
+    Gimp.Display.new(image)
+    Gimp.displays_flush()
+    grab = ("import os, sys, time, gi; gi.require_version('Gdk', '3.0'); "
+            "from gi.repository import Gdk; Gdk.init([]); time.sleep(float(sys.argv[2])); "
+            "root = Gdk.get_default_root_window(); shot = Gdk.pixbuf_get_from_window("
+            "root, 0, 0, root.get_width(), root.get_height()); "
+            "shot.savev(sys.argv[1] + '.part', 'png', [], []); "
+            "os.replace(sys.argv[1] + '.part', sys.argv[1])")
+    subprocess.Popen([sys.executable, "-c", grab, os.environ["GLAZE_GIMP_SHOT"],
+                      os.environ["GLAZE_GIMP_WAIT"]])
+    procedure = Gimp.get_pdb().lookup_procedure("plug-in-glaze")
+    config = procedure.create_config()
+    config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", image.get_layers())
+    procedure.run(config)
+
+
 def main():
     for name in os.environ["GLAZE_GIMP_CHECKS"].split(","):
         try:
