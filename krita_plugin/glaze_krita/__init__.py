@@ -2,8 +2,9 @@
 
 from krita import Krita
 
-from . import qt  # noqa: F401  (a Krita whose Qt the plug-in does not know stops here, with
-#                  qt.py's message, which Krita shows in Settings > Python Plugin Manager)
+# A Krita whose Qt the plug-in does not know stops at `qt` with its message, which Krita
+# shows in Settings > Python Plugin Manager.
+from . import qt  # noqa: F401
 from .support import RefusalNotice, refusal
 
 REFUSED = refusal(Krita.instance().version())

@@ -4,6 +4,7 @@ choices are remembered in Krita's settings."""
 from __future__ import annotations
 
 from krita import Krita
+
 from .client import options
 from .qt import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QSpinBox
 

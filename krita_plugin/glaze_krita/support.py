@@ -21,7 +21,7 @@ def refusal(version: str, python: tuple = sys.version_info[:2]) -> str:
     if numbers is None:
         return ""  # a development build that does not say: try
     found = (int(numbers.group(1)), int(numbers.group(2)))
-    if OLDEST <= found and found[0] <= NEWEST_MAJOR:
+    if found >= OLDEST and found[0] <= NEWEST_MAJOR:
         return ""
     return (f"Glaze supports Krita {OLDEST[0]}.{OLDEST[1]} to {NEWEST_MAJOR}.x; this is Krita "
             f"{version}. " + ("Update Krita, or use Glaze from the command line (glaze cloak)."
