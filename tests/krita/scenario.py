@@ -440,9 +440,6 @@ def start(result_path, done):
 
     def record(name, ok, detail):
         results.append({"name": name, "ok": ok, "detail": detail})
-        with open(result_path + ".partial", "w") as out:  # what a crash leaves to read
-            json.dump(results + [{"name": "running when Krita stopped: " + (
-                pending[0][0] if pending else "(none)"), "ok": False, "detail": ""}], out)
 
     def step(name, steps):
         try:
@@ -462,7 +459,7 @@ def start(result_path, done):
                 json.dump(results, out, indent=2)
             done(0 if results and all(r["ok"] for r in results) else 1)
             return
-        with open(result_path + ".partial", "w") as out:
+        with open(result_path + ".partial", "w") as out:  # what a crash leaves to read
             json.dump(results + [{"name": "running when Krita stopped: " + pending[0][0],
                                   "ok": False, "detail": ""}], out)
         name, function = pending.pop(0)
