@@ -24,42 +24,25 @@ def qt_major_version() -> int:
 
 
 QT_MAJOR = qt_major_version()
-if QT_MAJOR == 6:
-    from PyQt6.QtCore import PYQT_VERSION_STR, QObject, QThread, QTimer, pyqtSignal
-    from PyQt6.QtWidgets import (
-        QComboBox,
-        QDialog,
-        QDialogButtonBox,
-        QFileDialog,
-        QFormLayout,
-        QLabel,
-        QLineEdit,
-        QMessageBox,
-        QProgressDialog,
-        QSpinBox,
-    )
-elif QT_MAJOR == 5:
-    from PyQt5.QtCore import PYQT_VERSION_STR, QObject, QThread, QTimer, pyqtSignal
-    from PyQt5.QtWidgets import (
-        QComboBox,
-        QDialog,
-        QDialogButtonBox,
-        QFileDialog,
-        QFormLayout,
-        QLabel,
-        QLineEdit,
-        QMessageBox,
-        QProgressDialog,
-        QSpinBox,
-    )
-else:
+if QT_MAJOR not in SUPPORTED_QT:
     raise UnsupportedKrita(
         f"Glaze supports Krita 5 (Qt 5) and Krita 6 (Qt 6); this Krita runs Qt {QT_MAJOR}. "
         "Install a newer Glaze (then `glaze install`), or use Glaze from the command line.")
+if QT_MAJOR == 6:
+    from PyQt6 import QtCore, QtGui, QtWidgets
+else:
+    from PyQt5 import QtCore, QtGui, QtWidgets
 
-BINDING = f"PyQt{QT_MAJOR} {PYQT_VERSION_STR}"
+# What the plug-in uses; both bindings keep these in the same modules.
+QObject, QThread, QTimer, pyqtSignal = (QtCore.QObject, QtCore.QThread, QtCore.QTimer,
+                                        QtCore.pyqtSignal)
+QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLabel, QLineEdit = (
+    QtWidgets.QComboBox, QtWidgets.QDialog, QtWidgets.QDialogButtonBox, QtWidgets.QFileDialog,
+    QtWidgets.QFormLayout, QtWidgets.QLabel, QtWidgets.QLineEdit)
+QMessageBox, QProgressDialog, QSpinBox = (QtWidgets.QMessageBox, QtWidgets.QProgressDialog,
+                                          QtWidgets.QSpinBox)
 
-__all__ = ["BINDING", "QT_MAJOR", "QComboBox", "QDialog", "QDialogButtonBox",
-           "QFileDialog", "QFormLayout", "QLabel", "QLineEdit", "QMessageBox", "QObject",
-           "QProgressDialog", "QSpinBox", "QThread", "QTimer", "UnsupportedKrita",
+__all__ = ["QT_MAJOR", "QComboBox", "QDialog", "QDialogButtonBox", "QFileDialog", "QFormLayout",
+           "QLabel", "QLineEdit", "QMessageBox", "QObject", "QProgressDialog", "QSpinBox",
+           "QThread", "QTimer", "QtCore", "QtGui", "QtWidgets", "UnsupportedKrita",
            "pyqtSignal"]
