@@ -23,6 +23,7 @@ from host_plugins import glaze_install
 from timing import scaled
 
 from glaze.installer.hostpython import krita_python
+from glaze.installer.locations import Environment, installed_gimp_versions
 
 ROOTS = Path(os.environ.get("GLAZE_CI_CACHE", "/var/cache/glaze-ci"))
 KRITA_ROOTS = ("sid-hosts", "sid-krita6")  # Krita 5.3 (Qt5), Krita 6 (Qt6)
@@ -117,10 +118,6 @@ class Krita:
     def id(self) -> str:
         return f"krita-{self.version}"
 
-    @property
-    def qt_major(self) -> int:
-        return 6 if int(self.version.split(".")[0]) >= 6 else 5
-
     def python(self) -> str:
         """The Python it embeds, read from its binding module as the installer does."""
         usr = (self.place.root or Path("/")) / "usr"
@@ -171,42 +168,37 @@ class Gimp:
         return self.place.run(argv, env, timeout, background)
 
 
-def _krita_version(place: Place) -> str | None:
+def _krita_versions(place: Place) -> list[str]:
+    """The version Krita's own `krita_version` prints, run where that Krita is."""
     if not place.has("krita") or not place.has("krita_version"):
-        return None
+        return []
     done = place.run(["krita_version"], {}, timeout=60)
     found = re.search(r"\d+\.\d+\.\d+", done.stdout)
-    return found.group(0) if done.returncode == 0 and found else None
-
-
-def find_kritas() -> list[Krita]:
-    found = {}
-    for place in places(KRITA_ROOTS):
-        version = _krita_version(place)
-        if version and version not in found:
-            found[version] = Krita(version, place)
-    return sorted(found.values(), key=lambda krita: krita.version)
+    return [found.group(0)] if done.returncode == 0 and found else []
 
 
 def _gimp_versions(place: Place) -> list[str]:
-    if place.root is None:
-        folders = os.environ.get("PATH", "").split(os.pathsep)
-    else:
-        folders = [str(place.root / "usr/bin")]
-    versions = set()
-    for folder in folders:
-        for path in Path(folder).glob("gimp-console-3.*") if os.path.isdir(folder) else ():
-            if re.fullmatch(r"gimp-console-3\.\d+", path.name) and place.has(path.name):
-                versions.add(path.name.removeprefix("gimp-console-"))
-    return sorted(versions)
+    """The GIMP 3.N the installer finds there (by the programs' names), with a console."""
+    path = str(place.root / "usr/bin") if place.root else os.environ.get("PATH", "")
+    found = installed_gimp_versions(Environment(Path.home(), {"PATH": path}, "linux"))
+    return [version for version in found if place.has(f"gimp-console-{version}")]
+
+
+def _find(host: type, roots: tuple[str, ...], versions_at) -> list:
+    """One `host` per version found on this machine and in `roots` (the first place wins)."""
+    found = {}
+    for place in places(roots):
+        for version in versions_at(place):
+            found.setdefault(version, host(version, place))
+    return sorted(found.values(), key=lambda each: [int(n) for n in each.version.split(".")])
+
+
+def find_kritas() -> list[Krita]:
+    return _find(Krita, KRITA_ROOTS, _krita_versions)
 
 
 def find_gimps() -> list[Gimp]:
-    found = {}
-    for place in places(GIMP_ROOTS):
-        for version in _gimp_versions(place):
-            found.setdefault(version, Gimp(version, place))
-    return sorted(found.values(), key=lambda gimp: gimp.version)
+    return _find(Gimp, GIMP_ROOTS, _gimp_versions)
 
 
 def series(version: str) -> str:
