@@ -19,6 +19,7 @@ not unpacked), the user is asked for the version, which Krita's own builds fix:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -103,6 +104,7 @@ def tool_environment() -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join(path)}
 
 
+@functools.cache  # one install asks a GIMP's Python once, for all its profiles
 def ask(command: str) -> HostPython:
     """Run `command` (a Python, e.g. /usr/bin/python3 or `flatpak run --command=python3
     APP`) and ask it for its version and platform."""
@@ -118,13 +120,26 @@ def ask(command: str) -> HostPython:
                       f"asked `{command}`", tuple(words))
 
 
+def _linked(pattern: re.Pattern, binary: Path) -> int | None:
+    """The number a library name `pattern` finds in `binary` names (its one matched group)."""
+    match = pattern.search(binary.read_bytes())
+    return int(next(group for group in match.groups() if group)) if match else None
+
+
 def linked_python(binary: Path) -> str | None:
     """The Python version a compiled module links, read from its bytes."""
-    match = LINKED_PYTHON.search(binary.read_bytes())
-    if match is None:
+    minor = _linked(LINKED_PYTHON, binary)
+    return None if minor is None else f"3.{minor}"
+
+
+def program_says(command: list[str], pattern: str) -> str | None:
+    """The first group of `pattern` in what `command` prints, or None if it cannot run."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    minor = next(group for group in match.groups() if group)
-    return f"3.{int(minor)}"
+    match = re.search(pattern, done.stdout)
+    return match.group(1) if match else None
 
 
 def krita_bindings(prefixes: list[Path]) -> list[Path]:
@@ -138,19 +153,9 @@ def krita_release(prefixes: list[Path] | None = None) -> tuple[str | None, int |
     program, Qt from what its binding module links (5: PyQt5, 6: PyQt6); None where unknown."""
     for prefix in prefixes if prefixes is not None else default_prefixes():
         for binding in krita_bindings([prefix]):
-            match = LINKED_QT.search(binding.read_bytes())
-            qt = int(next(group for group in match.groups() if group)) if match else None
-            return _krita_version(prefix / "bin" / "krita_version"), qt
+            version = program_says([str(prefix / "bin/krita_version")], r"(\d+\.\d+\.\d+)")
+            return version, _linked(LINKED_QT, binding)
     return None, None
-
-
-def _krita_version(program: Path) -> str | None:
-    try:
-        done = subprocess.run([str(program)], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r"\d+\.\d+\.\d+", done.stdout)
-    return match.group(0) if match else None
 
 
 def krita_python(override: str | None = None,

@@ -27,11 +27,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from .hostpython import program_says
 
 KRITA_FLATPAK = "org.kde.krita"
 GIMP_FLATPAK = "org.gimp.GIMP"
@@ -165,13 +166,7 @@ def installed_gimp_versions(where: Environment) -> list[str]:
 
 def gimp_version_of(program: Path) -> str | None:
     """The 3.N series `program --version` names ("... version 3.2.6"), if it answers."""
-    try:
-        done = subprocess.run([str(program), "--version"], capture_output=True, text=True,
-                              timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r"version (3\.\d+)\.", done.stdout)
-    return match.group(1) if match else None
+    return program_says([str(program), "--version"], r"version (3\.\d+)\.")
 
 
 def is_present(host: Host, where: Environment, installed: Iterable[str] = ()) -> bool:
