@@ -33,6 +33,7 @@ CHECKS = [
     "extensions() call",
     "Export Glazed proposes the document's folder and name with .glazed",
     "the actions are in the Filter and File menus",
+    "Krita read the actions' categories file (its tooltips are on the actions)",
 ]
 # Starting the daemon needs Glaze's own Python, which a Krita in a root cannot run.
 AUTOSTART = "a daemon that is not running is started on first use"

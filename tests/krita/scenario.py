@@ -10,7 +10,6 @@ Qt comes in the binding this Krita runs (PyQt5 or PyQt6), chosen by the plug-in'
 
 import contextlib
 import gc
-import importlib
 import importlib.util
 import json
 import os
@@ -19,12 +18,9 @@ import tempfile
 import time
 import traceback
 
-from glaze_krita.qt import QT_MAJOR
+from glaze_krita.qt import QtCore, QtGui, QtWidgets
 from krita import Krita
 
-QtCore = importlib.import_module(f"PyQt{QT_MAJOR}.QtCore")
-QtGui = importlib.import_module(f"PyQt{QT_MAJOR}.QtGui")
-QtWidgets = importlib.import_module(f"PyQt{QT_MAJOR}.QtWidgets")
 QEventLoop, QTimer = QtCore.QEventLoop, QtCore.QTimer
 QImage, QApplication = QtGui.QImage, QtWidgets.QApplication
 
@@ -432,6 +428,20 @@ def menus():
     assert found.get("glaze_layer") == "Filter", found
     assert found.get("glaze_export") == "File", found
     return str(found)
+
+
+@check("Krita read the actions' categories file (its tooltips are on the actions)")
+def action_file():
+    """Krita gives an action the properties its .action file lists (the tooltip among them)
+    and files it under that file's category; createAction sets only the text."""
+    import xml.etree.ElementTree as ElementTree
+
+    path = os.path.join(os.environ["HOME"], ".local/share/krita/actions/glaze_krita.action")
+    filed = {action.get("name"): action.findtext("toolTip")
+             for action in ElementTree.parse(path).getroot().iter("Action")}
+    shown = {name: Krita.instance().action(name).toolTip() for name in filed}
+    assert shown == filed, shown
+    return str(shown)
 
 
 def start(result_path, done):
