@@ -109,7 +109,9 @@ def test_krita_exit_code_reflects_the_checks(krita_run):
 
 
 def test_krita_files_the_actions_under_a_category(krita_run):
-    """Krita drops actions no .action file names from its shortcut editor, and says so."""
+    """Krita drops actions no .action file names from its shortcut editor; some builds log it
+    ("Uncategorized action"). The builds tested here log nothing even without the file: the
+    in-Krita check on the actions' tooltips is what shows the file was read."""
     _, _, _, log = krita_run
     dropped = re.findall(r".*Uncategorized action.*glaze.*", log)
     assert not dropped, dropped
