@@ -9,8 +9,9 @@ engine imports it without pulling in pyzmq.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 Number = int | float
@@ -34,9 +35,12 @@ class Setting:
     cloak: bool = True  # a field of the engine's CloakSettings (else the job's own)
     preset_format: str = "{name} ({value:g})"  # a preset as the dialogs list it
     placeholder: str = ""  # what an empty text field means (settings without a default)
+    choices: Mapping[str, str] = field(default_factory=dict)  # name -> label; several at once
+    suggestions: Callable[[], list[str]] | None = None  # values a text field offers
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
+        object.__setattr__(self, "choices", MappingProxyType(dict(self.choices)))
 
     @property
     def flag(self) -> str:
@@ -67,6 +71,18 @@ class Setting:
             return False
         return not (self.multiple_of and number % self.multiple_of)
 
+    def selection(self, value: str | list | tuple) -> tuple[str, ...]:
+        """The chosen names of a several-choice setting, in declared order, from text like
+        "sd, flux" or a list. Raises ValueError for an unknown name or an empty choice."""
+        names = value.split(",") if isinstance(value, str) else list(value)
+        chosen = {str(name).strip().lower() for name in names} - {""}
+        unknown = sorted(chosen - set(self.choices))
+        if unknown or not chosen:
+            said = f"unknown {', '.join(map(repr, unknown))}" if unknown else "nothing chosen"
+            raise ValueError(f"{self.label.lower()}: {said}; choose one or more of "
+                             f"{', '.join(self.choices)}, separated by commas")
+        return tuple(name for name in self.choices if name in chosen)
+
     def range_text(self) -> str:
         """The range in words, e.g. "from 64 to 2048, a multiple of 8"; "" without one."""
         if self.minimum is None or self.maximum is None:
@@ -79,6 +95,9 @@ class Setting:
         """The help with its choices: what the CLI, GIMP's argument blurbs and the Krita
         tooltips say. `presets`: the ones to list (the daemon's, when it advertises them)."""
         table = self.presets if presets is None else presets
+        if self.choices:
+            listed = ", ".join(f"{name} ({label})" for name, label in self.choices.items())
+            return f"{self.help}: one or more of {listed}, separated by commas"
         if table:
             listed = ", ".join(self.preset_format.format(name=name, value=value)
                                for name, value in table.items())
@@ -107,15 +126,36 @@ WORK_SIZE = Setting(  # the encoder's memory grows with its square
     minimum=64, maximum=2048, multiple_of=8)
 PROFILE = Setting("profile", "Artist profile", "the artist profile whose target style to use "
                   "(a new profile chooses one from the first artworks)", "default", cloak=False)
+# The candidate target styles, one "GENRE painting by ARTIST" a line, beside this module
+# (the plug-ins' client runtime carries it too): what a new profile chooses among and what
+# the dialogs offer.
+STYLES_FILE = "target_styles.txt"
+
+
+def candidate_styles() -> list[str]:
+    """The shipped candidate target styles."""
+    text = (Path(__file__).with_name(STYLES_FILE)).read_text("utf-8")
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 TARGET = Setting("target", "Target style", "set the profile's target style instead of "
                  "choosing one (`glaze styles` lists the candidates)", None, cloak=False,
-                 placeholder="chosen for the profile automatically")
+                 placeholder="chosen for the profile automatically",
+                 suggestions=candidate_styles)
+# The image encoders a cloak is optimized against, one per model family that mimics
+# fine-tune (engine/sources.py names their weights).
+DEFEND = Setting(
+    "defend", "Defend against", "the model families whose image encoders the cloak is tuned "
+    "against", "sd,sdxl,flux",
+    choices={"sd": "Stable Diffusion 1 and 2", "sdxl": "SDXL, Illustrious, Pony",
+             "flux": "FLUX.1, Chroma"})
 JPEG_QUALITY = Setting("jpeg_quality", "JPEG quality", "JPEG quality of an exported file",
                        95, kind=int, minimum=50, maximum=100, cloak=False)
 
 # What a job's settings map may carry: the daemon's fields, `glaze cloak`'s options, the
 # dialogs' rows and GIMP's procedure arguments.
-SETTINGS: tuple[Setting, ...] = (INTENSITY, QUALITY, SEED, WORK_SIZE, PROFILE, TARGET)
+SETTINGS: tuple[Setting, ...] = (INTENSITY, QUALITY, DEFEND, SEED, WORK_SIZE, PROFILE, TARGET)
 # The plug-ins' own settings for Export Glazed; never sent to the daemon.
 EXPORT_SETTINGS: tuple[Setting, ...] = (JPEG_QUALITY,)
 BY_NAME: Mapping[str, Setting] = MappingProxyType(
@@ -128,9 +168,24 @@ EXPORT_FORMATS: Mapping[str, str] = MappingProxyType(
     {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"})
 
 
-def advertised() -> dict[str, dict[str, Number]]:
-    """The presets the daemon announces in its welcome: setting name -> preset -> number."""
-    return {setting.name: dict(setting.presets) for setting in SETTINGS if setting.presets}
+def advertised(extractors: Sequence[str] | None = None) -> dict[str, dict | list]:
+    """What the daemon announces in its welcome: setting name -> preset -> number, and for
+    DEFEND the choices its models serve (`extractors`; None: every declared one)."""
+    table: dict[str, dict | list] = {setting.name: dict(setting.presets)
+                                     for setting in SETTINGS if setting.presets}
+    table[DEFEND.name] = list(DEFEND.choices if extractors is None else extractors)
+    return table
+
+
+def choices_of(setting: Setting, offered: Mapping | None = None) -> dict[str, str]:
+    """The choices to show for a several-choice `setting` (name -> label): those of the
+    declared ones the daemon advertises when it names any, else every declared one."""
+    names = (offered or {}).get(setting.name)
+    if isinstance(names, list):
+        shown = {name: label for name, label in setting.choices.items() if name in names}
+        if shown:
+            return shown
+    return dict(setting.choices)
 
 
 def presets_of(setting: Setting, offered: Mapping | None = None) -> dict[str, Number]:

@@ -196,7 +196,8 @@ class Daemon:
         return {"protocol": protocol.PROTOCOL_VERSION, "version": __version__,
                 "bundle": self.bundle.name, "model": self.bundle.source,
                 "demo": self.bundle.demo, "protection_note": self.bundle.protection_note,
-                "device": str(self.bundle.device), "options": options.advertised()}
+                "device": str(self.bundle.device),
+                "options": options.advertised(list(self.bundle.extractors))}
 
     def _status(self, identity: bytes, header: dict, frames: list) -> dict:
         states = [job.state for job in self.jobs.values()]
@@ -217,6 +218,11 @@ class Daemon:
         if not isinstance(session, str):
             raise ProtocolError("malformed", "'session' must be a string")
         settings, profile, target = _job_settings(header.get("settings", {}))
+        try:
+            for name in settings.extractors:
+                self.bundle.extractor(name)
+        except ValueError as error:
+            raise ProtocolError("bad-settings", str(error)) from None
         queued = sum(job.state == "queued" for job in self.jobs.values())
         if queued >= MAX_QUEUE:
             raise ProtocolError("busy", f"{queued} jobs are waiting already; try again later")

@@ -4,6 +4,15 @@
 
 with |delta| <= linf everywhere as a hard safety cap.
 
+Several extractors. Phi is the set of image encoders the user defends against (SD 1/2,
+SDXL, FLUX.1: `CloakSettings.defend`). The target is Omega's one style-transferred image,
+encoded by each extractor. Each extractor's feature term is its squared distance to its
+target divided by the squared distance the image starts at, and the terms are averaged:
+every term starts at 1 whatever its latent's scale or channel count (SDXL's latents are
+scaled by 0.13, FLUX's have 16 channels), so none dominates, and the average keeps the
+feature term on the scale alpha was chosen for with one extractor. Every defended encoder
+runs at every step.
+
 Large images. A mimic never trains on the full-resolution file: it resizes it to its training
 size (512-1024 px) and often crops. So the loss is taken where the mimic looks: on "views"
 of the image (resized to the working size; with `resize_robust`, also resized so the short
@@ -45,6 +54,16 @@ TRANSFER_SHARE = 0.1  # the part of a job's progress bar given to style transfer
 
 
 @dataclass
+class ExtractorShift:
+    """How far one defended extractor's features moved toward the target."""
+
+    distance_before: float  # ||Phi(x) - Phi(Omega(x, T))||, working-size view
+    distance_after: float  # the same for the output
+    relative_shift: float  # share of that distance the cloak closed
+    incomplete: bool  # relative_shift < INCOMPLETE_BELOW
+
+
+@dataclass
 class CloakReport:
     """What a cloak achieved, measured on the output as delivered (after quantization)."""
 
@@ -54,10 +73,10 @@ class CloakReport:
     protection_note: str | None
     width: int
     height: int
-    feature_distance_before: float  # ||Phi(x) - Phi(Omega(x, T))||, working-size view
-    feature_distance_after: float  # the same for the output
-    relative_shift: float  # share of that distance the cloak closed
-    incomplete: bool  # relative_shift < INCOMPLETE_BELOW
+    defended: list[str]  # the extractors optimized against
+    extractors: dict[str, ExtractorShift]  # by name, each defended one
+    relative_shift: float  # the smallest of the extractors' shifts
+    incomplete: bool  # some defended extractor's shift fell short
     lpips: float  # output vs input, working-size view
     psnr: float | None  # dB over covered pixels at full size; None if nothing changed
     linf: float  # the largest change of any sample, [0, 1] units
@@ -85,6 +104,9 @@ class CloakOptimizer:
         """`image`: 1 x 3 x H x W image over grey; `coverage`: 1 x 1 x H x W alpha;
         `target`: Omega's image at the first view's size."""
         self.bundle, self.settings = bundle, settings
+        self.defended = settings.extractors
+        for name in self.defended:
+            bundle.extractor(name)  # a clear error before any work for a missing one
         shape = tuple(image.shape[-2:])
         self.views = mimic_views(shape, settings.work_size, settings.resize_robust,
                                  random.Random(settings.seed))
@@ -94,9 +116,12 @@ class CloakOptimizer:
         with torch.no_grad():
             self.bases = [view.apply(image) for view in self.views]
             self.coverages = [view.apply(coverage) for view in self.views]
-            self.targets = [bundle.encode(view.apply(target)) for view in self.views]
-            self.scales = [F.mse_loss(bundle.encode(base), goal).clamp_min(1e-12)
-                           for base, goal in zip(self.bases, self.targets, strict=True)]
+            # Per extractor, per view: the target's features and the starting distance.
+            self.targets = {name: [bundle.encode(view.apply(target), name)
+                                   for view in self.views] for name in self.defended}
+            self.scales = {name: [F.mse_loss(bundle.encode(base, name), goal).clamp_min(1e-12)
+                                  for base, goal in zip(self.bases, goals, strict=True)]
+                           for name, goals in self.targets.items()}
         steps = max(settings.steps, 1)
         self.optimizer = torch.optim.Adam([self.delta], lr=settings.linf / 10)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -112,7 +137,9 @@ class CloakOptimizer:
     def step(self) -> dict[str, float]:
         index = self.steps_run % len(self.views)
         image = self.view_image(index)
-        feature = F.mse_loss(self.bundle.encode(image), self.targets[index]) / self.scales[index]
+        terms = {name: F.mse_loss(self.bundle.encode(image, name), self.targets[name][index])
+                 / self.scales[name][index] for name in self.defended}
+        feature = sum(terms.values()) / len(terms)
         perceptual = self.bundle.perceptual_distance(image, self.bases[index]).mean()
         excess = torch.relu(perceptual - self.settings.budget)
         loss = feature + self.settings.alpha * excess
@@ -123,7 +150,8 @@ class CloakOptimizer:
         with torch.no_grad():
             self.delta.clamp_(-self.settings.linf, self.settings.linf)
         self.steps_run += 1
-        return {"feature": feature.item(), "lpips": perceptual.item(), "loss": loss.item()}
+        return {"feature": feature.item(), "lpips": perceptual.item(), "loss": loss.item(),
+                **{f"feature_{name}": term.item() for name, term in terms.items()}}
 
     def full_delta(self, shape: tuple[int, int]) -> torch.Tensor:
         """delta carried to full resolution (1 x 3 x H x W), within the L_inf cap."""
@@ -145,25 +173,35 @@ def composite(split: pixels.SplitImage,
     return rgb * coverage + BACKGROUND * (1 - coverage), coverage
 
 
+def shift_toward(bundle: ModelBundle, name: str, original: torch.Tensor, moved: torch.Tensor,
+                 goal: torch.Tensor) -> ExtractorShift:
+    """How far extractor `name` sees `moved` gone from `original` toward the features
+    `goal` (images 1 x 3 x h x w in [0, 1], at one view)."""
+    with torch.no_grad():
+        before = torch.linalg.vector_norm(bundle.encode(original, name) - goal).item()
+        after = torch.linalg.vector_norm(bundle.encode(moved, name) - goal).item()
+    shift = 1.0 - after / before if before > 0 else 0.0
+    return ExtractorShift(before, after, shift, shift < INCOMPLETE_BELOW)
+
+
 def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: pixels.SplitImage,
              output: np.ndarray) -> dict:
     """Distances of the delivered output, as the first (whole-image) view sees it."""
-    view, goal = optimizer.views[0], optimizer.targets[0]
+    view, original = optimizer.views[0], optimizer.bases[0]
     delivered = pixels.split(output)
     after, _ = composite(delivered, bundle.device)
     with torch.no_grad():
         seen = view.apply(after)
-        before_distance = torch.linalg.vector_norm(bundle.encode(optimizer.bases[0]) - goal)
-        after_distance = torch.linalg.vector_norm(bundle.encode(seen) - goal)
-        lpips_value = bundle.perceptual_distance(seen, optimizer.bases[0]).item()
+        lpips_value = bundle.perceptual_distance(seen, original).item()
+    shifts = {name: shift_toward(bundle, name, original, seen, goals[0])
+              for name, goals in optimizer.targets.items()}
     change = delivered.rgb - source.rgb
     covered = source.coverage > 0
     mse = float(np.mean(np.square(change[covered]))) if covered.any() else 0.0
-    before, after_value = before_distance.item(), after_distance.item()
-    shift = 1.0 - after_value / before if before > 0 else 0.0
     return {
-        "feature_distance_before": before, "feature_distance_after": after_value,
-        "relative_shift": shift, "incomplete": shift < INCOMPLETE_BELOW, "lpips": lpips_value,
+        "defended": list(shifts), "extractors": shifts,
+        "relative_shift": min(shift.relative_shift for shift in shifts.values()),
+        "incomplete": any(shift.incomplete for shift in shifts.values()), "lpips": lpips_value,
         "psnr": 10 * math.log10(1.0 / mse) if mse > 0 else None,
         "linf": float(np.abs(change).max()),
     }

@@ -28,6 +28,27 @@ def demo_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
+def demo_vae(latent_channels: int = 4, **config) -> AutoencoderKL:
+    """A tiny kl-f8 VAE (random weights): 8x downsampling like SD's, no mid-block attention,
+    so it is cheap at any working size."""
+    return AutoencoderKL(
+        block_out_channels=(16, 32, 32, 32), layers_per_block=1,
+        latent_channels=latent_channels, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8, sample_size=64,
+        mid_block_add_attention=False, **config).eval()
+
+
+def demo_extractors(seed: int = 0) -> dict[str, AutoencoderKL]:
+    """Tiny random stand-ins for the SDXL VAE (4 channels, SDXL's scaling factor) and the
+    FLUX.1 VAE (16 channels, no quant convs, FLUX's scaling and shift); the demo pipeline's
+    own VAE stands for SD's."""
+    torch.manual_seed(seed + 1)
+    sdxl = demo_vae(4, scaling_factor=0.13025)
+    flux = demo_vae(16, use_quant_conv=False, use_post_quant_conv=False,
+                    scaling_factor=0.3611, shift_factor=0.1159)
+    return {"sdxl": sdxl, "flux": flux}
+
+
 def demo_pipeline(seed: int = 0) -> StableDiffusionImg2ImgPipeline:
     """An img2img pipeline of tiny random models, the same for the same seed."""
     torch.manual_seed(seed)
@@ -38,12 +59,7 @@ def demo_pipeline(seed: int = 0) -> StableDiffusionImg2ImgPipeline:
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     ))
-    # 8x downsampling like SD's VAE, no mid-block attention: cheap at any working size.
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32, 32, 32), layers_per_block=1, latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=8, sample_size=64, mid_block_add_attention=False,
-    )
+    vae = demo_vae(4)
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
         block_out_channels=(32, 64), norm_num_groups=8, cross_attention_dim=32,

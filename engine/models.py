@@ -1,8 +1,13 @@
-"""Model bundles: the feature extractor Phi, the style-transfer model Omega and LPIPS.
+"""Model bundles: the feature extractors Phi, the style-transfer model Omega and LPIPS.
 
 A bundle is a diffusers Stable Diffusion folder (a hub id or a local path; hub downloads are
 cached where huggingface_hub caches) plus an optional `glaze_bundle.json` that says how to
 run it. The demo bundle is saved and loaded through exactly the same path.
+
+Phi is a set of extractors, one VAE encoder per model family a mimic may fine-tune (SD 1/2,
+SDXL, FLUX.1: sources.EXTRACTOR_SOURCES). The bundle's own VAE is the SD one; the others are
+loaded from their own hub ids or folders, or from the bundle's folder when its bundle file
+declares them, and keep only their encoders.
 """
 
 from __future__ import annotations
@@ -11,13 +16,20 @@ import contextlib
 import hashlib
 import json
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import lpips
 import torch
-from diffusers import AutoencoderKL, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from diffusers import (
+    AutoencoderKL,
+    DPMSolverMultistepScheduler,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionPipeline,
+)
 from huggingface_hub import constants, hf_hub_download, model_info
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -28,10 +40,17 @@ from huggingface_hub.errors import (
 from safetensors.torch import load_model, save_model
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .demo import demo_pipeline
+from glaze.daemon.options import DEFEND
+
+from .demo import demo_extractors, demo_pipeline
 from .sources import (
     BUNDLE_FILE,
+    DEFAULT,
+    DEFAULT_HUB_ID,
     DEMO,
+    EXTRACTOR_SOURCES,
+    OWN,
+    ExtractorSource,
     ModelLoadError,
     alternatives,
     model_source,
@@ -42,6 +61,7 @@ LPIPS_FILE = "lpips/alex.safetensors"
 NO_PROTECTION = ("DEMO bundle (tiny random models): this output gives NO protection against "
                  "style mimicry")
 
+T = TypeVar("T")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -51,11 +71,47 @@ class GenerationSettings:
 
     steps: int = 30  # diffusion steps (img2img runs strength * steps of them)
     guidance: float = 7.5
-    centroid_images: int = 4  # images generated per candidate style
+    # Candidate centroids (a new profile's first run: 131 styles): 2 images at 15 multistep
+    # DPM-Solver++ steps each, a quarter of the UNet steps of 4 images at 30 steps
+    # (benchmarks/target_centroids.py measures what the band keeps).
+    centroid_images: int = 2  # images generated per candidate style
+    centroid_steps: int = 15
     centroid_size: int = 512  # their side in pixels
 
+    def centroid_unet_steps(self, styles: int) -> int:
+        """UNet steps to generate the centroids of `styles` candidates."""
+        return styles * self.centroid_images * self.centroid_steps
 
-DEMO_GENERATION = GenerationSettings(steps=4, guidance=2.0, centroid_images=2, centroid_size=64)
+
+DEMO_GENERATION = GenerationSettings(steps=4, guidance=2.0, centroid_images=2, centroid_steps=4,
+                                     centroid_size=64)
+OWN_VAE = ExtractorSource(OWN, "vae")  # the extractor that is the bundle's own VAE
+EXTRACTORS_FOLDER = "extractors"  # where a saved bundle keeps its other extractors
+
+
+@dataclass
+class Extractor:
+    """One feature extractor Phi: a VAE encoder, read in its diffusion model's latent space
+    ((mean - shift) * scaling, as that model's training sees it)."""
+
+    name: str  # a DEFEND choice: sd, sdxl, flux
+    vae: AutoencoderKL
+    source: str  # where it was loaded from ("demo" for the built-in tiny ones)
+
+    @property
+    def scaling(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def shift(self) -> float:
+        return float(self.vae.config.get("shift_factor") or 0.0)
+
+    @cached_property
+    def identity(self) -> str:
+        """A key for caches made with this extractor, beside its bundle's identity: its name
+        and architecture (where it was loaded from is the bundle's choice)."""
+        text = json.dumps([self.name, _config_dict(self.vae)], sort_keys=True, default=str)
+        return f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 @dataclass
@@ -66,7 +122,8 @@ class ModelBundle:
     pipeline: StableDiffusionImg2ImgPipeline
     perceptual: lpips.LPIPS
     device: torch.device
-    precision: torch.dtype  # compute type of the encoder; float32 means no autocast
+    precision: torch.dtype  # compute type of the encoders; float32 means no autocast
+    extractors: dict[str, Extractor] = field(default_factory=dict)  # by DEFEND choice
     demo: bool = False
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     source: str = DEMO  # where it was loaded from (sources.model_source): outputs record it
@@ -75,8 +132,12 @@ class ModelBundle:
         """Make the models resident on the device, frozen, in evaluation mode."""
         self.pipeline.set_progress_bar_config(disable=True)
         self.pipeline.to(self.device)
-        for model in (self.pipeline.vae, self.pipeline.unet, self.pipeline.text_encoder):
-            model.requires_grad_(False).eval()
+        self.extractors = self.extractors or {
+            "sd": Extractor("sd", self.pipeline.vae, self.source)}
+        encoders = [phi.vae for phi in self.extractors.values()]
+        for model in (self.pipeline.vae, self.pipeline.unet, self.pipeline.text_encoder,
+                      *encoders):
+            model.to(self.device).requires_grad_(False).eval()
         self.perceptual.to(self.device)
         if self.demo and self.device.type == "cpu":
             # Tiny models gain nothing from threads and lose much when the machine is busy:
@@ -84,7 +145,8 @@ class ModelBundle:
             # busy core (13 s with 2 on an idle machine).
             torch.set_num_threads(1)
         if self.channels_last:
-            self.encoder.to(memory_format=torch.channels_last)
+            for vae in encoders:
+                vae.to(memory_format=torch.channels_last)
 
     @property
     def channels_last(self) -> bool:
@@ -92,9 +154,14 @@ class ModelBundle:
         (not measured separately here: benchmarks/cloak_step.py times the result)."""
         return self.device.type == "cpu" and not self.demo
 
-    @property
-    def encoder(self) -> AutoencoderKL:
-        return self.pipeline.vae
+    def extractor(self, name: str) -> Extractor:
+        """The extractor for a DEFEND choice; a clear error when this bundle lacks it."""
+        try:
+            return self.extractors[name]
+        except KeyError:
+            raise ValueError(f"the model bundle {self.name} has no {name!r} feature extractor "
+                             f"(it has {', '.join(self.extractors)}): defend against those, "
+                             "or load it with that extractor") from None
 
     @property
     def protection_note(self) -> str | None:
@@ -112,8 +179,11 @@ class ModelBundle:
 
     @cached_property
     def text_to_image(self) -> StableDiffusionPipeline:
-        """Omega used text-to-image (for target-style centroids), sharing every model."""
-        pipe = StableDiffusionPipeline(**self.pipeline.components, requires_safety_checker=False)
+        """Omega used text-to-image (for target-style centroids), sharing every model, with
+        the multistep DPM-Solver++ scheduler (good images in half of DDIM's steps)."""
+        parts = {**self.pipeline.components, "scheduler": DPMSolverMultistepScheduler.from_config(
+            self.pipeline.scheduler.config)}
+        pipe = StableDiffusionPipeline(**parts, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -127,15 +197,16 @@ class ModelBundle:
             stack.enter_context(torch.autocast(self.device.type, dtype=self.precision))
         return stack
 
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Phi: the VAE latent mean of N x 3 x H x W images in [0, 1] (differentiable)."""
-        vae = self.encoder
-        x = (images.to(self.device) * 2 - 1).to(vae.dtype)
+    def encode(self, images: torch.Tensor, extractor: str = "sd") -> torch.Tensor:
+        """Phi: the latent of N x 3 x H x W images in [0, 1] as `extractor`'s diffusion model
+        sees it (its VAE's mean, shifted and scaled; differentiable)."""
+        phi = self.extractor(extractor)
+        x = (images.to(self.device) * 2 - 1).to(phi.vae.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.compute():
-            latent = vae.encode(x).latent_dist.mean
-        return latent.float()
+            latent = phi.vae.encode(x).latent_dist.mean
+        return (latent.float() - phi.shift) * phi.scaling
 
     def perceptual_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """LPIPS between N x 3 x H x W images in [0, 1], one value per image."""
@@ -147,8 +218,15 @@ class ModelBundle:
         self.pipeline.save_pretrained(folder)
         (folder / LPIPS_FILE).parent.mkdir(exist_ok=True)
         save_model(self.perceptual, str(folder / LPIPS_FILE))
+        extractors = {}
+        for name, phi in self.extractors.items():
+            where = OWN_VAE
+            if phi.vae is not self.pipeline.vae:
+                where = ExtractorSource(OWN, f"{EXTRACTORS_FOLDER}/{name}")
+                phi.vae.save_pretrained(folder / where.subfolder)
+            extractors[name] = asdict(where)
         meta = {"format": 1, "name": self.name, "demo": self.demo,
-                "generation": asdict(self.generation)}
+                "generation": asdict(self.generation), "extractors": extractors}
         (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return folder
 
@@ -222,20 +300,26 @@ def demo_bundle(device: str | None = None, precision: str | None = None,
                 seed: int = 0) -> ModelBundle:
     """The tiny random bundle (no download, NO protection)."""
     dev = pick_device(device)
+    pipeline = demo_pipeline(seed)
+    extractors = {"sd": Extractor("sd", pipeline.vae, DEMO)}
+    extractors |= {name: Extractor(name, vae, DEMO)
+                   for name, vae in demo_extractors(seed).items()}
     return ModelBundle(
-        name=f"demo-seed{seed}", pipeline=demo_pipeline(seed),
+        name=f"demo-seed{seed}", pipeline=pipeline,
         perceptual=perceptual_model(random_backbone=True, seed=seed), device=dev,
-        precision=pick_precision(dev, precision, demo=True), demo=True,
-        generation=DEMO_GENERATION)
+        precision=pick_precision(dev, precision, demo=True), extractors=extractors,
+        demo=True, generation=DEMO_GENERATION)
 
 
-def _hub_problem(location: str) -> str | None:
-    """Why `location` cannot be fetched now (offline, unreachable, not on the hub), or None.
+def _hub_problem(location: str, bundle: str | None = None) -> str | None:
+    """Why `location` cannot be fetched now (offline, unreachable, not on the hub), or None;
+    `bundle`: the bundle it belongs to, which `glaze install --models` fetches with it.
     Asked once, without retries: huggingface_hub retries a dead network for about 20 s."""
     where = f"it is not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
     if constants.HF_HUB_OFFLINE:
+        choice = DEFAULT if bundle == DEFAULT_HUB_ID else bundle or location
         return (f"{where} and HF_HUB_OFFLINE is set: fetch it on a connected machine with "
-                f"`glaze install --models {location}`, or give a local folder")
+                f"`glaze install --models {choice}`, or give a local folder")
     try:
         model_info(location, timeout=10)
     except (RepositoryNotFoundError, GatedRepoError) as error:
@@ -248,40 +332,108 @@ def _hub_problem(location: str) -> str | None:
     return None
 
 
-def fetch_hub(location: str) -> Path:
-    """A hub id's pipeline folder in the Hugging Face cache, downloaded (resumably, with
-    progress) if it is not complete there yet; the bundle's optional files come with it."""
+def _cached_or_fetched(location: str, load: Callable[..., T], bundle: str | None = None) -> T:
+    """`load(local_files_only=...)` from the Hugging Face cache, else from the hub once it is
+    known to be reachable; a ModelLoadError that says what to do when neither works."""
     try:  # a complete copy in the cache needs no network at all
-        return Path(StableDiffusionImg2ImgPipeline.download(
-            location, local_files_only=True, safety_checker=None))
+        return load(local_files_only=True)
     except (OSError, ValueError):
         pass
-    problem = _hub_problem(location)
+    problem = _hub_problem(location, bundle)
     if problem:
         raise ModelLoadError(f"cannot load {location}: {problem}")
     try:
-        folder = Path(StableDiffusionImg2ImgPipeline.download(location, safety_checker=None))
-        for name in (BUNDLE_FILE, LPIPS_FILE):
-            with contextlib.suppress(EntryNotFoundError):
-                hf_hub_download(location, name)
+        return load(local_files_only=False)
     except (OSError, ValueError, HfHubHTTPError) as error:
         raise ModelLoadError(f"could not fetch {location}: {error}") from error
-    return folder
+
+
+def fetch_hub(location: str) -> Path:
+    """A hub id's pipeline folder in the Hugging Face cache, downloaded (resumably, with
+    progress) if it is not complete there yet; the bundle's optional files come with it."""
+    def load(local_files_only: bool) -> Path:
+        folder = Path(StableDiffusionImg2ImgPipeline.download(
+            location, local_files_only=local_files_only, safety_checker=None))
+        if not local_files_only:
+            for name in (BUNDLE_FILE, LPIPS_FILE):
+                with contextlib.suppress(EntryNotFoundError):
+                    hf_hub_download(location, name)
+        return folder
+    return _cached_or_fetched(location, load)
+
+
+def load_extractor(name: str, source: ExtractorSource, bundle_location: str,
+                   dtype: torch.dtype = torch.float32) -> Extractor:
+    """One extractor's VAE, encoder only, from a folder or a hub id (cached, else fetched);
+    OWN means the bundle's own folder or hub repo."""
+    location = bundle_location if source.location == OWN else source.location
+    where = ExtractorSource(location, source.subfolder)
+
+    def load(local_files_only: bool) -> AutoencoderKL:
+        return AutoencoderKL.from_pretrained(location, subfolder=source.subfolder, dtype=dtype,
+                                             local_files_only=local_files_only)
+    try:
+        vae = (load(True) if Path(location).is_dir()
+               else _cached_or_fetched(location, load, bundle_location))
+    except (ModelLoadError, OSError, ValueError) as error:
+        others = ",".join(other for other in DEFEND.choices if other != name)
+        fetch = "" if isinstance(error, ModelLoadError) else \
+            "; run `glaze install --models default` to fetch it"
+        raise ModelLoadError(
+            f"the {DEFEND.choices[name]} feature extractor ({where.describe()}) could not be "
+            f"loaded: {error}{fetch}; or defend without it (--defend {others})") from error
+    vae.decoder = vae.post_quant_conv = None  # the loss needs the encoder only
+    return Extractor(name, vae, where.describe())
 
 
 def _optional_file(folder: Path, name: str) -> Path | None:
     return folder / name if (folder / name).is_file() else None
 
 
+def _bundle_meta(folder: Path) -> dict:
+    bundle_file = _optional_file(folder, BUNDLE_FILE)
+    return json.loads(bundle_file.read_text()) if bundle_file else {}
+
+
+def fetch_bundle(location: str) -> None:
+    """Make a hub bundle loadable offline: its pipeline files and every feature extractor it
+    uses, into the Hugging Face cache (with progress; resumed if interrupted)."""
+    folder = fetch_hub(location)
+    for name, where in _declared_extractors(_bundle_meta(folder)).items():
+        if where != OWN_VAE:
+            load_extractor(name, where, location)
+
+
+def _declared_extractors(meta: dict) -> dict[str, ExtractorSource]:
+    declared = meta.get("extractors")
+    if not isinstance(declared, dict):
+        return dict(EXTRACTOR_SOURCES)
+    return {name: ExtractorSource(**where) for name, where in declared.items()
+            if name in DEFEND.choices}
+
+
+def _wanted(defend: Sequence[str] | None, available: Sequence[str], bundle: str) -> list[str]:
+    wanted = list(DEFEND.choices if defend is None else DEFEND.selection(defend))
+    missing = [name for name in wanted if name not in available]
+    if missing and defend is not None:
+        raise ModelLoadError(f"the model bundle {bundle} declares no {', '.join(missing)} "
+                             f"feature extractor (it has {', '.join(available)})")
+    return [name for name in wanted if name in available]
+
+
 def load_bundle(source: str | Path = "demo", device: str | None = None,
-                precision: str | None = None) -> ModelBundle:
-    """Load a bundle: "demo", "default" (the standard hub model), a local folder or a hub id."""
+                precision: str | None = None,
+                defend: Sequence[str] | None = None) -> ModelBundle:
+    """Load a bundle: "demo", "default" (the standard hub model), a local folder or a hub id,
+    with the feature extractors `defend` names (None: every one the bundle has)."""
     location = model_source(source)
     if location == DEMO:
-        return demo_bundle(device, precision)
+        bundle = demo_bundle(device, precision)
+        keep = _wanted(defend, list(bundle.extractors), bundle.name)
+        bundle.extractors = {name: bundle.extractors[name] for name in keep}
+        return bundle
     folder = Path(location) if Path(location).is_dir() else fetch_hub(location)
-    bundle_file = _optional_file(folder, BUNDLE_FILE)
-    meta = json.loads(bundle_file.read_text()) if bundle_file else {}
+    meta = _bundle_meta(folder)
     demo = bool(meta.get("demo", False))
     dev = pick_device(device)
     compute = pick_precision(dev, precision, demo=demo)
@@ -295,9 +447,15 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
             f"could not load the model bundle {source!r}: {error}. A folder must be in "
             "diffusers format (model_index.json, vae/, unet/, text_encoder/, tokenizer/, "
             "scheduler/).") from error
+    name = meta.get("name", str(source) if Path(location).is_dir() else location)
+    declared = _declared_extractors(meta)
+    extractors = {}
+    for wanted in _wanted(defend, list(declared), name):
+        where = declared[wanted]
+        extractors[wanted] = (Extractor(wanted, pipeline.vae, location) if where == OWN_VAE
+                              else load_extractor(wanted, where, location, weights))
     return ModelBundle(
-        name=meta.get("name", str(source) if Path(location).is_dir() else location),
-        pipeline=pipeline,
+        name=name, pipeline=pipeline,
         perceptual=perceptual_model(weights=_optional_file(folder, LPIPS_FILE)),
-        device=dev, precision=compute, demo=demo,
+        device=dev, precision=compute, extractors=extractors, demo=demo,
         generation=GenerationSettings(**meta.get("generation", {})), source=location)

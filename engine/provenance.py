@@ -12,11 +12,11 @@ import datetime
 import hashlib
 from pathlib import Path
 
-FORMAT = 1
+FORMAT = 2  # 2: the defended extractors and each one's shift
 # What must be equal for an existing output to count as this run's result. The rest of a
 # record (bundle name, shift achieved, time) describes the output and is only shown.
-MUST_MATCH = ("format", "model", "demo", "target_style", "budget", "steps", "work_size",
-              "seed", "source_sha256")
+MUST_MATCH = ("format", "model", "demo", "target_style", "budget", "steps", "defend",
+              "work_size", "seed", "source_sha256")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -28,12 +28,12 @@ def file_sha256(path: str | Path) -> str:
 
 
 def request(model: str, demo: bool, target_style: str | None, budget: float,
-            steps: int, work_size: int, seed: int, source: Path) -> dict:
+            steps: int, defend: list[str], work_size: int, seed: int, source: Path) -> dict:
     """What a run asks of one output. `target_style` is None where it is not known before
     cloaking (a profile yet to choose one): then no existing output can match."""
     return {"format": FORMAT, "model": model, "demo": demo, "target_style": target_style,
-            "budget": budget, "steps": steps, "work_size": work_size, "seed": seed,
-            "source_sha256": file_sha256(source)}
+            "budget": budget, "steps": steps, "defend": defend, "work_size": work_size,
+            "seed": seed, "source_sha256": file_sha256(source)}
 
 
 def record(asked: dict, report: dict, profile: str, version: str) -> dict:
@@ -43,6 +43,8 @@ def record(asked: dict, report: dict, profile: str, version: str) -> dict:
             "target_style": report["target_style"], "bundle": report["bundle"],
             "protection_note": report.get("protection_note"),
             "relative_shift": report["relative_shift"], "incomplete": report["incomplete"],
+            "shifts": {name: round(shift["relative_shift"], 4)
+                       for name, shift in report.get("extractors", {}).items()},
             "linf_cap": report["linf_cap"], "steps_run": report["steps_run"]}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from glaze.daemon.options import INTENSITY, QUALITY, SEED, WORK_SIZE
+from glaze.daemon.options import DEFEND, INTENSITY, QUALITY, SEED, WORK_SIZE
 
 # The presets, defaults and ranges are declared once, in glaze.daemon.options (standard
 # library only), which the command line, the plug-ins and the daemon read too.
@@ -42,6 +42,7 @@ class CloakSettings:
 
     intensity: str | float = INTENSITY.default  # preset name or the LPIPS budget p itself
     quality: str | int = QUALITY.default  # preset name or the number of optimizer steps
+    defend: str = DEFEND.default  # the feature extractors to optimize against, "sd,sdxl"
     seed: int = SEED.default
     alpha: float = 30.0  # weight of the LPIPS penalty (paper: "large", e.g. 30)
     work_size: int = WORK_SIZE.default  # long side (pixels) the encoder sees
@@ -58,6 +59,7 @@ class CloakSettings:
         if not WORK_SIZE.in_range(self.work_size):
             raise ValueError(f"work_size must be a multiple of {WORK_SIZE.multiple_of} from "
                              f"{MIN_WORK_SIZE} to {MAX_WORK_SIZE}, got {self.work_size}")
+        self.extractors  # noqa: B018 (raises ValueError for an unknown or empty choice)
         if self.max_change is not None and not 0.0 < self.max_change <= 1.0:
             raise ValueError(f"max_change must be in (0, 1], got {self.max_change}")
 
@@ -65,6 +67,11 @@ class CloakSettings:
     def budget(self) -> float:
         """The LPIPS budget p."""
         return _preset(self.intensity, INTENSITIES, "intensity")
+
+    @property
+    def extractors(self) -> tuple[str, ...]:
+        """The defended feature extractors' names, in declared order."""
+        return DEFEND.selection(self.defend)
 
     @property
     def steps(self) -> int:

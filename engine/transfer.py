@@ -46,8 +46,8 @@ def generate(bundle: ModelBundle, style: str, count: int, size: int, seed: int =
     settings = bundle.generation
     result = bundle.text_to_image(
         prompt=style, num_images_per_prompt=count, height=size, width=size,
-        num_inference_steps=settings.steps, guidance_scale=settings.guidance,
+        num_inference_steps=settings.centroid_steps, guidance_scale=settings.guidance,
         generator=_generator(seed), output_type="pt",
-        callback_on_step_end=_step_callback(progress, settings.steps, style),
+        callback_on_step_end=_step_callback(progress, settings.centroid_steps, style),
     )
     return result.images.float().clamp(0, 1)

@@ -131,7 +131,8 @@ class InProcess:
 
         self.args, self.jobs = args, jobs
         self.settings = _settings(args)
-        self.bundle = load_bundle(args.model, device=args.device, precision=args.precision)
+        self.bundle = load_bundle(args.model, device=args.device, precision=args.precision,
+                                  defend=self.settings.extractors)
         self.name, self.note = self.bundle.name, self.bundle.protection_note
         self.target: str | None = None
 
@@ -217,9 +218,11 @@ def _describe(job: Job) -> str:
     if job.status != "done":
         return f"{job.status.upper()} {job.source}" + (f": {job.error}" if job.error else "")
     report = job.report
+    from glaze.daemon.client import shifts_text
+
     flag = "  INCOMPLETE: the style shift fell short" if report["incomplete"] else ""
     psnr = f"{report['psnr']:.1f} dB" if report["psnr"] is not None else "unchanged"
-    return (f"done {job.source} -> {job.output}  (shift {report['relative_shift']:.0%}, "
+    return (f"done {job.source} -> {job.output}  (shift {shifts_text(report)}, "
             f"LPIPS {report['lpips']:.4f}, PSNR {psnr}, {report['steps_run']} steps, "
             f"{report['seconds']:.1f} s){flag}")
 
@@ -274,7 +277,8 @@ def _asked(args: argparse.Namespace) -> dict:
                                                        else None)
     return {"model": model, "demo": declared_demo(model), "target_style": target,
             "budget": settings.budget, "steps": settings.steps,
-            "work_size": settings.work_size, "seed": settings.seed}
+            "defend": list(settings.extractors), "work_size": settings.work_size,
+            "seed": settings.seed}
 
 
 def _unfinished(jobs: Sequence[Job], args: argparse.Namespace) -> list[Job]:

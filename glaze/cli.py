@@ -199,7 +199,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_styles(args: argparse.Namespace) -> int:
-    from glaze.engine.styles import candidate_styles
+    from glaze.daemon.options import candidate_styles
 
     print("\n".join(candidate_styles()))
     return 0

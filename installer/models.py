@@ -40,18 +40,19 @@ def model_choice(choice: str, report: Callable[[str], None] = print) -> str:
 
 def fetch(choice: str, report: Callable[[str], None] = print) -> None:
     """Make `choice` loadable offline: a hub id's pipeline files (diffusers picks exactly
-    what from_pretrained needs) and the LPIPS backbone, into their caches."""
+    what from_pretrained needs), its feature extractors (the SDXL and FLUX.1 VAEs for the
+    default) and the LPIPS backbone, into their caches."""
     location = model_source(choice)
     if location == DEMO or Path(location).is_dir():
         return
     from huggingface_hub import constants
 
-    from glaze.engine.models import fetch_hub, perceptual_model
+    from glaze.engine.models import fetch_bundle, perceptual_model
 
     report(f"models: {location} in {constants.HF_HUB_CACHE} (fetched if missing; resumes if "
            "interrupted)")
     try:
-        fetch_hub(location)
+        fetch_bundle(location)
     except ModelLoadError as error:
         raise ModelFetchError(str(error)) from error
     try:

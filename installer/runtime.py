@@ -18,6 +18,7 @@ from .hostpython import HostPython
 
 CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py",
                   "options.py")
+CLIENT_DATA = ("target_styles.txt",)  # options.STYLES_FILE
 CLIENT_PACKAGE = "glaze_client"
 REQUIREMENTS = ("pyzmq>=25", "msgpack>=1.0", "platformdirs>=4")
 
@@ -72,7 +73,7 @@ def copy_client(into: Path, installation: dict) -> None:
     package = into / CLIENT_PACKAGE
     package.mkdir(parents=True, exist_ok=True)
     source = files("glaze.daemon")
-    for name in CLIENT_MODULES:
+    for name in CLIENT_MODULES + CLIENT_DATA:
         (package / name).write_bytes((source / name).read_bytes())
     (package / INSTALLATION_FILE).write_text(json.dumps(installation, indent=2) + "\n")
 

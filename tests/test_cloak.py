@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import painting
@@ -5,6 +7,7 @@ from conftest import painting
 from glaze.engine import Cancelled, CloakSettings
 from glaze.engine.cloak import cloak
 from glaze.engine.geometry import MAX_SIDE, check_size
+from glaze.engine.models import demo_bundle, load_bundle
 from glaze.engine.pixels import check_pixels
 
 STYLE = "Impressionism painting by Claude Monet"
@@ -22,15 +25,42 @@ def as_unit(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float64) / scale
 
 
-def test_optimizer_moves_features_toward_the_target(bundle):
+def test_each_defended_extractor_moves_toward_its_target(bundle):
     image = painting(96, 128)
     still = cloak(image, bundle, STYLE, CloakSettings(work_size=64, quality=0)).report
     moved = cloak(image, bundle, STYLE, CloakSettings(work_size=64, quality=30)).report
     assert still.relative_shift == 0 and still.incomplete
-    assert moved.feature_distance_before == pytest.approx(still.feature_distance_before)
-    assert moved.feature_distance_after < 0.8 * moved.feature_distance_before
-    assert moved.relative_shift > 0.2
+    assert moved.defended == list(moved.extractors) == ["sd", "sdxl", "flux"]
+    for name, shift in moved.extractors.items():
+        before = still.extractors[name].distance_before
+        assert shift.distance_before == pytest.approx(before), name
+        assert shift.distance_after < 0.85 * shift.distance_before, name
+    assert moved.relative_shift == min(s.relative_shift for s in moved.extractors.values())
+    assert moved.relative_shift > 0.15
     assert moved.steps_run == 30 and moved.protection_note  # demo output says so
+
+
+def test_an_extractor_left_out_of_defend_leaves_the_loss_and_the_report():
+    image = painting(64, 96)
+    settings = CloakSettings(work_size=64, quality=12, defend="sd,sdxl")
+    full, without_flux = demo_bundle(), load_bundle("demo", defend=("sd", "sdxl"))
+    assert "flux" in full.extractors and "flux" not in without_flux.extractors
+    kept = cloak(image, full, STYLE, settings)
+    alone = cloak(image, without_flux, STYLE, settings)
+    # The same pixels whether or not the bundle has a FLUX encoder at all: no term of it.
+    assert np.array_equal(kept.image, alone.image)
+    assert kept.report.defended == ["sd", "sdxl"] and set(kept.report.extractors) == {
+        "sd", "sdxl"}
+    defended = cloak(image, full, STYLE, replace(settings, defend="sd,sdxl,flux")).report
+    assert defended.extractors["flux"].relative_shift > 0.1
+    with pytest.raises(ValueError, match="no 'flux' feature extractor"):
+        cloak(image, without_flux, STYLE, replace(settings, defend="flux"))
+
+
+@pytest.mark.parametrize("defend", ["", "sd,mj", "sdxl,,unknown"])
+def test_defend_refuses_unknown_or_empty_choices(defend):
+    with pytest.raises(ValueError, match="choose one or more of sd, sdxl, flux"):
+        CloakSettings(defend=defend)
 
 
 def test_lpips_penalty_holds_the_perturbation_near_the_budget(bundle):

@@ -59,17 +59,25 @@ def run_checks(setup, names, **overrides):
     return {item["name"]: item for item in json.loads(result.read_text())}, done
 
 
+FLOAT_CHECK = "glaze a float layer, defending against SD and FLUX only"
+
+
 @pytest.mark.parametrize("name", ["the plug-ins import their own copy of the client and pyzmq",
                                   "the procedures take every declared setting with its "
                                   "default and presets",
-                                  "glaze an 8-bit layer", "glaze a float layer",
+                                  "the dialog's checkboxes and target list become the "
+                                  "daemon's settings",
+                                  "glaze an 8-bit layer", FLOAT_CHECK,
                                   "export glazed writes a file and leaves the image alone"])
 def test_in_gimp(setup, name):
     results, done = run_checks(setup, [name])
     assert results[name]["ok"], results[name]["detail"]
     assert done.returncode == 0, done.stderr[-2000:]
+    said = done.stdout + done.stderr
     if name.startswith(("glaze", "export")):  # the daemon's summary reaches the user
-        assert "NO protection" in done.stdout + done.stderr, done.stderr[-2000:]
+        assert "NO protection" in said, done.stderr[-2000:]
+        assert "feature shift SD " in said and "FLUX " in said, said[-2000:]
+        assert ("SDXL" in said) is (name != FLOAT_CHECK), said[-2000:]  # the defended ones
 
 
 def test_the_installer_found_this_version_and_wrote_its_profile(setup):

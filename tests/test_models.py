@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from glaze.engine.models import (
 )
 from glaze.engine.sources import (
     DEFAULT_HUB_ID,
+    EXTRACTOR_SOURCES,
     RETIRED,
     model_source,
     retired_note,
@@ -42,7 +44,14 @@ def test_demo_bundle_round_trips_through_the_real_loading_path(bundle, tmp_path)
     assert loaded.demo and loaded.protection_note == bundle.protection_note
     assert loaded.identity == bundle.identity and loaded.generation == bundle.generation
     images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(loaded.encode(images), bundle.encode(images))
+    assert list(loaded.extractors) == ["sd", "sdxl", "flux"]
+    for name in loaded.extractors:
+        assert torch.equal(loaded.encode(images, name), bundle.encode(images, name)), name
+        assert loaded.extractors[name].identity == bundle.extractors[name].identity
+    assert loaded.encode(images, "flux").shape[1] == 16  # FLUX-shaped: 16 latent channels
+    assert loaded.extractors["flux"].shift == pytest.approx(0.1159)
+    assert loaded.extractors["sdxl"].scaling == pytest.approx(0.13025)
+    assert loaded.extractors["flux"].vae.decoder is None  # encoders only, for the loss
     noisy = (images + 0.05 * torch.randn_like(images)).clamp(0, 1)
     assert torch.equal(loaded.perceptual_distance(images, noisy),
                        bundle.perceptual_distance(images, noisy))
@@ -54,8 +63,10 @@ def test_demo_bundle_round_trips_through_the_real_loading_path(bundle, tmp_path)
 def test_a_diffusers_folder_without_bundle_file_is_a_real_bundle(bundle, tmp_path):
     folder = bundle.save(tmp_path / "plain")
     (folder / BUNDLE_FILE).unlink()
-    loaded = load_bundle(folder)  # the LPIPS weights saved in the folder are used
+    loaded = load_bundle(folder, defend=["sd"])  # the LPIPS weights in the folder are used
     assert not loaded.demo and loaded.protection_note is None
+    assert list(loaded.extractors) == ["sd"] and loaded.extractors["sd"].vae is \
+        loaded.pipeline.vae  # the bundle's own VAE is the SD extractor
 
 
 HUB_SCRIPT = textwrap.dedent("""
@@ -65,19 +76,37 @@ HUB_SCRIPT = textwrap.dedent("""
         started = time.monotonic()
         try:
             bundle = load_bundle(name)
-            print("loaded", name, bundle.name, bundle.demo)
+            print("loaded", name, bundle.name, bundle.demo, " ".join(
+                f"{phi.name}={phi.source}" for phi in bundle.extractors.values()))
         except ModelLoadError as error:
             print("refused", name, f"after {time.monotonic() - started:.1f} s:", error)
 """)
 
 
-def cache_as_hub(bundle, hub: Path, repo_id: str) -> None:
-    """Save `bundle` where the Hugging Face cache keeps a downloaded `repo_id`."""
+def cache_as_hub(model, hub: Path, repo_id: str, subfolder: str | None = None) -> Path:
+    """Save a bundle or a model (into `subfolder`) where the Hugging Face cache keeps a
+    downloaded `repo_id`; the snapshot's folder."""
     snapshot = "0123456789abcdef0123456789abcdef01234567"
     repo = hub / f"models--{repo_id.replace('/', '--')}"
-    bundle.save(repo / "snapshots" / snapshot)
-    (repo / "refs").mkdir()
+    folder = repo / "snapshots" / snapshot
+    if hasattr(model, "save"):
+        model.save(folder)
+    else:
+        model.save_pretrained(folder / (subfolder or ""))
+    (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / "main").write_text(snapshot)
+    return folder
+
+
+def cache_default_models(bundle, hub: Path) -> None:
+    """The demo's models where the default bundle and its extractors' hub ids would be."""
+    folder = cache_as_hub(bundle, hub, DEFAULT_HUB_ID)
+    meta = json.loads((folder / BUNDLE_FILE).read_text())
+    del meta["extractors"]  # extractors from their own hub ids, as for the real default
+    (folder / BUNDLE_FILE).write_text(json.dumps(meta))
+    for name in ("sdxl", "flux"):
+        source = EXTRACTOR_SOURCES[name]
+        cache_as_hub(bundle.extractors[name].vae, hub, source.location, source.subfolder)
 
 
 def load_in_a_child(env: dict, *names: str) -> str:
@@ -99,11 +128,25 @@ def test_hub_id_loads_from_the_huggingface_cache_offline(bundle, tmp_path):
 def test_default_is_a_model_that_exists_and_loads_from_the_cache(bundle, tmp_path):
     assert DEFAULT_HUB_ID == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert model_source("default") == DEFAULT_HUB_ID and DEFAULT_HUB_ID not in RETIRED
-    cache_as_hub(bundle, tmp_path / "hub", DEFAULT_HUB_ID)
+    assert EXTRACTOR_SOURCES["flux"].subfolder == "vae"  # FLUX.1's VAE lives in vae/
+    cache_default_models(bundle, tmp_path / "hub")
     # Not offline: a complete copy in the cache is used without asking the network.
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_ENDPOINT=DEAD_ENDPOINT)
     env.pop("HF_HUB_OFFLINE", None)
-    assert "loaded default demo-seed0 True" in load_in_a_child(env, "default")
+    said = load_in_a_child(env, "default")
+    assert "loaded default demo-seed0 True" in said
+    assert "sdxl=madebyollin/sdxl-vae-fp16-fix flux=black-forest-labs/FLUX.1-schnell (vae/)" \
+        in said  # each from its own hub id (and subfolder), out of the cache
+
+
+def test_a_missing_extractor_says_how_to_fetch_it_or_leave_it_out(bundle, tmp_path):
+    cache_default_models(bundle, tmp_path / "hub")
+    flux = EXTRACTOR_SOURCES["flux"].location
+    shutil.rmtree(tmp_path / "hub" / f"models--{flux.replace('/', '--')}")
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    said = load_in_a_child(env, "default")
+    assert "refused default" in said and "FLUX.1, Chroma feature extractor" in said
+    assert "glaze install --models default" in said and "--defend sd,sdxl" in said
 
 
 def test_an_unreachable_hub_fails_at_once_and_says_what_to_do(tmp_path):

@@ -26,7 +26,8 @@ def submit_and_cancel(client: Client, settings: dict) -> None:
 
 def test_the_welcome_and_status_carry_the_presets(daemon, client, monkeypatch):
     expected = {"intensity": {"low": 0.025, "default": 0.05, "high": 0.075},
-                "quality": {"faster": 150, "default": 500, "slower": 1000}}
+                "quality": {"faster": 150, "default": 500, "slower": 1000},
+                "defend": ["sd", "sdxl", "flux"]}  # the demo bundle has all three
     assert client.welcome["options"] == expected
     assert client.status()["options"] == expected
     # what the dialogs ask for: the running daemon's presets, without starting one
@@ -118,6 +119,29 @@ def test_presets_of_prefers_a_usable_daemon_table():
     for unusable in ({"intensity": {}}, {"intensity": {"low": "0.025"}},
                      {"intensity": {"low": True}}, {"intensity": [0.025]}, {}):
         assert options.presets_of(intensity, unusable) == dict(intensity.presets)
+
+
+def test_defend_is_read_as_a_set_of_declared_choices(client):
+    defend = options.DEFEND
+    assert defend.selection(" FLUX, sd ") == ("sd", "flux")  # declared order, any case
+    assert defend.selection(["sdxl"]) == ("sdxl",)
+    for bad in ("", ",", "sd,midjourney"):
+        with pytest.raises(ValueError, match="defend against"):
+            defend.selection(bad)
+    assert "sdxl (SDXL, Illustrious, Pony)" in defend.describe()
+    with pytest.raises(RequestRejected) as raised:
+        submit_and_cancel(client, {"defend": "sd,midjourney"})
+    assert raised.value.code == "bad-settings" and "midjourney" in str(raised.value)
+    submit_and_cancel(client, {"defend": "flux"})
+
+
+def test_choices_of_shows_the_declared_choices_the_daemon_serves():
+    defend = options.DEFEND
+    assert options.choices_of(defend) == dict(defend.choices)
+    assert options.choices_of(defend, {"defend": ["flux", "sd"]}) == {
+        "sd": defend.choices["sd"], "flux": defend.choices["flux"]}
+    for unusable in ({"defend": ["midjourney"]}, {"defend": "sd"}, {"defend": []}, {}):
+        assert options.choices_of(defend, unusable) == dict(defend.choices)
 
 
 def test_wire_settings_strip_text_and_leave_out_empty_values():

@@ -24,9 +24,11 @@ def artwork(tmp_path) -> Path:
 
 @pytest.fixture
 def real_looking_bundle(bundle, tmp_path) -> Path:
-    """A plain diffusers folder (no demo label): what real weights look like to the CLI."""
+    """A folder without the demo label: what real weights look like to the CLI (its bundle
+    file names its own extractors: no hub id is reachable here)."""
     folder = bundle.save(tmp_path / "plain")
-    (folder / BUNDLE_FILE).unlink()
+    meta = json.loads((folder / BUNDLE_FILE).read_text())
+    (folder / BUNDLE_FILE).write_text(json.dumps({**meta, "demo": False, "name": "plain"}))
     return folder
 
 
@@ -51,7 +53,8 @@ def test_a_rerun_as_asked_skips_and_any_change_redoes(artwork, capsys):
     capsys.readouterr()
     assert main(["cloak", str(artwork), *FAST]) == 0
     assert "made as asked" in capsys.readouterr().out and file_sha256(output) == first
-    for change in (["--seed", "3"], ["--intensity", "low"], ["--target", "Cubism by Gris"]):
+    for change in (["--seed", "3"], ["--intensity", "low"], ["--defend", "sd,flux"],
+                   ["--target", "Cubism by Gris"]):
         assert main(["cloak", str(artwork), *FAST, *change]) == 0
         assert "replacing" in capsys.readouterr().out
     Image.fromarray(painting(48, 64, seed=5)).save(artwork)  # the source was repainted

@@ -4,6 +4,7 @@ from conftest import painting
 
 from glaze.engine import target
 from glaze.engine.profiles import ProfileStore, resolve_target
+from glaze.engine.progress import Progress
 from glaze.engine.target import (
     CentroidCache,
     artist_centroid,
@@ -16,9 +17,12 @@ from glaze.engine.target import (
 STYLES = candidate_styles()[:8]
 
 
-def line_of_centroids(count: int = 100) -> dict[str, np.ndarray]:
+ORIGIN = {"sd": np.zeros(2)}
+
+
+def line_of_centroids(count: int = 100) -> dict[str, dict[str, np.ndarray]]:
     """Candidates at distances 1..count from the origin, named by their distance."""
-    return {f"style {d:03d}": np.array([float(d), 0.0]) for d in range(1, count + 1)}
+    return {f"style {d:03d}": {"sd": np.array([float(d), 0.0])} for d in range(1, count + 1)}
 
 
 def test_shipped_candidates():
@@ -28,18 +32,35 @@ def test_shipped_candidates():
 
 
 def test_band_is_the_50th_to_75th_percentile_of_distance():
-    band = percentile_band(np.zeros(2), line_of_centroids())
+    band = percentile_band(ORIGIN, line_of_centroids())
     # numpy's percentiles of 1..100 are 50.5 and 75.25
     assert band == [f"style {d:03d}" for d in range(51, 76)]
 
 
+def test_every_extractor_counts_alike_whatever_its_scale():
+    # SD sees the styles at distances d = 1..100; FLUX at 1000 * e, e a permutation of d.
+    centroids = line_of_centroids()
+    order = np.random.default_rng(0).permutation(np.arange(1, 101))
+    for (_, seen), e in zip(sorted(centroids.items()), order, strict=True):
+        seen["flux"] = np.array([0.0, 1000.0 * e])
+    artist = {"sd": np.zeros(2), "flux": np.zeros(2)}
+    band = percentile_band(artist, centroids)
+    # Each divided by its median (50.5 and 50500): the band of d + e, not of FLUX alone.
+    combined = {name: centroids[name]["sd"][0] + centroids[name]["flux"][1] / 1000
+                for name in centroids}
+    low, high = np.percentile(list(combined.values()), [50, 75])
+    assert band == sorted(name for name, d in combined.items() if low <= d <= high)
+    flux_alone = percentile_band({"flux": np.zeros(2)}, centroids)
+    assert len(set(band) ^ set(flux_alone)) > 10
+
+
 def test_pick_is_in_the_band_and_reproducible():
     centroids = line_of_centroids()
-    band = set(percentile_band(np.zeros(2), centroids))
-    picks = [pick_target(np.zeros(2), centroids, seed) for seed in range(20)]
+    band = set(percentile_band(ORIGIN, centroids))
+    picks = [pick_target(ORIGIN, centroids, seed) for seed in range(20)]
     assert set(picks) <= band
     assert len(set(picks)) > 5  # the seed matters
-    assert picks == [pick_target(np.zeros(2), centroids, seed) for seed in range(20)]
+    assert picks == [pick_target(ORIGIN, centroids, seed) for seed in range(20)]
 
 
 def test_centroids_are_cached_per_bundle(bundle, monkeypatch):
@@ -51,13 +72,20 @@ def test_centroids_are_cached_per_bundle(bundle, monkeypatch):
         return real_generate(*args, **kwargs)
 
     monkeypatch.setattr(target, "generate", counting_generate)
-    first = candidate_centroids(bundle, STYLES)
+    messages = []
+    first = candidate_centroids(bundle, STYLES, progress=Progress(
+        lambda fraction, message: messages.append(message)))
     assert calls == STYLES
+    counts = [m for m in messages if m.startswith("target-style centroids")]
+    assert len(counts) == len(STYLES) and "left" not in counts[-1]
+    assert all(", about " in m and " left" in m for m in counts[:-1])  # the time left
     again = candidate_centroids(bundle, STYLES, CentroidCache(bundle))  # read from disk
     assert calls == STYLES  # nothing generated again
     for style in STYLES:
-        assert np.allclose(first[style], again[style])
-    assert len({tuple(np.round(c, 6)) for c in first.values()}) == len(STYLES)
+        assert set(first[style]) == {"sd", "sdxl", "flux"}  # every extractor's space
+        for name, centroid in first[style].items():
+            assert np.allclose(centroid, again[style][name])
+    assert len({tuple(np.round(c["flux"], 6)) for c in first.values()}) == len(STYLES)
 
 
 def test_new_profile_picks_from_the_band_and_keeps_its_pick(bundle, monkeypatch):

@@ -148,9 +148,9 @@ def noisy_upscale(image: np.ndarray, sigma: float,
 def reconstruct(bundle: ModelBundle, images: torch.Tensor) -> torch.Tensor:
     """D(E(x)) with the bundle's VAE, N x 3 x H x W in [0, 1] (differentiable)."""
     vae = bundle.pipeline.vae
-    latent = bundle.encode(images)
     with bundle.compute():
-        decoded = vae.decode(latent.to(vae.dtype)).sample
+        latent = vae.encode((images.to(bundle.device) * 2 - 1).to(vae.dtype)).latent_dist.mean
+        decoded = vae.decode(latent).sample
     return (decoded.float() + 1) / 2
 
 

@@ -103,13 +103,34 @@ class GlazePlugIn(Gimp.PlugIn):
         return success(procedure)
 
 
+def choice_argument(setting, name: str) -> str:
+    """The boolean argument of one choice of a several-choice setting ("defend-sdxl")."""
+    return f"{setting.argument}-{name}"
+
+
+def list_argument(setting) -> str:
+    """The argument that lists a text setting's suggestions ("target-list")."""
+    return f"{setting.argument}-list"
+
+
+AUTOMATIC = "auto"  # the list's entry that leaves the text setting empty
+
+
 def add_settings_arguments(procedure, offered: dict | None = None) -> None:
     """One argument per declared setting: presets and text as strings (a preset name or a
-    number, so scripts can pass either), whole numbers as ints within their range."""
+    number, so scripts can pass either), whole numbers as ints within their range; a
+    several-choice setting as one boolean (a checkbox) per choice; a text setting with
+    suggestions also as a list to choose from."""
     flags = GObject.ParamFlags.READWRITE
     for setting in SETTINGS:
         blurb = setting.describe(options.presets_of(setting, offered))
-        if setting.kind is int and not setting.presets:
+        if setting.choices:
+            chosen = setting.selection(setting.default)
+            for name, label in options.choices_of(setting, offered).items():
+                procedure.add_boolean_argument(
+                    choice_argument(setting, name), label,
+                    f"{setting.label}: {label} ({setting.help})", name in chosen, flags)
+        elif setting.kind is int and not setting.presets:
             low, high = INT_RANGE
             procedure.add_int_argument(
                 setting.argument, setting.label, blurb,
@@ -117,16 +138,53 @@ def add_settings_arguments(procedure, offered: dict | None = None) -> None:
                 int(setting.maximum if setting.maximum is not None else high),
                 setting.default, flags)
         else:
+            if setting.suggestions:
+                add_list_argument(procedure, setting)
+            label = f"Or your own {setting.label.lower()}" if setting.suggestions \
+                else setting.label
             if setting.placeholder:
                 blurb += f" (empty: {setting.placeholder})"
-            procedure.add_string_argument(setting.argument, setting.label, blurb,
+            procedure.add_string_argument(setting.argument, label, blurb,
                                           setting.text_default(), flags)
+
+
+def add_list_argument(procedure, setting) -> None:
+    """A text setting's suggestions as a choice list, headed by the automatic choice."""
+    choice = Gimp.Choice.new()
+    choice.add(AUTOMATIC, 0, setting.placeholder.capitalize(), "")
+    for index, value in enumerate(setting.suggestions(), start=1):
+        choice.add(value, index, value, "")
+    procedure.add_choice_argument(
+        list_argument(setting), setting.label, f"{setting.label}: {setting.placeholder}, "
+        f"or one of the list (your own below takes precedence)", choice, AUTOMATIC,
+        GObject.ParamFlags.READWRITE)
 
 
 def settings_from_config(config) -> dict:
     """The daemon's settings from the procedure's arguments (empty text is left out)."""
-    return options.wire_settings({setting.name: config.get_property(setting.argument)
-                                  for setting in SETTINGS})
+    values = {}
+    for setting in SETTINGS:
+        if setting.choices:
+            names = [name for name in setting.choices
+                     if _property(config, choice_argument(setting, name))]
+            if not names:
+                raise GlazeFailed(f"Glaze: check at least one box under \u201c{setting.label}"
+                                  "\u201d", Gimp.PDBStatusType.CALLING_ERROR)
+            values[setting.name] = ",".join(names)
+            continue
+        value = config.get_property(setting.argument)
+        if setting.suggestions and not (value or "").strip():
+            listed = _property(config, list_argument(setting))
+            value = "" if listed in (None, AUTOMATIC) else listed
+        values[setting.name] = value
+    return options.wire_settings(values)
+
+
+def _property(config, name: str):
+    """An argument's value, None when this procedure lacks it (a choice the daemon does
+    not offer was not declared)."""
+    spec = config.find_property(name)
+    return config.get_property(name) if spec is not None else None
 
 
 def sample_type(image) -> str:
@@ -155,9 +213,10 @@ def glazed_pixels(drawable, image, config) -> tuple[bytes, str]:
     """The drawable's pixels cloaked by the daemon with the procedure's settings, and the
     sample type they are in (the image's depth decides it). The daemon's summary (with its
     "no protection" or "incomplete" warnings) is shown to the user."""
+    settings = settings_from_config(config)
     sample = sample_type(image)
     pixels, width, height = read_pixels(drawable, sample)
-    glazed, result = cloak(pixels, width, height, sample, settings_from_config(config))
+    glazed, result = cloak(pixels, width, height, sample, settings)
     Gimp.message(describe(result))
     return glazed, sample
 

@@ -6,7 +6,18 @@ from __future__ import annotations
 from krita import Krita
 
 from .client import options
-from .qt import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QSpinBox
+from .qt import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 GROUP = "glaze"
 INT_RANGE = (-2**31, 2**31 - 1)  # a QSpinBox holds a C int
@@ -24,6 +35,11 @@ def _from_text(setting, text) -> object:
     """A value as Krita stores it (text) back to the setting's type; one that does not fit
     gives the default, so an old or hand-edited kritarc cannot break the dialog."""
     text = (text or "").strip()
+    if setting.choices:
+        try:
+            return ",".join(setting.selection(text))
+        except ValueError:
+            return setting.text_default()
     if setting.kind is int and not setting.presets:
         try:
             number = int(text)
@@ -52,9 +68,30 @@ def _is_number(text: str) -> bool:
     return True
 
 
+class ChoiceGroup(QWidget):
+    """A several-choice setting: one checkbox per choice; its value is the checked names,
+    comma-separated, as the daemon reads them."""
+
+    def __init__(self, setting, current: str, choices: dict) -> None:
+        super().__init__()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        chosen = set(current.split(",")) & set(choices) or set(choices)
+        self.boxes = {}
+        for name, label in choices.items():
+            box = QCheckBox(label)
+            box.setChecked(name in chosen)
+            layout.addWidget(box)
+            self.boxes[name] = box
+
+    def value(self) -> str:
+        return ",".join(name for name, box in self.boxes.items() if box.isChecked())
+
+
 class GlazeDialog(QDialog):
-    """`offered`: the presets the running daemon advertises (client.offered_options());
-    the combo boxes list those when it gives them, else the declared ones."""
+    """`offered`: the presets and choices the running daemon advertises
+    (client.offered_options()); the dialog lists those when it gives them, else the declared
+    ones. OK needs at least one checked box in each checkbox group."""
 
     def __init__(self, title: str, export: bool = False, offered: dict | None = None,
                  parent=None) -> None:
@@ -66,7 +103,11 @@ class GlazeDialog(QDialog):
         shown = options.SETTINGS + (options.EXPORT_SETTINGS if export else ())
         for setting in shown:
             presets = options.presets_of(setting, offered)
-            widget = self._widget(setting, self.remembered[setting.name], presets)
+            current = self.remembered[setting.name]
+            if setting.choices:
+                widget = ChoiceGroup(setting, str(current), options.choices_of(setting, offered))
+            else:
+                widget = self._widget(setting, current, presets)
             widget.setToolTip(setting.describe(presets))
             form.addRow(setting.label, widget)
             self.fields[setting.name] = widget
@@ -79,6 +120,15 @@ class GlazeDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        for widget in self.fields.values():
+            for box in getattr(widget, "boxes", {}).values():
+                box.toggled.connect(self._allow_ok)
+        self._allow_ok()
+
+    def _allow_ok(self, *_) -> None:
+        self.ok.setEnabled(all(widget.value() for widget in self.fields.values()
+                               if isinstance(widget, ChoiceGroup)))
 
     @staticmethod
     def _widget(setting, current, presets: dict):
@@ -92,9 +142,23 @@ class GlazeDialog(QDialog):
             spin.setSingleStep(setting.multiple_of or 1)
             spin.setValue(int(current))
             return spin
+        if setting.suggestions:
+            return GlazeDialog._suggesting(setting, str(current))
         line = QLineEdit(str(current))
         line.setPlaceholderText(setting.placeholder)
         return line
+
+    @staticmethod
+    def _suggesting(setting, current: str) -> QComboBox:
+        """A text field with a list of suggestions (the candidate target styles); its
+        first, empty entry stands for the placeholder (chosen automatically)."""
+        combo = QComboBox()
+        combo.setEditable(True)
+        combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        combo.addItems(["", *setting.suggestions()])
+        combo.lineEdit().setPlaceholderText(setting.placeholder)
+        combo.setCurrentText(current)
+        return combo
 
     @staticmethod
     def _combo(setting, current: str, presets: dict) -> QComboBox:
@@ -114,7 +178,11 @@ class GlazeDialog(QDialog):
         """Every setting's value: the shown widgets', the remembered ones for the rest."""
         values = dict(self.remembered)
         for name, widget in self.fields.items():
-            if isinstance(widget, QComboBox):
+            if isinstance(widget, ChoiceGroup):
+                values[name] = widget.value()
+            elif isinstance(widget, QComboBox) and widget.isEditable():
+                values[name] = widget.currentText().strip()
+            elif isinstance(widget, QComboBox):
                 values[name] = widget.currentData()
             elif isinstance(widget, QSpinBox):
                 values[name] = widget.value()

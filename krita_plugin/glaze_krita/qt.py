@@ -41,8 +41,9 @@ QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLabel, QLineEdi
     QtWidgets.QFormLayout, QtWidgets.QLabel, QtWidgets.QLineEdit)
 QMessageBox, QProgressDialog, QSpinBox = (QtWidgets.QMessageBox, QtWidgets.QProgressDialog,
                                           QtWidgets.QSpinBox)
+QCheckBox, QVBoxLayout, QWidget = QtWidgets.QCheckBox, QtWidgets.QVBoxLayout, QtWidgets.QWidget
 
-__all__ = ["QT_MAJOR", "QComboBox", "QDialog", "QDialogButtonBox", "QFileDialog", "QFormLayout",
-           "QLabel", "QLineEdit", "QMessageBox", "QObject", "QProgressDialog", "QSpinBox",
-           "QThread", "QTimer", "QtCore", "QtGui", "QtWidgets", "UnsupportedKrita",
-           "pyqtSignal"]
+__all__ = ["QT_MAJOR", "QCheckBox", "QComboBox", "QDialog", "QDialogButtonBox", "QFileDialog",
+           "QFormLayout", "QLabel", "QLineEdit", "QMessageBox", "QObject", "QProgressDialog",
+           "QSpinBox", "QThread", "QTimer", "QVBoxLayout", "QWidget", "QtCore", "QtGui",
+           "QtWidgets", "UnsupportedKrita", "pyqtSignal"]

@@ -85,10 +85,10 @@ def run(procedure_name, image, drawables, **arguments):
     return status, (str(error) if error is not None else "")
 
 
-def glaze_checks(kind):
+def glaze_checks(kind, **arguments):
     image, source = new_image(kind)
     before = pixels(source, kind)
-    status, error = run("plug-in-glaze", image, [source])
+    status, error = run("plug-in-glaze", image, [source], **arguments)
     assert status == Gimp.PDBStatusType.SUCCESS, (status, error)
     layers = image.get_layers()
     assert [layer.get_name() for layer in layers] == ["art (glazed)", "art"], layers
@@ -124,14 +124,19 @@ def declared_arguments():
     import sys
 
     sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
-    importlib.import_module("glaze_gimp")  # puts its vendor folder first, as the plug-ins do
-    from glaze_client import options
+    gimp = importlib.import_module("glaze_gimp")  # puts its vendor folder first, as the
+    from glaze_client import options  # plug-ins do
 
     for name in ("plug-in-glaze", "plug-in-glaze-export"):
         procedure = Gimp.get_pdb().lookup_procedure(name)
         assert procedure is not None, f"{name} is not installed"
         config = procedure.create_config()
         for setting in options.SETTINGS:
+            if setting.choices:  # one checkbox a choice, the default ones checked
+                for choice in setting.choices:
+                    checked = config.get_property(gimp.choice_argument(setting, choice))
+                    assert checked is (choice in setting.selection(setting.default)), choice
+                continue
             plain = setting.kind is int and not setting.presets
             value = config.get_property(setting.argument)
             if value is None and not plain:  # GIMP gives an empty string argument as None
@@ -142,6 +147,41 @@ def declared_arguments():
             for preset, number in setting.presets.items():  # the daemon offers the declared
                 listed = setting.preset_format.format(name=preset, value=number)
                 assert listed in blurb, (name, setting.argument, blurb)
+        # The target list: the automatic choice first, then every candidate style.
+        listed = procedure.find_argument(gimp.list_argument(options.TARGET))
+        nicks = listed.get_choice().list_nicks()
+        assert nicks == [gimp.AUTOMATIC, *options.candidate_styles()], nicks[:3]
+        assert config.get_property(gimp.list_argument(options.TARGET)) == gimp.AUTOMATIC
+
+
+@check("the dialog's checkboxes and target list become the daemon's settings")
+def settings_from_arguments():
+    import importlib
+    import sys
+
+    sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
+    gimp = importlib.import_module("glaze_gimp")
+    from glaze_client import options
+
+    config = Gimp.get_pdb().lookup_procedure("plug-in-glaze").create_config()
+    assert gimp.settings_from_config(config)["defend"] == "sd,sdxl,flux"
+    assert "target" not in gimp.settings_from_config(config)  # chosen for the profile
+    config.set_property(gimp.choice_argument(options.DEFEND, "sdxl"), False)
+    style = options.candidate_styles()[7]
+    config.set_property(gimp.list_argument(options.TARGET), style)
+    settings = gimp.settings_from_config(config)
+    assert settings["defend"] == "sd,flux" and settings["target"] == style, settings
+    config.set_property("target", "Cubism painting by someone of my own")
+    assert gimp.settings_from_config(config)["target"] == "Cubism painting by someone of " \
+        "my own"  # the own text takes precedence over the list
+    for choice in options.DEFEND.choices:
+        config.set_property(gimp.choice_argument(options.DEFEND, choice), False)
+    try:
+        gimp.settings_from_config(config)
+    except gimp.GlazeFailed as error:
+        assert "Defend against" in str(error), error
+    else:
+        raise AssertionError("nothing to defend against was accepted")
 
 
 @check("glaze an 8-bit layer")
@@ -149,9 +189,9 @@ def glaze_u8():
     glaze_checks("u8")
 
 
-@check("glaze a float layer")
+@check("glaze a float layer, defending against SD and FLUX only")
 def glaze_float():
-    glaze_checks("float")
+    glaze_checks("float", **{"defend-sdxl": False})
 
 
 @check("export glazed writes a file and leaves the image alone")

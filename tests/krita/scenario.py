@@ -298,7 +298,29 @@ def dialog_from_declarations():
     assert presets(dialog, "quality") == list(options.QUALITY.presets)
     assert options.wire_settings(values) == {
         s.name: s.default for s in options.SETTINGS if s.default is not None}
+    # Defend against: one checkbox per model family, all checked; OK needs one at least.
+    boxes = dialog.fields["defend"].boxes
+    assert list(boxes) == ["sd", "sdxl", "flux"] and all(b.isChecked() for b in boxes.values())
+    assert [b.text() for b in boxes.values()] == list(options.DEFEND.choices.values())
+    boxes["sdxl"].setChecked(False)
+    assert dialog.values()["defend"] == "sd,flux" and dialog.ok.isEnabled()
+    boxes["sd"].setChecked(False)
+    boxes["flux"].setChecked(False)
+    assert not dialog.ok.isEnabled()  # nothing to defend against: no OK
+    # Target style: a text field that lists the candidate styles.
+    target = dialog.fields["target"]
+    listed = [target.itemText(i) for i in range(target.count())]
+    assert listed == ["", *options.candidate_styles()] and len(listed) > 100, listed[:3]
+    assert target.lineEdit().placeholderText() == options.TARGET.placeholder
+    target.setCurrentIndex(5)
+    assert dialog.values()["target"] == listed[5]
+    target.setEditText("Cubism painting by someone of my own")
+    assert dialog.values()["target"] == "Cubism painting by someone of my own"
     dialog.deleteLater()
+    only_sd = GlazeDialog("Glaze", offered={"defend": ["sd"]})  # a daemon with SD's alone
+    assert list(only_sd.fields["defend"].boxes) == ["sd"]
+    assert only_sd.values()["defend"] == "sd"
+    only_sd.deleteLater()
     # a newer daemon's extra preset is listed; an unusable table falls back to the declared
     newer = GlazeDialog("Glaze", offered={"intensity": {"gentle": 0.01, "default": 0.05},
                                           "quality": "not a table"})
@@ -384,11 +406,16 @@ def action():
     app.writeSetting("glaze", "quality", str(FAST["quality"]))  # a few steps, as a script sets
     app.writeSetting("glaze", "work_size", str(FAST["work_size"]))
     app.writeSetting("glaze", "target", FAST["target"])
+    app.writeSetting("glaze", "defend", "flux,sd")
     seen = {"dialogs": [], "messages": [], "files": []}
     trigger("glaze_layer", seen)
+    app.writeSetting("glaze", "defend", "")
     names = [n.name() for n in doc.rootNode().childNodes()]
     assert seen["dialogs"] and seen["dialogs"][0]["quality"] == str(FAST["quality"]), seen
+    assert seen["dialogs"][0]["defend"] == "sd,flux", seen
     assert seen["messages"] and "NO protection" in seen["messages"][0], seen
+    message = seen["messages"][0]  # each defended family's shift, and only theirs
+    assert "SD " in message and "FLUX " in message and "SDXL" not in message, message
     assert names[-2:] == ["art", "art (glazed)"], names
     doc.setModified(False)  # close without a "save changes?" question
     doc.close()
