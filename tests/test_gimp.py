@@ -59,7 +59,7 @@ def run_checks(setup, names, **overrides):
     return {item["name"]: item for item in json.loads(result.read_text())}, done
 
 
-FLOAT_CHECK = "glaze a float layer, defending against SD and FLUX only"
+FLOAT_CHECK = "glaze a float layer against SD and FLUX only"
 
 
 @pytest.mark.parametrize("name", ["the plug-ins import their own copy of the client and pyzmq",

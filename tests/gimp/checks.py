@@ -149,7 +149,7 @@ def declared_arguments():
                 assert listed in blurb, (name, setting.argument, blurb)
         # The target list: the automatic choice first, then every candidate style.
         listed = procedure.find_argument(gimp.list_argument(options.TARGET))
-        nicks = listed.get_choice().list_nicks()
+        nicks = Gimp.param_spec_choice_get_choice(listed).list_nicks()
         assert nicks == [gimp.AUTOMATIC, *options.candidate_styles()], nicks[:3]
         assert config.get_property(gimp.list_argument(options.TARGET)) == gimp.AUTOMATIC
 
@@ -189,7 +189,7 @@ def glaze_u8():
     glaze_checks("u8")
 
 
-@check("glaze a float layer, defending against SD and FLUX only")
+@check("glaze a float layer against SD and FLUX only")
 def glaze_float():
     glaze_checks("float", **{"defend-sdxl": False})
 
