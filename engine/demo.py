@@ -10,11 +10,18 @@ import torch
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
+    EulerDiscreteScheduler,
     StableDiffusionImg2ImgPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
 from tokenizers import pre_tokenizers
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+)
 
 START, END = "<|startoftext|>", "<|endoftext|>"
 
@@ -49,16 +56,20 @@ def demo_extractors(seed: int = 0) -> dict[str, AutoencoderKL]:
     return {"sdxl": sdxl, "flux": flux}
 
 
+def demo_text_config(tokenizer: CLIPTokenizer) -> CLIPTextConfig:
+    """A tiny CLIP text encoder's configuration (32 wide, 2 layers)."""
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+
+
 def demo_pipeline(seed: int = 0) -> StableDiffusionImg2ImgPipeline:
     """An img2img pipeline of tiny random models, the same for the same seed."""
     torch.manual_seed(seed)
     tokenizer = demo_tokenizer()
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    ))
+    text_encoder = CLIPTextModel(demo_text_config(tokenizer))
     vae = demo_vae(4)
     unet = UNet2DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
@@ -75,3 +86,31 @@ def demo_pipeline(seed: int = 0) -> StableDiffusionImg2ImgPipeline:
         scheduler=scheduler, safety_checker=None, feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def demo_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
+    """A text-to-image SDXL pipeline of tiny random models (two text encoders, a UNet
+    conditioned on pooled text and size/crop ids) whose VAE is the demo's SDXL-shaped
+    extractor: a demo SDXL mimic trains on the latents the demo cloak defends."""
+    vae = demo_extractors(seed)["sdxl"]
+    torch.manual_seed(seed + 2)
+    tokenizer = demo_tokenizer()
+    text_encoder = CLIPTextModel(demo_text_config(tokenizer))
+    text_encoder_2 = CLIPTextModelWithProjection(demo_text_config(tokenizer))
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), norm_num_groups=8, attention_head_dim=(2, 4),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), use_linear_projection=True,
+        transformer_layers_per_block=(1, 2), cross_attention_dim=64,  # both encoders' width
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # six size/crop ids + pooled text
+    )
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012,
+                                       beta_schedule="scaled_linear", steps_offset=1,
+                                       timestep_spacing="leading")
+    for model in (text_encoder, text_encoder_2, unet):
+        model.eval()
+    return StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=demo_tokenizer(), unet=unet, scheduler=scheduler)

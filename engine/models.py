@@ -110,7 +110,7 @@ class Extractor:
     def identity(self) -> str:
         """A key for caches made with this extractor, beside its bundle's identity: its name
         and architecture (where it was loaded from is the bundle's choice)."""
-        text = json.dumps([self.name, _config_dict(self.vae)], sort_keys=True, default=str)
+        text = json.dumps([self.name, config_dict(self.vae)], sort_keys=True, default=str)
         return f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
@@ -171,7 +171,7 @@ class ModelBundle:
     @cached_property
     def identity(self) -> str:
         """A key for caches made with this bundle's models."""
-        configs = {key: _config_dict(getattr(self.pipeline, key))
+        configs = {key: config_dict(getattr(self.pipeline, key))
                    for key in ("vae", "unet", "text_encoder")}
         text = json.dumps([self.name, configs], sort_keys=True, default=str)
         slug = "".join(c if c.isalnum() else "-" for c in self.name)[-40:]
@@ -231,10 +231,10 @@ class ModelBundle:
         return folder
 
 
-def _config_dict(model: torch.nn.Module) -> dict:
+def config_dict(model: torch.nn.Module) -> dict:
+    """A model's architecture, without what changes with where and how it was saved."""
     config = model.config
     items = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    # Keep the architecture; drop bookkeeping that changes with where and how it was saved.
     return {key: value for key, value in items.items()
             if not key.startswith("_") and key not in ("transformers_version", "dtype",
                                                         "torch_dtype")}
@@ -332,7 +332,7 @@ def _hub_problem(location: str, bundle: str | None = None) -> str | None:
     return None
 
 
-def _cached_or_fetched(location: str, load: Callable[..., T], bundle: str | None = None) -> T:
+def cached_or_fetched(location: str, load: Callable[..., T], bundle: str | None = None) -> T:
     """`load(local_files_only=...)` from the Hugging Face cache, else from the hub once it is
     known to be reachable; a ModelLoadError that says what to do when neither works."""
     try:  # a complete copy in the cache needs no network at all
@@ -359,7 +359,7 @@ def fetch_hub(location: str) -> Path:
                 with contextlib.suppress(EntryNotFoundError):
                     hf_hub_download(location, name)
         return folder
-    return _cached_or_fetched(location, load)
+    return cached_or_fetched(location, load)
 
 
 def load_extractor(name: str, source: ExtractorSource, bundle_location: str,
@@ -374,7 +374,7 @@ def load_extractor(name: str, source: ExtractorSource, bundle_location: str,
                                              local_files_only=local_files_only)
     try:
         vae = (load(True) if Path(location).is_dir()
-               else _cached_or_fetched(location, load, bundle_location))
+               else cached_or_fetched(location, load, bundle_location))
     except (ModelLoadError, OSError, ValueError) as error:
         others = ",".join(other for other in DEFEND.choices if other != name)
         fetch = "" if isinstance(error, ModelLoadError) else \

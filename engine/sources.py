@@ -57,6 +57,12 @@ EXTRACTOR_SOURCES = {
 }
 
 
+# The models `glaze eval --mimic` fine-tunes: sd is the bundle's own pipeline (Omega's),
+# sdxl the SDXL base model that SDXL-family LoRAs are trained on.
+MIMIC_SOURCES = {"sd": OWN, "sdxl": "stabilityai/stable-diffusion-xl-base-1.0"}
+MIMIC_RESOLUTIONS = {"sd": 512, "sdxl": 1024}  # each family's own training size
+
+
 class ModelLoadError(RuntimeError):
     """A model bundle could not be loaded; the message says what to do."""
 

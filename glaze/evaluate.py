@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from glaze.engine.sources import MIMIC_RESOLUTIONS, MIMIC_SOURCES  # no torch there
+
 # Real weights take the library's defaults (MimicSettings, EvalConfig); the demo bundle's
 # tiny models work at 64 px and few steps; --quick shortens either.
 DEMO = dict(resolution=64, steps=40, sample_steps=4, guidance=2.0, cloak_steps=20,
@@ -39,6 +41,7 @@ def _default(name: str, library: object) -> str:
 EXAMPLES = """examples:
   glaze eval ~/glaze-demo/artist --demo-artist -o ~/glaze-demo/results
   glaze eval ARTIST_DIR -o results --model default --quick
+  glaze eval ARTIST_DIR -o results --model default --mimic sdxl
   glaze eval ARTIST_DIR -o results --model default --conditions unprotected glaze \\
       --countermeasures jpeg:90,75 impress"""
 
@@ -63,6 +66,12 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     models.add_argument("--model", default="demo",
                         help="text-to-image bundle: demo (tiny, NO meaning), default, a folder "
                              "or a hub id")
+    models.add_argument("--mimic", choices=tuple(MIMIC_SOURCES), default="sd",
+                        help="the model family the mimic fine-tunes: sd (the bundle's own "
+                             "Stable Diffusion) or sdxl (an SDXL base model, at 1024 px)")
+    models.add_argument("--mimic-model",
+                        help=f"the SDXL model for --mimic sdxl, a folder or a hub id (default: "
+                             f"{MIMIC_SOURCES['sdxl']}; demo with --model demo)")
     models.add_argument("--clip", help="CLIP folder or hub id (default: "
                                        "openai/clip-vit-large-patch14; demo with --model "
                                        "demo)")
@@ -99,7 +108,8 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     mimic.add_argument("--lr", type=float, default=1e-4, help="LoRA learning rate")
     mimic.add_argument("--batch", type=int, default=1, help="fine-tune batch size")
     mimic.add_argument("--resolution", type=int,
-                       help=f"training size in pixels {_default('resolution', 512)}")
+                       help="training size in pixels "
+                            f"{_default('resolution', '512 for sd, 1024 for sdxl')}")
     mimic.add_argument("--images-per-caption", type=int,
                        help="images generated per held-out caption and seed "
                             f"{_default('images_per_caption', 4)}")
@@ -174,8 +184,8 @@ def library_countermeasures() -> list[str]:
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the defaults that depend on the model family and on --quick."""
     demo = args.model == "demo"
-    defaults = {**library_defaults(), **(DEMO if demo else {}),
-                **(QUICK if args.quick else {})}
+    defaults = {**library_defaults(), "resolution": MIMIC_RESOLUTIONS[args.mimic],
+                **(DEMO if demo else {}), **(QUICK if args.quick else {})}
     if args.quick:
         defaults.update(budgets=[args.budget], seeds=defaults["seeds"][:1])
     if demo:
@@ -192,7 +202,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
 def equivalent_command(args: argparse.Namespace) -> str:
     """The command with every default spelled out: it reproduces the run."""
     words = ["glaze", "eval", args.artist, "-o", args.results]
-    for name in ("model", "clip", "upscaler", "captioner", "device", "precision", "budget",
+    for name in ("model", "mimic", "mimic_model", "clip", "upscaler", "captioner", "device",
+                 "precision", "budget",
                  "steps", "rank", "lr", "batch", "resolution", "images_per_caption",
                  "sample_steps", "guidance", "cloak_steps", "impress_steps", "upscale_steps",
                  "artist_token", "artist_genre", "target", "seed"):
@@ -218,7 +229,8 @@ def config_from(args: argparse.Namespace):
         seed=args.seed)
     return EvalConfig(
         artist=Path(args.artist), results=Path(args.results), model=args.model,
-        clip=args.clip, upscaler=args.upscaler, captioner=args.captioner, device=args.device,
+        mimic_family=args.mimic, mimic_model=args.mimic_model, clip=args.clip,
+        upscaler=args.upscaler, captioner=args.captioner, device=args.device,
         precision=args.precision, artist_token=args.artist_token,
         artist_genre=args.artist_genre, target_style=args.target, budget=args.budget,
         budgets=tuple(args.budgets), shares=tuple(args.shares), kinds=tuple(args.conditions),

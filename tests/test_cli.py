@@ -227,3 +227,7 @@ def test_eval_help_gives_the_library_defaults():
     assert f"(default: {' '.join(map(str, defaults['seeds']))};" in helps["seeds"]
     assert f"(default: {' '.join(map(str, defaults['budgets']))};" in helps["budgets"]
     assert f"(default: {defaults['clip']};" in helps["clip"]
+    from glaze.engine.sources import MIMIC_RESOLUTIONS, MIMIC_SOURCES
+
+    assert f"(default: {MIMIC_SOURCES['sdxl']};" in helps["mimic_model"]
+    assert f"{MIMIC_RESOLUTIONS['sdxl']} for sdxl" in helps["resolution"]

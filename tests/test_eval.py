@@ -16,6 +16,7 @@ from PIL import Image
 from glaze.cli import main
 from glaze.engine.evaluation import conditions, countermeasures, mimicry, style_metric
 from glaze.engine.evaluation.run import EvalConfig, plan
+from glaze.engine.sources import ModelLoadError
 from glaze.engine.evaluation.synthetic import write_artist
 from glaze.engine.settings import CloakSettings
 
@@ -28,40 +29,70 @@ def works(count: int = 4) -> list[np.ndarray]:
     return [painting(64, 64, seed=seed) for seed in range(count)]
 
 
+@pytest.fixture(params=["sd", "sdxl"])
+def mimic(request, bundle):
+    """Each family a mimic fine-tunes, demo-sized: the bundle's own SD, a tiny SDXL."""
+    return mimicry.load_mimic(request.param, bundle)
+
+
 @torch.no_grad()
-def unet_output(bundle) -> torch.Tensor:
+def unet_output(mimic) -> torch.Tensor:
+    unet = mimic.pipeline.unet
     generator = torch.Generator().manual_seed(1)
     latents = torch.randn(1, 4, 8, 8, generator=generator)
-    text = torch.randn(1, 77, 32, generator=generator)
-    return bundle.pipeline.unet(latents, torch.tensor([500]), text).sample
+    text = torch.randn(1, 77, unet.config.cross_attention_dim, generator=generator)
+    added = None
+    if mimic.family == "sdxl":  # pooled text and size/crop ids
+        added = {"text_embeds": torch.randn(1, 32, generator=generator),
+                 "time_ids": torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]])}
+    return unet(latents, torch.tensor([500]), text, added_cond_kwargs=added).sample
 
 
-def test_lora_finetune_changes_the_unet_and_reloads_from_its_file(bundle, tmp_path):
-    before = unet_output(bundle)
-    keys = set(bundle.pipeline.unet.state_dict())
-    folder = mimicry.finetune(bundle, works(), ["a work by zqx"] * 4, TINY, tmp_path / "lora")
+def test_lora_finetune_changes_the_unet_and_reloads_from_its_file(mimic, tmp_path):
+    before = unet_output(mimic)
+    unet = mimic.pipeline.unet
+    keys = set(unet.state_dict())
+    folder = mimicry.finetune(mimic, works(), ["a work by zqx"] * 4, TINY, tmp_path / "lora")
     assert (folder / "pytorch_lora_weights.safetensors").is_file()
-    assert torch.equal(unet_output(bundle), before)  # the adapter is removed after saving
-    assert set(bundle.pipeline.unet.state_dict()) == keys  # and peft's wrappers with it
-    with mimicry.loaded_lora(bundle, folder):
-        tuned = unet_output(bundle)
-    with mimicry.loaded_lora(bundle, folder):
-        again = unet_output(bundle)
+    assert torch.equal(unet_output(mimic), before)  # the adapter is removed after saving
+    assert set(unet.state_dict()) == keys  # and peft's wrappers with it
+    with mimicry.loaded_lora(mimic, folder):
+        tuned = unet_output(mimic)
+    with mimicry.loaded_lora(mimic, folder):
+        again = unet_output(mimic)
     assert not torch.allclose(tuned, before, atol=1e-4)
     assert torch.allclose(tuned, again)
-    assert torch.equal(unet_output(bundle), before)
-    assert set(bundle.pipeline.unet.state_dict()) == keys
+    assert torch.equal(unet_output(mimic), before)
+    assert set(unet.state_dict()) == keys
 
 
-def test_generate_makes_images_per_prompt_and_seed(bundle, tmp_path):
-    folder = mimicry.finetune(bundle, works(), ["a work by zqx"] * 4, TINY, tmp_path / "lora")
+def test_generate_makes_images_per_prompt_and_seed(mimic, tmp_path):
+    folder = mimicry.finetune(mimic, works(), ["a work by zqx"] * 4, TINY, tmp_path / "lora")
     settings = mimicry.MimicSettings(**{**TINY.__dict__, "seeds": (0, 1),
                                         "images_per_caption": 2})
-    with mimicry.loaded_lora(bundle, folder) as pipe:
+    with mimicry.loaded_lora(mimic, folder) as pipe:
         images = mimicry.generate(pipe, ["a work by zqx", "a sketch by zqx"], settings)
     assert len(images) == 2 * 2 * 2
     assert images[0].shape == (64, 64, 3) and images[0].dtype == np.uint8
     assert not np.array_equal(images[0], images[2])  # another seed, another image
+
+
+def test_the_sdxl_mimic_is_conditioned_as_sdxl_training_scripts_do(bundle):
+    mimic = mimicry.load_mimic("sdxl", bundle)
+    assert mimic.demo and mimic.pipeline.vae is not bundle.pipeline.vae
+    # The demo SDXL trains on the latents of the demo's SDXL-shaped extractor.
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    latent = mimic.pipeline.vae.encode(image * 2 - 1).latent_dist.mean
+    assert torch.allclose((latent - 0.0) * 0.13025, bundle.encode(image, "sdxl"), atol=1e-5)
+    wide = painting(64, 128)  # center crop of a 2:1 image: 32 px off on the left
+    views = mimicry.training_views([wide], 32)
+    text, added = mimic.conditioning(["a work by zqx"], views, [wide.shape[:2]])
+    assert text.shape == (1, 77, 64) and added["text_embeds"].shape == (1, 32)
+    assert added["time_ids"].tolist() == [[64.0, 128.0, 0.0, 16.0, 32.0, 32.0]]
+    sd = mimicry.load_mimic("sd", bundle)
+    assert sd.conditioning(["x"], views, [wide.shape[:2]])[1] == {}
+    with pytest.raises(ValueError, match="unknown mimic"):
+        mimicry.load_mimic("midjourney", bundle)
 
 
 def test_split_and_captions(tmp_path):
@@ -175,7 +206,10 @@ def test_each_condition_stays_within_its_linf_cap(bundle, kind):
     image = painting(64, 64, seed=6)
     condition = conditions.Condition(kind, budget=0.05)
     base = CloakSettings(work_size=64, quality=8)
-    out = conditions.protect(image, condition, bundle, base, STYLE)
+    out, shifts = conditions.protect(image, condition, bundle, base, STYLE)
+    assert (shifts is not None) is (kind == "glaze")  # only the cloak has a style target
+    if shifts is not None:
+        assert set(shifts) == {"sd", "sdxl", "flux"}
     change = np.abs(out.astype(np.int16) - image).max() / 255
     cap = condition.settings(base).linf
     assert 0 < change <= cap + 0.5 / 255
@@ -297,6 +331,13 @@ def test_glaze_eval_end_to_end_on_the_demo_bundle_and_resume(tmp_path, capsys):
         assert len(missed) == cell["images"] > 0
         assert cell["shift_rate"] == pytest.approx(float(np.mean(missed)))
     assert (results / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for cell in summary["cells"]:  # each defended extractor's shift, where there is a target
+        shifts = cell["extractor_shifts"]
+        if cell["condition"]["kind"] == "glaze":
+            assert set(shifts) == {"sd", "sdxl", "flux"}, cell["name"]
+        else:
+            assert shifts is None, cell["name"]
+    assert "| SDXL feature shift |" in markdown
 
     # Partial shares take their cloaked works from the full-share set: no second cloak.
     protected = sorted(path.name for path in (results / "protected").iterdir())
@@ -318,6 +359,36 @@ def test_glaze_eval_end_to_end_on_the_demo_bundle_and_resume(tmp_path, capsys):
     assert main([*argv, "--lr", "0.001"]) == 0
     assert f"{len(cells)} cell(s) computed, 0 reused" in capsys.readouterr().out
     assert {path: path.stat().st_mtime_ns for path in protected} == stamps
+
+
+def test_an_sdxl_mimic_loads_from_a_saved_folder(bundle, tmp_path):
+    demo = mimicry.load_mimic("sdxl", bundle)
+    demo.pipeline.save_pretrained(tmp_path / "sdxl")
+    loaded = mimicry.load_mimic("sdxl", bundle, str(tmp_path / "sdxl"))
+    assert not loaded.demo and loaded.name == str(tmp_path / "sdxl")
+    assert json.loads(loaded.identity)[2] == json.loads(demo.identity)[2]  # the same models
+    assert torch.equal(unet_output(loaded), unet_output(demo))
+    with pytest.raises(ModelLoadError, match="could not load the SDXL mimic"):
+        mimicry.load_mimic("sdxl", bundle, str(tmp_path))  # a folder without a pipeline
+
+
+def test_glaze_eval_mimics_with_sdxl_end_to_end(tmp_path, capsys):
+    artist, results = tmp_path / "artist", tmp_path / "results"
+    write_artist(artist, count=5, size=64)
+    assert main(["eval", str(artist), "-o", str(results), "--mimic", "sdxl", "--quick",
+                 "--target", STYLE, "--conditions", "unprotected", "glaze",
+                 "--countermeasures", "jpeg:75", "--steps", "4", "--cloak-steps", "3",
+                 "--sample-steps", "2", "--no-progress"]) == 0
+    assert "mimic sdxl demo-sdxl" in capsys.readouterr().out  # the headline names it
+    summary = json.loads((results / "results.json").read_text())
+    assert summary["models"]["mimic_family"] == "sdxl" and summary["models"]["demo"]
+    assert "--mimic sdxl" in summary["command"] and "--resolution 64" in summary["command"]
+    glazed = [cell for cell in summary["cells"] if cell["condition"]["kind"] == "glaze"]
+    assert glazed and all(set(cell["extractor_shifts"]) == {"sd", "sdxl", "flux"}
+                          for cell in glazed)
+    assert all(cell["images"] > 0 for cell in summary["cells"])
+    assert (results / "lora" / summary["cells"][0]["name"] /
+            "pytorch_lora_weights.safetensors").is_file()
 
 
 def test_without_the_eval_extra_glaze_eval_says_which_extra_to_install(tmp_path):

@@ -95,17 +95,22 @@ def random_noise(image: np.ndarray, linf: float, seed: int, bundle: ModelBundle 
 
 
 def protect(image: np.ndarray, condition: Condition, bundle: ModelBundle,
-            base: CloakSettings, target_style: str, seed: int = 0) -> np.ndarray:
-    """One artwork under the condition (uint8 H x W x 3 in and out)."""
+            base: CloakSettings, target_style: str,
+            seed: int = 0) -> tuple[np.ndarray, dict[str, float] | None]:
+    """One artwork under the condition (uint8 H x W x 3 in and out), and for the cloak each
+    defended extractor's feature shift toward the target style (None for the others: they
+    have no style target)."""
     if condition.kind == "unprotected":
-        return image
+        return image, None
     settings = replace(condition.settings(base), seed=seed)
     if condition.kind == "glaze":
-        return cloak(image, bundle, target_style, settings).image
+        result = cloak(image, bundle, target_style, settings)
+        return result.image, {name: shift.relative_shift
+                              for name, shift in result.report.extractors.items()}
     if condition.kind == "noise":
-        return random_noise(image, settings.linf, seed, bundle, condition.budget)
+        return random_noise(image, settings.linf, seed, bundle, condition.budget), None
     size = whole_view(image.shape[:2], settings.work_size).size
-    return cloak_toward(image, bundle, target_image(condition.kind, *size), settings)
+    return cloak_toward(image, bundle, target_image(condition.kind, *size), settings), None
 
 
 def covered(names: list[str], share: float, seed: int = 0) -> set[str]:

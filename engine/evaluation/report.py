@@ -25,7 +25,8 @@ QUICK_RUN = ("These numbers carry NO meaning about protection: a --quick run sho
 def headline(summary: dict) -> str:
     """One line: whether the numbers mean anything, and which models and seeds made them."""
     models = summary["models"]
-    names = (f"text-to-image {models['bundle']}, CLIP {models['clip']}, "
+    names = (f"text-to-image {models['bundle']}, mimic {models.get('mimic_family', 'sd')} "
+             f"{models.get('mimic', models['bundle'])}, CLIP {models['clip']}, "
              f"upscaler {models['upscaler'] or 'none'}")
     seeds = (f"seeds: split/train {summary['seeds']['run']}, "
              f"generation {summary['seeds']['generation']}")
@@ -44,22 +45,34 @@ def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _extractors(cells: list[dict]) -> list[str]:
+    """The extractors whose feature shifts some cell reports, in the order first seen."""
+    names: list[str] = []
+    for cell in cells:
+        names += [name for name in cell.get("extractor_shifts") or {} if name not in names]
+    return names
+
+
 def _condition_rows(cells: list[dict]) -> list[str]:
+    extractors = _extractors(cells)
+    shift_columns = "".join(f" {name.upper()} feature shift |" for name in extractors)
     rows = ["| Protection | Budget p (LPIPS) | L_inf cap | Share cloaked | Measured max change "
-            "| Genre shift rate | CLIP similarity to held-out works |",
-            "|---|---|---|---|---|---|---|"]
+            f"|{shift_columns} Genre shift rate | CLIP similarity to held-out works |",
+            "|---|---|---|---|---|" + "---|" * len(extractors) + "---|---|"]
     for cell in cells:
         if cell["countermeasure"]["kind"] != "none":
             continue
         condition = cell["condition"]
         unprotected = condition["kind"] == "unprotected"
         cap = f"{255 * cell['linf_cap']:.1f}/255"
+        shifts = cell.get("extractor_shifts") or {}
         rows.append(
             f"| {condition['kind']} | {'—' if unprotected else condition['budget']} "
             f"| {'—' if unprotected else cap} "
             f"| {'—' if unprotected else _percent(condition['share'])} "
-            f"| {255 * cell['measured_linf']:.1f}/255 | {_percent(cell.get('shift_rate'))} "
-            f"| {_number(cell.get('clip_similarity'))} |")
+            f"| {255 * cell['measured_linf']:.1f}/255 |"
+            + "".join(f" {_percent(shifts.get(name))} |" for name in extractors)
+            + f" {_percent(cell.get('shift_rate'))} | {_number(cell.get('clip_similarity'))} |")
     return rows
 
 
@@ -104,9 +117,12 @@ def markdown(summary: dict) -> str:
              f"{_percent(summary['reference']['shift_rate'])} (how often CLIP misplaces "
              "the artist's own works).", "",
              "## Protection conditions (no countermeasure)", "", *_condition_rows(cells), "",
-             "Genre shift rate: share of mimicked images whose top-3 CLIP genres exclude the "
-             "artist's genre (higher = the mimicry missed the style). CLIP similarity: mean "
-             "cosine to the centroid of the held-out works (lower = less alike).", ""]
+             "Feature shift: the share of the distance to the target style's features that the "
+             "cloak closed, per defended extractor, mean over the cloaked works (— where a "
+             "protection has no style target). Genre shift rate: share of mimicked images "
+             "whose top-3 CLIP genres exclude the artist's genre (higher = the mimicry missed "
+             "the style). CLIP similarity: mean cosine to the centroid of the held-out works "
+             "(lower = less alike).", ""]
     rows = _countermeasure_rows(cells, skipped)
     if rows:
         lines += ["## Countermeasures (genre shift rate; applied to the training set before "

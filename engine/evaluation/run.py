@@ -30,6 +30,7 @@ from . import conditions as protection
 from . import countermeasures as counter
 from . import mimicry, report, style_metric
 
+SHIFTS_FILE = "shifts.json"  # beside a condition's protected works: their feature shifts
 DEFAULT_COUNTERMEASURES = (
     counter.Countermeasure("jpeg", 90), counter.Countermeasure("jpeg", 75),
     counter.Countermeasure("jpeg", 50), counter.Countermeasure("noise", 0.02),
@@ -58,6 +59,8 @@ class EvalConfig:
     artist: Path
     results: Path
     model: str = "default"
+    mimic_family: str = "sd"  # the model the mimic fine-tunes (mimicry.MIMIC_SOURCES)
+    mimic_model: str | None = None  # its folder or hub id; None: the family's default
     clip: str = style_metric.DEFAULT_CLIP
     upscaler: str | None = None
     captioner: str | None = None
@@ -109,6 +112,7 @@ class Context:
 
     config: EvalConfig
     bundle: ModelBundle
+    mimic: mimicry.Mimic
     clip: style_metric.Clip
     upscaler: object | None
     labels: list[str]
@@ -170,6 +174,8 @@ class Runner:
         self.context, self.cells = context, cells
         self.folder = context.config.results
         self.protected: dict[str, dict[str, np.ndarray]] = {}
+        # per condition, per covered work: each extractor's feature shift (or None)
+        self.shifts: dict[str, dict[str, dict[str, float] | None]] = {}
         conditions = {cell.condition for cell in cells if cell.condition.kind != "unprotected"}
         total = len(conditions) * len(context.training) + len(cells)
         self.bar = tqdm(total=total, unit="task", desc="glaze eval", disable=not show_progress,
@@ -196,23 +202,36 @@ class Runner:
         folder.mkdir(parents=True, exist_ok=True)
         stamp.write_text(context.protection_fingerprint)
         chosen = protection.covered(context.training, condition.share, context.config.seed)
-        result = {}
+        shifts_file = folder / SHIFTS_FILE
+        shifts = json.loads(shifts_file.read_text()) if shifts_file.is_file() else {}
+        result, covered_shifts = {}, {}
         for index, name in enumerate(context.training):
             path = folder / f"{name}.png"  # the whole name: cat.png and cat.jpg differ
             if name not in chosen:
                 result[name] = context.works[name]
-            elif path.is_file():
+            elif path.is_file() and name in shifts:
                 result[name] = read_image(path).pixels
             else:
                 self.bar.set_postfix_str(f"{condition.name}: {name}")
-                result[name] = protection.protect(context.works[name], condition,
-                                                  context.bundle, context.base,
-                                                  context.target_style,
-                                                  context.config.seed + index)
+                result[name], shifts[name] = protection.protect(
+                    context.works[name], condition, context.bundle, context.base,
+                    context.target_style, context.config.seed + index)
                 write_image(path, result[name])
+                write_json(shifts_file, shifts)
+            if name in chosen:
+                covered_shifts[name] = shifts[name]
             self.bar.update()
         self.protected[condition.name] = result
+        self.shifts[condition.name] = covered_shifts
         return result
+
+    def extractor_shifts(self, condition: protection.Condition) -> dict[str, float] | None:
+        """The mean feature shift of the covered works per extractor (None where the
+        condition has no style target)."""
+        found = list(self.shifts.get(condition.name, {}).values())
+        if not found or None in found:
+            return None
+        return {name: float(np.mean([shifts[name] for shifts in found])) for name in found[0]}
 
     def cell(self, cell: Cell) -> dict:
         """The cell's numbers: reused when finished with the same settings, else computed."""
@@ -239,10 +258,10 @@ class Runner:
                                config.mimic.resolution, config.impress_steps,
                                config.upscale_steps)
                  for index, name in enumerate(context.training)]
-        lora = mimicry.finetune(context.bundle, train,
+        lora = mimicry.finetune(context.mimic, train,
                                 [context.captions[name] for name in context.training],
                                 config.mimic, self.folder / "lora" / cell.name, self.progress())
-        with mimicry.loaded_lora(context.bundle, lora) as pipe:
+        with mimicry.loaded_lora(context.mimic, lora) as pipe:
             images = mimicry.generate(pipe, sorted({context.captions[n] for n in context.held_out}),
                                       config.mimic, self.progress())
         generated = self.folder / "generated" / cell.name
@@ -272,6 +291,7 @@ class Runner:
             "shift_rate": style_metric.shift_rate(probabilities, context.labels, context.genre),
             "clip_similarity": style_metric.similarity(context.clip, images, context.reference),
             "images": len(images), "linf_cap": cap, "measured_linf": change / 255,
+            "extractor_shifts": self.extractor_shifts(cell.condition),
             "countermeasure_mean_change": (None if None in countered
                                            else float(np.mean(countered))),
             "top_genres": style_metric.top_genres(probabilities, context.labels),
@@ -304,6 +324,7 @@ def prepare(config: EvalConfig, progress: Progress | None = None) -> Context:
     captions = dict(zip(works, mimicry.captions(paths, config.artist_token, config.captioner),
                         strict=True))
     bundle = load_bundle(config.model, config.device, config.precision)
+    mimic = mimicry.load_mimic(config.mimic_family, bundle, config.mimic_model)
     clip = style_metric.load_clip(config.clip, config.device)
     labels = style_metric.genres()
     if config.artist_genre:
@@ -319,13 +340,16 @@ def prepare(config: EvalConfig, progress: Progress | None = None) -> Context:
     needs_upscaler = any(m.kind == "noisy_upscale" for m in config.countermeasures)
     upscaler = (counter.load_upscaler(config.upscaler, config.device)
                 if needs_upscaler else None)
-    context = Context(config, bundle, clip, upscaler, labels, works, training, held_out,
+    context = Context(config, bundle, mimic, clip, upscaler, labels, works, training, held_out,
                       captions, genre, source, target,
                       style_metric.centroid(clip, [works[name] for name in held_out]))
     context.fingerprint = fingerprint(config, {
-        "bundle": bundle.identity, "training": training, "captions": captions, "genre": genre,
+        "bundle": bundle.identity, "mimic": mimic.identity, "training": training,
+        "captions": captions, "genre": genre,
         "target": target, "works": _digest(works)})
     protection_settings = {"bundle": bundle.identity, "cloak_steps": config.cloak_steps,
+                           "extractors": {name: phi.identity
+                                          for name, phi in bundle.extractors.items()},
                            "precision": str(bundle.precision), "device": bundle.device.type,
                            "resolution": config.mimic.resolution, "seed": config.seed,
                            "training": training, "target": target, "works": _digest(works)}
@@ -337,12 +361,14 @@ def prepare(config: EvalConfig, progress: Progress | None = None) -> Context:
 def summarize(context: Context, cells: list[dict], skipped: list[dict]) -> dict:
     """Every number of the run, its models, seeds and command (the note first)."""
     config = context.config
-    demo = context.bundle.demo or context.clip.demo or config.upscaler == "demo"
+    demo = (context.bundle.demo or context.mimic.demo or context.clip.demo
+            or config.upscaler == "demo")
     held = [context.works[name] for name in context.held_out]
     reference = style_metric.genre_probabilities(context.clip, held, context.labels)
     summary = {
         "note": "", "meaningful": not demo and not config.quick, "quick": config.quick,
-        "models": {"bundle": context.bundle.name, "clip": context.clip.name,
+        "models": {"bundle": context.bundle.name, "mimic": context.mimic.name,
+                   "mimic_family": context.mimic.family, "clip": context.clip.name,
                    "upscaler": config.upscaler, "captioner": config.captioner,
                    "demo": demo},
         "seeds": {"run": config.seed, "generation": list(config.mimic.seeds)},
