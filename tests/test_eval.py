@@ -16,9 +16,9 @@ from PIL import Image
 from glaze.cli import main
 from glaze.engine.evaluation import conditions, countermeasures, mimicry, style_metric
 from glaze.engine.evaluation.run import EvalConfig, plan
-from glaze.engine.sources import ModelLoadError
 from glaze.engine.evaluation.synthetic import write_artist
 from glaze.engine.settings import CloakSettings
+from glaze.engine.sources import ModelLoadError
 
 STYLE = "Impressionism painting by Claude Monet"
 TINY = mimicry.MimicSettings(steps=6, lr=1e-2, resolution=64, sample_steps=2,
