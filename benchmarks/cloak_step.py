@@ -1,11 +1,13 @@
-"""Cost of one cloak step with the full-size Stable Diffusion 2.x VAE encoder.
+"""Cost of one cloak step with full-size feature extractors: one encoder against three.
 
-Random weights: the time of a step does not depend on the weights' values. Prints, per size
-and precision, the median time of a bare encoder forward+backward and of one whole cloak
-step (encoder + LPIPS + resizes + Adam), measured alternately in the same run, and their
-ratio: the overhead of everything the cloak adds to the encoder.
+The extractors are the full-size architectures of the SD (kl-f8, 4 channels), SDXL (the same
+layout, its own scaling) and FLUX.1 (16 channels, no quant convs) VAE encoders, with random
+weights: the time of a step does not depend on the weights' values. Prints, per size and
+precision, the median time of a bare SD encoder forward+backward, of one whole cloak step
+(encoders + LPIPS + resizes + Adam) defending against SD alone and against all three,
+measured alternately in the same run, and the ratios.
 
-    python benchmarks/cloak_step.py --sizes 512 1024 --precisions fp32 bf16 --repeats 3
+    python benchmarks/cloak_step.py --sizes 512 --precisions bf16 --repeats 3
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from glaze.engine.cloak import CloakOptimizer
 from glaze.engine.demo import demo_pipeline
 from glaze.engine.models import (
     DEMO_GENERATION,
+    Extractor,
     ModelBundle,
     perceptual_model,
     pick_device,
@@ -28,22 +31,40 @@ from glaze.engine.models import (
 )
 from glaze.engine.settings import CloakSettings
 
+# The extractors' full-size architectures: SD's kl-f8 VAE (34M-parameter encoder), which
+# SDXL's shares with its own scaling, and FLUX.1's with 16 latent channels.
+FULL_SIZE = {
+    "sd": dict(latent_channels=4, scaling_factor=0.18215),
+    "sdxl": dict(latent_channels=4, scaling_factor=0.13025),
+    "flux": dict(latent_channels=16, use_quant_conv=False, use_post_quant_conv=False,
+                 scaling_factor=0.3611, shift_factor=0.1159),
+}
 
-def sd2_vae() -> AutoencoderKL:
-    """Stable Diffusion 2.x's VAE architecture (34M-parameter encoder), random weights."""
+
+def full_size_vae(name: str) -> AutoencoderKL:
+    """One extractor's full-size VAE architecture, random weights."""
     return AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+        block_out_channels=(128, 256, 512, 512), layers_per_block=2,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=32, sample_size=768)
+        norm_num_groups=32, sample_size=768, **FULL_SIZE[name])
 
 
-def full_size_bundle(device: str | None, precision: str) -> ModelBundle:
+def full_size_bundle(device: str | None, precision: str,
+                     extractors: tuple[str, ...] = ("sd",)) -> ModelBundle:
+    """The demo's Omega with full-size random extractors (decoders dropped, as loaded ones)."""
     pipeline = demo_pipeline()
-    pipeline.register_modules(vae=sd2_vae())
+    pipeline.register_modules(vae=full_size_vae("sd"))
+    found = {"sd": Extractor("sd", pipeline.vae, "random")}
+    for name in extractors:
+        if name != "sd":
+            vae = full_size_vae(name)
+            vae.decoder = vae.post_quant_conv = None
+            found[name] = Extractor(name, vae, "random")
     dev = pick_device(device)
     return ModelBundle(
-        name="sd2-vae-random", pipeline=pipeline, perceptual=perceptual_model(True),
-        device=dev, precision=pick_precision(dev, precision), generation=DEMO_GENERATION)
+        name="full-size-random", pipeline=pipeline, perceptual=perceptual_model(True),
+        device=dev, precision=pick_precision(dev, precision),
+        extractors={name: found[name] for name in extractors}, generation=DEMO_GENERATION)
 
 
 def timed(function) -> float:
@@ -56,30 +77,37 @@ def timed(function) -> float:
     return time.perf_counter() - start
 
 
-def measure(bundle: ModelBundle, size: int, repeats: int) -> tuple[float, float]:
+def measure(bundle: ModelBundle, size: int, repeats: int,
+            defends: tuple[str, ...]) -> tuple[float, list[float]]:
+    """Median seconds of a bare SD encoder forward+backward and of one cloak step for each
+    `defends` choice, measured alternately."""
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, size, size, generator=generator).to(bundle.device)
     target = torch.rand(1, 3, size, size, generator=generator).to(bundle.device)
     coverage = torch.ones(1, 1, size, size, device=bundle.device)
-    settings = CloakSettings(work_size=size, quality=repeats + 1, resize_robust=False)
-    optimizer = CloakOptimizer(bundle, image, coverage, target, settings)
+    optimizers = [CloakOptimizer(bundle, image, coverage, target, CloakSettings(
+        work_size=size, quality=repeats + 1, resize_robust=False, defend=defend))
+        for defend in defends]
     probe = image.clone().requires_grad_(True)
 
     def bare() -> None:
         bundle.encode(probe).square().mean().backward()
 
-    bare(), optimizer.step()  # warm-up
-    encoder, step = [], []
-    for _ in range(repeats):  # alternate, so both see the same machine state
+    bare()  # warm-up
+    for optimizer in optimizers:
+        optimizer.step()
+    encoder, steps = [], [[] for _ in defends]
+    for _ in range(repeats):  # alternate, so that all see the same machine state
         encoder.append(timed(bare))
-        step.append(timed(optimizer.step))
-    return statistics.median(encoder), statistics.median(step)
+        for times, optimizer in zip(steps, optimizers, strict=True):
+            times.append(timed(optimizer.step))
+    return statistics.median(encoder), [statistics.median(times) for times in steps]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512])
+    parser.add_argument("--precisions", nargs="+", default=["bf16"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device")
     args = parser.parse_args()
@@ -87,14 +115,15 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"median of {args.repeats}")
-    print(f"{'size':>6} {'precision':>9} {'encoder f+b (s)':>16} {'cloak step (s)':>15} "
-          f"{'ratio':>6}")
+    print(f"{'size':>6} {'precision':>9} {'encoder f+b (s)':>16} {'step, SD (s)':>13} "
+          f"{'step, 3 (s)':>12} {'step/enc':>8} {'3/1':>6}")
     for precision in args.precisions:
-        bundle = full_size_bundle(args.device, precision)
+        bundle = full_size_bundle(args.device, precision, tuple(FULL_SIZE))
         for size in args.sizes:
-            encoder, step = measure(bundle, size, args.repeats)
-            print(f"{size:>6} {precision:>9} {encoder:>16.3f} {step:>15.3f} "
-                  f"{step / encoder:>6.2f}", flush=True)
+            encoder, (one, three) = measure(bundle, size, args.repeats,
+                                            ("sd", ",".join(FULL_SIZE)))
+            print(f"{size:>6} {precision:>9} {encoder:>16.3f} {one:>13.3f} {three:>12.3f} "
+                  f"{one / encoder:>8.2f} {three / one:>6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """How much of the cloak's feature shift survives a mimic's preprocessing.
 
 Engineering figures, not protection claims: the encoder is Stable Diffusion 2.x's full-size
-VAE architecture with RANDOM weights (as in cloak_step.py), and the target is a fixed
-synthetic painting instead of a style transfer. For the cloak as built (resize-robust) and
-for the variant without resize-robustness, side by side in one run, it prints
+VAE architecture with RANDOM weights (as in cloak_step.py; the SD extractor alone), and the
+target is a fixed synthetic painting instead of a style transfer. For the cloak as built
+(resize-robust) and for the variant without resize-robustness, side by side in one run, it
+prints
 
     shift_P = 1 - ||Phi(P(x')) - Phi(G(t))|| / ||Phi(P(x)) - Phi(G(t))||
 
@@ -116,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.model:
-        bundle = load_bundle(args.model, args.device, args.precision)
+        bundle = load_bundle(args.model, args.device, args.precision, defend=("sd",))
         weights = f"bundle {bundle.name}"
     else:
         bundle = full_size_bundle(args.device, args.precision)
@@ -131,7 +132,7 @@ def main() -> None:
           f"{args.steps} steps, intensity {args.intensity}, {torch.get_num_threads()} threads")
     versions = []
     for robust in (True, False):
-        settings = CloakSettings(intensity=args.intensity, quality=args.steps,
+        settings = CloakSettings(intensity=args.intensity, quality=args.steps, defend="sd",
                                  work_size=args.work_size, resize_robust=robust)
         started = time.perf_counter()
         goal = whole_view(image.shape[:2], args.work_size).apply(image_tensor(target))

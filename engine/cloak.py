@@ -137,19 +137,29 @@ class CloakOptimizer:
     def step(self) -> dict[str, float]:
         index = self.steps_run % len(self.views)
         image = self.view_image(index)
-        terms = {name: F.mse_loss(self.bundle.encode(image, name), self.targets[name][index])
-                 / self.scales[name][index] for name in self.defended}
+        # Each loss term is back-propagated to the view on its own, so that only one
+        # encoder's activations are held at a time (three at once would triple the peak
+        # memory); the summed gradient then flows on to delta. The same gradient as one
+        # backward of the whole loss.
+        seen = image.detach().requires_grad_(True)
+        terms = {}
+        for name in self.defended:
+            term = F.mse_loss(self.bundle.encode(seen, name), self.targets[name][index]) \
+                / self.scales[name][index]
+            (term / len(self.defended)).backward()
+            terms[name] = term.detach()
         feature = sum(terms.values()) / len(terms)
-        perceptual = self.bundle.perceptual_distance(image, self.bases[index]).mean()
+        perceptual = self.bundle.perceptual_distance(seen, self.bases[index]).mean()
         excess = torch.relu(perceptual - self.settings.budget)
-        loss = feature + self.settings.alpha * excess
+        (self.settings.alpha * excess).backward()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        image.backward(seen.grad)
         self.optimizer.step()
         self.schedule.step()
         with torch.no_grad():
             self.delta.clamp_(-self.settings.linf, self.settings.linf)
         self.steps_run += 1
+        loss = feature + self.settings.alpha * excess.detach()
         return {"feature": feature.item(), "lpips": perceptual.item(), "loss": loss.item(),
                 **{f"feature_{name}": term.item() for name, term in terms.items()}}
 

@@ -2,10 +2,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from conftest import painting
 
 from glaze.engine import Cancelled, CloakSettings
-from glaze.engine.cloak import cloak
+from glaze.engine.cloak import CloakOptimizer, cloak
 from glaze.engine.geometry import MAX_SIDE, check_size
 from glaze.engine.models import demo_bundle, load_bundle
 from glaze.engine.pixels import check_pixels
@@ -55,6 +57,26 @@ def test_an_extractor_left_out_of_defend_leaves_the_loss_and_the_report():
     assert defended.extractors["flux"].relative_shift > 0.1
     with pytest.raises(ValueError, match="no 'flux' feature extractor"):
         cloak(image, without_flux, STYLE, replace(settings, defend="flux"))
+
+
+def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle):
+    """Each extractor's term is back-propagated on its own (one encoder's activations held
+    at a time): the gradient must be that of the whole loss in one backward."""
+    generator = torch.Generator().manual_seed(4)
+    image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
+    settings = CloakSettings(work_size=64, quality=4, intensity=1e-4, max_change=0.1)
+    optimizer = CloakOptimizer(bundle, image, torch.ones(1, 1, 64, 96), target, settings)
+    optimizer.step()  # a non-zero delta, so that the LPIPS penalty is active too
+    seen = optimizer.view_image(1)
+    terms = [F.mse_loss(bundle.encode(seen, name), optimizer.targets[name][1])
+             / optimizer.scales[name][1] for name in ("sd", "sdxl", "flux")]
+    excess = torch.relu(bundle.perceptual_distance(seen, optimizer.bases[1]).mean()
+                        - settings.budget)
+    assert excess > 0
+    whole = sum(terms) / 3 + settings.alpha * excess
+    (expected,) = torch.autograd.grad(whole, optimizer.delta)
+    optimizer.step()
+    assert torch.allclose(optimizer.delta.grad, expected, rtol=1e-4, atol=1e-8)
 
 
 @pytest.mark.parametrize("defend", ["", "sd,mj", "sdxl,,unknown"])
