@@ -9,6 +9,7 @@ from pathlib import Path
 
 import platformdirs
 
+from glaze.daemon.options import Setting
 from glaze.engine.sources import upgraded_choice
 
 DEFAULT_MODEL = "demo"
@@ -33,6 +34,18 @@ def read_config() -> dict:
     if not isinstance(found, dict):
         raise ValueError(f"{path} is not a valid settings file: run `glaze install` again")
     return found
+
+
+def configured(setting: Setting) -> str:
+    """A saved setting's value from the settings file (`glaze install --defend ...`), else
+    its declared default; a value the setting does not accept reads as the default."""
+    value = read_config().get(setting.name)
+    if value is None:
+        return str(setting.default)
+    try:
+        return ",".join(setting.selection(value)) if setting.choices else str(value)
+    except (ValueError, TypeError, AttributeError):
+        return str(setting.default)
 
 
 def configured_model() -> str:

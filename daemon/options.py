@@ -37,6 +37,7 @@ class Setting:
     placeholder: str = ""  # what an empty text field means (settings without a default)
     choices: Mapping[str, str] = field(default_factory=dict)  # name -> label; several at once
     suggestions: Callable[[], list[str]] | None = None  # values a text field offers
+    saved: bool = False  # its default is the one `glaze install` keeps in the settings file
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
@@ -147,7 +148,7 @@ TARGET = Setting("target", "Target style", "set the profile's target style inste
 # fine-tune (engine/sources.py names their weights).
 DEFEND = Setting(
     "defend", "Defend against", "the model families whose image encoders the cloak is tuned "
-    "against", "sd,sdxl,flux",
+    "against", "sd,sdxl,flux", saved=True,
     choices={"sd": "Stable Diffusion 1 and 2", "sdxl": "SDXL, Illustrious, Pony",
              "flux": "FLUX.1, Chroma"})
 JPEG_QUALITY = Setting("jpeg_quality", "JPEG quality", "JPEG quality of an exported file",

@@ -217,7 +217,8 @@ class Daemon:
         session = header.get("session")
         if not isinstance(session, str):
             raise ProtocolError("malformed", "'session' must be a string")
-        settings, profile, target = _job_settings(header.get("settings", {}))
+        settings, profile, target = _job_settings(header.get("settings", {}),
+                                                  ",".join(self.bundle.extractors))
         try:
             for name in settings.extractors:
                 self.bundle.extractor(name)
@@ -385,7 +386,9 @@ def _pid() -> int:
     return os.getpid()
 
 
-def _job_settings(raw: object) -> tuple[CloakSettings, str, str | None]:
+def _job_settings(raw: object, defend: str) -> tuple[CloakSettings, str, str | None]:
+    """A job's cloak settings, profile and target from its settings map; `defend`: the
+    extractors to defend against when the job does not say (the daemon's own)."""
     if not isinstance(raw, dict):
         raise ProtocolError("malformed", "'settings' must be a map")
     values = {}
@@ -396,7 +399,9 @@ def _job_settings(raw: object) -> tuple[CloakSettings, str, str | None]:
             values[name] = raw[name]
     profile = values.pop(options.PROFILE.name, options.PROFILE.default)
     target = values.pop(options.TARGET.name, options.TARGET.default)
-    cloaking = {name: value for name, value in values.items() if options.BY_NAME[name].cloak}
+    cloaking = {options.DEFEND.name: defend,
+                **{name: value for name, value in values.items()
+                   if options.BY_NAME[name].cloak}}
     try:
         return CloakSettings(**cloaking), profile, target
     except ValueError as error:

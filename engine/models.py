@@ -395,13 +395,15 @@ def _bundle_meta(folder: Path) -> dict:
     return json.loads(bundle_file.read_text()) if bundle_file else {}
 
 
-def fetch_bundle(location: str) -> None:
-    """Make a hub bundle loadable offline: its pipeline files and every feature extractor it
-    uses, into the Hugging Face cache (with progress; resumed if interrupted)."""
-    folder = fetch_hub(location)
-    for name, where in _declared_extractors(_bundle_meta(folder)).items():
-        if where != OWN_VAE:
-            load_extractor(name, where, location)
+def fetch_bundle(location: str, defend: str | Sequence[str] | None = None) -> None:
+    """Make a bundle (a hub id or a folder) loadable offline: a hub bundle's pipeline files
+    and the feature extractors `defend` names (None: every one it uses), into the Hugging
+    Face cache (with progress; resumed if interrupted)."""
+    folder = Path(location) if Path(location).is_dir() else fetch_hub(location)
+    declared = _declared_extractors(_bundle_meta(folder))
+    for name in _wanted(defend, list(declared), location):
+        if declared[name] != OWN_VAE:
+            load_extractor(name, declared[name], location)
 
 
 def _declared_extractors(meta: dict) -> dict[str, ExtractorSource]:
@@ -412,7 +414,7 @@ def _declared_extractors(meta: dict) -> dict[str, ExtractorSource]:
             if name in DEFEND.choices}
 
 
-def _wanted(defend: Sequence[str] | None, available: Sequence[str], bundle: str) -> list[str]:
+def _wanted(defend: str | Sequence[str] | None, available: Sequence[str], bundle: str) -> list[str]:
     wanted = list(DEFEND.choices if defend is None else DEFEND.selection(defend))
     missing = [name for name in wanted if name not in available]
     if missing and defend is not None:
@@ -423,7 +425,7 @@ def _wanted(defend: Sequence[str] | None, available: Sequence[str], bundle: str)
 
 def load_bundle(source: str | Path = "demo", device: str | None = None,
                 precision: str | None = None,
-                defend: Sequence[str] | None = None) -> ModelBundle:
+                defend: str | Sequence[str] | None = None) -> ModelBundle:
     """Load a bundle: "demo", "default" (the standard hub model), a local folder or a hub id,
     with the feature extractors `defend` names (None: every one the bundle has)."""
     location = model_source(source)

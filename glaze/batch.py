@@ -231,8 +231,8 @@ def _settings(args: argparse.Namespace):
     from glaze.daemon.options import SETTINGS
     from glaze.engine import CloakSettings
 
-    return CloakSettings(**{setting.name: getattr(args, setting.name) for setting in SETTINGS
-                            if setting.cloak})
+    given = {setting.name: getattr(args, setting.name) for setting in SETTINGS if setting.cloak}
+    return CloakSettings(**{name: value for name, value in given.items() if value is not None})
 
 
 def _check_arguments(args: argparse.Namespace) -> None:

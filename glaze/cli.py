@@ -70,6 +70,11 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
         text = setting.describe()
         if setting.default is None and setting.placeholder:
             text += f" (default: {setting.placeholder})"
+        if setting.saved:  # filled in by main() from the settings file
+            text += (f" (default: what `glaze install {setting.flag}` saved, else "
+                     f"{setting.default})")
+            parser.add_argument(setting.flag, default=None, help=text)
+            continue
         if setting.presets:  # a preset name, or a number the engine reads from the text
             metavar = "|".join([*setting.presets, "NUMBER"])
             parser.add_argument(setting.flag, default=setting.default, metavar=metavar,
@@ -137,9 +142,13 @@ def _serve_here(args: argparse.Namespace) -> int:
     from glaze.engine import ModelLoadError, load_bundle
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        bundle = load_bundle(args.model, device=args.device, precision=args.precision)
-    except ModelLoadError as error:
+    from glaze.daemon.config import configured
+    from glaze.daemon.options import DEFEND
+
+    try:  # the extractors `glaze install --defend` chose (the dialogs offer these)
+        bundle = load_bundle(args.model, device=args.device, precision=args.precision,
+                             defend=configured(DEFEND))
+    except (ModelLoadError, ValueError) as error:
         print(f"glaze: {error}", file=sys.stderr)
         return 1
     _print_note(bundle.protection_note)  # before serving: nothing is printed after it
@@ -247,7 +256,8 @@ def run_install(args: argparse.Namespace) -> int:
     from glaze.installer.install import InstallOptions, install
 
     return install(InstallOptions(
-        krita=args.krita, gimp=args.gimp, models=args.models, autostart=args.autostart,
+        krita=args.krita, gimp=args.gimp, models=args.models, defend=args.defend,
+        autostart=args.autostart,
         dry_run=args.dry_run, krita_python=args.krita_python, gimp_python=args.gimp_python))
 
 
@@ -270,6 +280,19 @@ def _configured_model() -> str:
         return configured_model()
     except ValueError as error:
         raise SystemExit(f"glaze: {error}") from error
+
+
+def _fill_saved_settings(args: argparse.Namespace) -> None:
+    """Saved settings left unset on the command line take the settings file's value."""
+    from glaze.daemon.config import configured
+    from glaze.daemon.options import SETTINGS
+
+    for setting in SETTINGS:
+        if setting.saved and setting.name in args and getattr(args, setting.name) is None:
+            try:
+                setattr(args, setting.name, configured(setting))
+            except ValueError as error:
+                raise SystemExit(f"glaze: {error}") from error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -381,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the models the daemon loads: demo (tiny, NO protection), "
                               "default (fetches Stable Diffusion 1.5, ~4.3 GB), a local "
                               "diffusers folder or a hub id (default: keep the current choice)")
+    install.add_argument("--defend", metavar="sd,sdxl,flux",
+                         help="the model families to defend against: the default of every "
+                              "cloak, what the daemon loads and what --models fetches "
+                              "(default: keep the current choice, all three at first)")
     install.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=None,
                          help="start the daemon at login (systemd user unit, launchd agent or "
                               "Windows startup entry); without it the plug-ins start it "
@@ -412,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if "model" in args and args.model is None:
             args.model = _configured_model()
+        _fill_saved_settings(args)
         return args.run(args)
     except KeyboardInterrupt:
         print("glaze: interrupted; finished outputs are kept, none is half-written",

@@ -109,16 +109,18 @@ def _engine(report: Callable[[str], None]) -> None:
 
 
 def _model(report: Callable[[str], None]) -> None:
-    from glaze.daemon.config import config_path, configured_model
+    from glaze.daemon.config import config_path, configured, configured_model
+    from glaze.daemon.options import DEFEND
 
     try:
-        model = configured_model()
+        model, defend = configured_model(), configured(DEFEND)
     except ValueError as error:
         _line(report, "model", str(error))
         return
     where = "built in, NO protection" if model == "demo" else (
         "local folder" if Path(model).is_dir() else _hub_state(model))
     _line(report, "model", f"{model} ({where}; settings {config_path()})")
+    _line(report, "defends", f"{defend} (`glaze install --defend` changes it)")
 
 
 def _hub_state(model: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from glaze.daemon.config import DEFAULT_MODEL, config_path, read_config
 from glaze.daemon.connection import state_dir
 from glaze.daemon.control import log_path, stop
+from glaze.daemon.options import DEFEND
 from glaze.engine.sources import DEFAULT, DEMO, model_source
 
 from . import autostart, models
@@ -38,6 +39,7 @@ class InstallOptions:
     krita: bool = False
     gimp: bool = False
     models: str | None = None  # None: keep the current choice (demo on a first install)
+    defend: str | None = None  # None: keep the current choice (every extractor at first)
     autostart: bool | None = None  # None: keep the current choice (off on a first install)
     dry_run: bool = False
     krita_python: str | None = None  # a version, when it cannot be found out
@@ -127,8 +129,8 @@ class Plan:
         return any(Path(path).is_relative_to(folder) for folder in self.unplanned)
 
 
-def _settings_file(current: dict, model: str) -> FileSpec:
-    settings = {**current, "model": model}
+def _settings_file(current: dict, model: str, defend: str) -> FileSpec:
+    settings = {**current, "model": model, DEFEND.name: defend}
     return FileSpec(config_path(), (json.dumps(settings, indent=2, sort_keys=True) + "\n")
                     .encode())
 
@@ -199,7 +201,12 @@ def make_plan(options: InstallOptions, manifest: Manifest, staging: Path,
     current = _current_settings()
     model = models.model_choice(options.models or previous.get("model")
                                 or current.get("model") or DEFAULT_MODEL, report)
-    wanted.specs.append(_settings_file(current, model))
+    try:
+        defend = ",".join(DEFEND.selection(options.defend or current.get(DEFEND.name)
+                                           or DEFEND.default))
+    except ValueError as error:
+        raise models.ModelFetchError(str(error)) from None
+    wanted.specs.append(_settings_file(current, model, defend))
     autostarts = previous.get("autostart", False) if options.autostart is None \
         else options.autostart
     if autostarts:
@@ -211,7 +218,8 @@ def make_plan(options: InstallOptions, manifest: Manifest, staging: Path,
                   **{name: value for name, value in overrides.items()
                      if name.removesuffix("_python") in worked}}
     wanted.facts = {"programs": sorted({h["program"] for h in hosts + failed}),
-                    "hosts": hosts + failed, "model": model, "autostart": autostarts,
+                    "hosts": hosts + failed, "model": model, "defend": defend,
+                    "autostart": autostarts,
                     "overrides": remembered}
     return wanted
 
@@ -231,7 +239,7 @@ def install(options: InstallOptions, where: Environment | None = None,
         try:
             wanted = make_plan(options, manifest, Path(staging), where, report)
             if not options.dry_run:  # first: a failed download leaves everything as it was
-                models.fetch(wanted.facts["model"], report)
+                models.fetch(wanted.facts["model"], wanted.facts["defend"], report)
         except models.ModelFetchError as error:
             report(f"glaze install: {error}")
             return 2

@@ -38,23 +38,26 @@ def model_choice(choice: str, report: Callable[[str], None] = print) -> str:
     return choice if choice in (DEMO, DEFAULT) else location
 
 
-def fetch(choice: str, report: Callable[[str], None] = print) -> None:
+def fetch(choice: str, defend: str | None = None,
+          report: Callable[[str], None] = print) -> None:
     """Make `choice` loadable offline: a hub id's pipeline files (diffusers picks exactly
-    what from_pretrained needs), its feature extractors (the SDXL and FLUX.1 VAEs for the
-    default) and the LPIPS backbone, into their caches."""
+    what from_pretrained needs), the feature extractors `defend` names (the SDXL and FLUX.1
+    VAEs for the default; None: all) and the LPIPS backbone, into their caches."""
     location = model_source(choice)
-    if location == DEMO or Path(location).is_dir():
+    if location == DEMO:
         return
     from huggingface_hub import constants
 
     from glaze.engine.models import fetch_bundle, perceptual_model
 
-    report(f"models: {location} in {constants.HF_HUB_CACHE} (fetched if missing; resumes if "
-           "interrupted)")
+    report(f"models: {location}, and the feature extractors it needs, in "
+           f"{constants.HF_HUB_CACHE} (fetched if missing; resumes if interrupted)")
     try:
-        fetch_bundle(location)
+        fetch_bundle(location, defend)
     except ModelLoadError as error:
         raise ModelFetchError(str(error)) from error
+    if Path(location).is_dir():
+        return  # a folder carries its LPIPS weights, or torchvision fetches them on first use
     try:
         perceptual_model()  # torchvision's AlexNet weights, into torch's cache (once)
     except ModelLoadError as error:

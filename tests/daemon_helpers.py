@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,16 +25,21 @@ LAUNCHED: list[subprocess.Popen] = []
 
 
 class DaemonProcess:
-    """`glaze daemon start --foreground --model demo OPTIONS` in its own folders; returns
-    once the daemon has written its connection file. `command` replaces the whole command
-    line (a test of the helper itself); `start_timeout` defaults to 120 s, scaled."""
+    """`glaze daemon start --foreground --model demo OPTIONS` in its own folders (its
+    settings file holds `settings`, none by default); returns once the daemon has written
+    its connection file. `command` replaces the whole command line (a test of the helper
+    itself); `start_timeout` defaults to 120 s, scaled."""
 
     def __init__(self, folder: Path, *options: str, command: Sequence[str] | None = None,
-                 start_timeout: float | None = None) -> None:
+                 start_timeout: float | None = None, settings: dict | None = None) -> None:
         self.folder = folder
         self.env = dict(os.environ, GLAZE_STATE_DIR=str(folder / "state"),
                         GLAZE_DATA_DIR=str(folder / "data"),
-                        GLAZE_CACHE_DIR=str(folder / "cache"))
+                        GLAZE_CACHE_DIR=str(folder / "cache"),
+                        GLAZE_CONFIG_DIR=str(folder / "config"))
+        if settings is not None:
+            (folder / "config").mkdir(parents=True, exist_ok=True)
+            (folder / "config" / "config.json").write_text(json.dumps(settings))
         self.log = open(folder / "daemon.log", "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
             list(command) if command is not None else

@@ -21,7 +21,8 @@ from host_plugins import glaze, glaze_install, home_env
 from PIL import Image
 from timing import scaled
 
-from glaze.daemon.config import configured_model
+from glaze.daemon.config import configured, configured_model
+from glaze.daemon.options import DEFEND
 from glaze.installer import kritarc
 from glaze.installer.autostart import autostart_files, systemd_unit
 from glaze.installer.doctor import client_check
@@ -104,7 +105,8 @@ def test_install_twice_then_uninstall_leaves_home_as_it_was(tmp_path):
     recorded = json.loads(
         (pykrita / "glaze_krita/vendor/glaze_client/installation.json").read_text())
     assert recorded["start_command"][-2:] == ["daemon", "start"]
-    assert json.loads((home / ".config/glaze/config.json").read_text()) == {"model": "demo"}
+    assert json.loads((home / ".config/glaze/config.json").read_text()) == {
+        "model": "demo", "defend": "sd,sdxl,flux"}
 
     second = glaze_install(home, "--krita", *gimp_python_args())
     assert "nothing changed" in second, second
@@ -405,11 +407,16 @@ def test_install_with_a_local_model_folder_is_what_the_daemon_loads(tmp_path, bu
                                                                     monkeypatch):
     home = tmp_path / "home"
     folder = bundle.save(tmp_path / "saved")
-    glaze_install(home, "--krita", "--models", str(folder))
+    glaze_install(home, "--krita", "--models", str(folder), "--defend", "FLUX, sd")
     settings = json.loads((home / ".config/glaze/config.json").read_text())
-    assert settings == {"model": str(folder.resolve())}
+    assert settings == {"model": str(folder.resolve()), "defend": "sd,flux"}
     monkeypatch.setenv("GLAZE_CONFIG_DIR", str(home / ".config/glaze"))
     assert configured_model() == str(folder.resolve())
+    assert configured(DEFEND) == "sd,flux"  # what the daemon loads and a cloak defends
+    glaze_install(home, "--krita")  # a later install keeps the choice
+    assert json.loads((home / ".config/glaze/config.json").read_text())["defend"] == "sd,flux"
+    done = glaze(home, "install", "--krita", "--defend", "sd,midjourney")
+    assert done.returncode == 2 and "unknown 'midjourney'" in done.stdout, done.stdout
 
 
 def test_a_configured_model_that_does_not_exist_is_a_clear_error(tmp_path, monkeypatch):

@@ -147,6 +147,16 @@ def test_a_missing_extractor_says_how_to_fetch_it_or_leave_it_out(bundle, tmp_pa
     said = load_in_a_child(env, "default")
     assert "refused default" in said and "FLUX.1, Chroma feature extractor" in said
     assert "glaze install --models default" in said and "--defend sd,sdxl" in said
+    # `glaze install` fetches what is defended: without FLUX, no extractor is missing and
+    # it goes on to LPIPS's backbone (which torchvision cannot download here)
+    fetch = ("import sys; from glaze.installer.models import ModelFetchError, fetch\n"
+             "try:\n    fetch('default', sys.argv[1], report=lambda line: None)\n"
+             "except ModelFetchError as error:\n    print(error)")
+    for defend, expected in (("sd,sdxl", "LPIPS's backbone"), ("flux", "FLUX.1, Chroma feature")):
+        done = subprocess.run([sys.executable, "-c", fetch, defend], env=env,
+                              capture_output=True, text=True, timeout=scaled(300))
+        assert expected in done.stdout, done.stdout + done.stderr
+        assert ("feature extractor" in done.stdout) is (defend == "flux"), done.stdout
 
 
 def test_an_unreachable_hub_fails_at_once_and_says_what_to_do(tmp_path):

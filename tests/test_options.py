@@ -1,11 +1,13 @@
 """The declared settings (glaze.daemon.options) are what the daemon, the command line and
 the engine take: every declared setting with its default, every preset by name."""
 
+import json
+
 import pytest
-from daemon_helpers import layer
+from daemon_helpers import DaemonProcess, layer
 
 from glaze.batch import _settings
-from glaze.cli import build_parser
+from glaze.cli import _fill_saved_settings, build_parser
 from glaze.daemon import options
 from glaze.daemon.client import Client, JobCancelled, RequestRejected, offered_options
 from glaze.daemon.protocol import layout_for
@@ -68,11 +70,13 @@ def test_the_daemon_checks_each_declared_setting_s_type_and_range(client):
 def test_every_declared_setting_is_a_cloak_option_with_its_default():
     parser = build_parser()
     args = parser.parse_args(["cloak", "art.png"])
+    _fill_saved_settings(args)  # no settings file: the declared defaults
     for setting in options.SETTINGS:
         assert getattr(args, setting.name) == setting.default, setting.name
     explicit = [word for setting in options.SETTINGS if setting.default is not None
                 for word in (setting.flag, str(setting.default))]
     again = parser.parse_args(["cloak", "art.png", *explicit])
+    _fill_saved_settings(again)
     assert vars(again) == vars(args)
     assert _settings(args) == CloakSettings()  # the engine's defaults are the declared ones
     assert options.wire_settings(vars(args)) == {
@@ -133,6 +137,38 @@ def test_defend_is_read_as_a_set_of_declared_choices(client):
         submit_and_cancel(client, {"defend": "sd,midjourney"})
     assert raised.value.code == "bad-settings" and "midjourney" in str(raised.value)
     submit_and_cancel(client, {"defend": "flux"})
+
+
+def test_a_saved_defend_is_the_default_of_a_cloak(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLAZE_CONFIG_DIR", str(tmp_path))
+    parser = build_parser()
+
+    def defend(*words: str, saved: object) -> str:
+        (tmp_path / "config.json").write_text(json.dumps({"defend": saved}))
+        args = parser.parse_args(["cloak", "art.png", *words])
+        _fill_saved_settings(args)
+        return args.defend
+
+    assert defend(saved="flux, SD") == "sd,flux"  # what `glaze install --defend` kept
+    assert defend("--defend", "sdxl", saved="flux") == "sdxl"  # the command line wins
+    assert defend(saved="midjourney") == defend(saved=7) == options.DEFEND.default
+
+
+def test_a_daemon_loads_and_defends_what_the_settings_file_chose(tmp_path):
+    daemon = DaemonProcess(tmp_path, settings={"defend": "flux,sd"})
+    try:
+        with Client(daemon.info) as client:
+            assert client.welcome["options"]["defend"] == ["sd", "flux"]
+            data, _ = layer(32, 32, "u8", "RGBA")
+            job = client.submit(data, layout_for(32, 32), {"quality": 1, "work_size": 64,
+                                                           "target": "Cubism by Gris"})
+            _, result = job.result()
+            assert list(result["report"]["extractors"]) == ["sd", "flux"]  # its own set
+            with pytest.raises(RequestRejected) as raised:
+                submit_and_cancel(client, {"defend": "sdxl"})
+            assert raised.value.code == "bad-settings" and "no 'sdxl'" in str(raised.value)
+    finally:
+        daemon.stop()
 
 
 def test_choices_of_shows_the_declared_choices_the_daemon_serves():
