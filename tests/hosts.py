@@ -161,10 +161,14 @@ class Gimp:
     def profile(self, home: Path) -> Path:
         return home / ".config/GIMP" / self.version
 
-    def batch(self, script: Path, env: dict, timeout: float = 300, background: bool = False):
-        """Run the Python file `script` in GIMP's batch interpreter, then quit."""
+    def batch(self, script: Path, env: dict, timeout: float = 300, background: bool = False,
+              display: bool = False):
+        """Run the Python file `script` in GIMP's batch interpreter, then quit; `display`:
+        under Xvfb, so that the script can build GTK widgets."""
         argv = [self.console, "-i", "--batch-interpreter", "python-fu-eval", "-b",
                 f'exec(open("{self.place.inside(script)}").read())', "--quit"]
+        if display:
+            argv = ["xvfb-run", "-a", *argv]
         return self.place.run(argv, env, timeout, background)
 
 

@@ -48,12 +48,13 @@ def setup(request, tmp_path_factory):
     gimp.place.cleanup(workspace)
 
 
-def run_checks(setup, names, **overrides):
+def run_checks(setup, names, display=False, **overrides):
     gimp, workspace, _, env, _ = setup
     result = workspace / "results.json"
     result.unlink(missing_ok=True)
     done = gimp.batch(workspace / "checks.py", {**env, **overrides,
-                                                "GLAZE_GIMP_CHECKS": ",".join(names)})
+                                                "GLAZE_GIMP_CHECKS": ",".join(names)},
+                      display=display)
     assert result.exists(), f"GIMP exited {done.returncode}:\n{done.stdout[-3000:]}" \
                             f"\n{done.stderr[-3000:]}"
     return {item["name"]: item for item in json.loads(result.read_text())}, done
@@ -78,6 +79,15 @@ def test_in_gimp(setup, name):
         assert "NO protection" in said, done.stderr[-2000:]
         assert "feature shift SD " in said and "FLUX " in said, said[-2000:]
         assert ("SDXL" in said) is (name != FLOAT_CHECK), said[-2000:]  # the defended ones
+
+
+def test_the_dialog_frames_the_defend_checkboxes(setup):
+    """The dialog's rows as the plug-in builds them, with a display (Xvfb) for GTK."""
+    name = "the dialog frames the checkboxes under their setting's label"
+    results, done = run_checks(setup, [name], display=True)
+    assert results[name]["ok"], results[name]["detail"]
+    unknown = "no property or configuration widget with identifier"  # GIMP's warning
+    assert unknown not in done.stdout + done.stderr, done.stderr[-2000:]
 
 
 def test_the_installer_found_this_version_and_wrote_its_profile(setup):

@@ -248,13 +248,34 @@ def failure(procedure, message: str, status=Gimp.PDBStatusType.EXECUTION_ERROR):
     return procedure.new_return_values(status, GLib.Error(message))
 
 
+def _dialog_rows(procedure, dialog) -> list[str]:
+    """The dialog's rows: every argument a person sets, in order, with a several-choice
+    setting's checkboxes in a frame titled with its label ("Defend against")."""
+    rows = [spec.get_name() for spec in procedure.get_arguments()
+            if spec.get_name() not in ("run-mode", "image", "drawables")]
+    for setting in SETTINGS:
+        boxes = [choice_argument(setting, name) for name in setting.choices
+                 if choice_argument(setting, name) in rows]
+        if not boxes:
+            continue
+        frame = f"{setting.argument}-frame"
+        dialog.get_label(f"{setting.argument}-label", setting.label, False, False)
+        dialog.fill_box(f"{setting.argument}-box", boxes)
+        dialog.fill_frame(frame, f"{setting.argument}-label", False,
+                          f"{setting.argument}-box")
+        at = rows.index(boxes[0])
+        rows = [row for row in rows if row not in boxes]
+        rows.insert(at, frame)
+    return rows
+
+
 def show_dialog(procedure, config, title: str) -> bool:
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
 
     GimpUi.init(procedure.get_name())
     dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
-    dialog.fill(None)
+    dialog.fill(_dialog_rows(procedure, dialog))
     accepted = dialog.run()
     dialog.destroy()
     return accepted

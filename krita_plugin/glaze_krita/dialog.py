@@ -157,6 +157,11 @@ class GlazeDialog(QDialog):
         combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         combo.addItems(["", *setting.suggestions()])
         combo.lineEdit().setPlaceholderText(setting.placeholder)
+        # A field as wide as the placeholder, not as the longest style; the list shows all.
+        combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(len(setting.placeholder))
+        combo.view().setMinimumWidth(combo.view().sizeHintForColumn(0))
         combo.setCurrentText(current)
         return combo
 

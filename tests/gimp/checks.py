@@ -184,6 +184,29 @@ def settings_from_arguments():
         raise AssertionError("nothing to defend against was accepted")
 
 
+@check("the dialog frames the checkboxes under their setting's label")
+def dialog_rows():
+    """Builds the procedure's dialog as the plug-in does (not shown: needs a display)."""
+    import importlib
+    import sys
+
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+
+    sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
+    gimp = importlib.import_module("glaze_gimp")
+    GimpUi.init("glaze-checks")
+    for name, first in (("plug-in-glaze", []), ("plug-in-glaze-export", ["filename"])):
+        procedure = Gimp.get_pdb().lookup_procedure(name)
+        dialog = GimpUi.ProcedureDialog.new(procedure, procedure.create_config(), "Glaze")
+        rows = gimp._dialog_rows(procedure, dialog)
+        assert rows[:len(first) + 3] == [*first, "intensity", "quality", "defend-frame"], rows
+        assert rows[-2:] == ["target-list", "target"] and not [
+            row for row in rows if row.startswith("defend-") and row != "defend-frame"], rows
+        dialog.fill(rows)  # every row exists: GIMP warns of and skips unknown ones
+        dialog.destroy()
+
+
 @check("glaze an 8-bit layer")
 def glaze_u8():
     glaze_checks("u8")
