@@ -113,8 +113,8 @@ def write_image(path: str | Path, pixels: np.ndarray, like: ImageFile | None = N
         if record is not None:
             info.add_text(RECORD_KEY, json.dumps(record))
         options["pnginfo"] = info
-    elif fmt == "WEBP":
-        options.update(quality=JPEG_QUALITY, method=6)
+    elif fmt == "WEBP":  # lossless, and `exact`: the colour under alpha 0 is kept too
+        options.update(lossless=True, exact=True)
     elif fmt == "TIFF":
         options["compression"] = "tiff_adobe_deflate"
     sidecar = _sidecar(path)

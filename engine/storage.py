@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import secrets
@@ -24,6 +25,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GLAZE_CACHE_DIR") or platformdirs.user_cache_dir(APP, False))
 
 
+def remove_stale_parts(path: Path) -> None:
+    """Remove the temporary files an earlier, killed write of `path` left beside it
+    (.NAME.PID.HEX.part, whose process is gone)."""
+    from glaze.daemon.connection import pid_alive
+
+    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        pid = part.name[len(path.name) + 2:].split(".")[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds.
@@ -31,6 +43,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     Readers see the old file or the whole new one, never a half-written one.
     """
     path = Path(path)
+    remove_stale_parts(path)
     # Not mkstemp: its 0600 mode would end up on the user's file; this one gets the umask's.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     try:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import itertools
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,25 @@ def _glazed_name(path: Path) -> str:
     return f"{path.stem}{OUTPUT_TAG}{path.suffix}"
 
 
+def is_output(path: Path) -> bool:
+    """Whether `path` is named as this tool names outputs (NAME.glazed.EXT), not merely
+    a name with `.glazed` in it (sketch.glazed.v2.png is an input). A damaged output has
+    no record left to tell, so the name decides."""
+    return path.stem.endswith(OUTPUT_TAG)
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why outputs cannot be written into `folder` (created if missing), or None: asked by
+    writing a nameless temporary file there, before any image is cloaked."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return f"cannot write into the output folder {folder}: {error.strerror or error}"
+    return None
+
+
 def collect_jobs(inputs: Sequence[str], outdir: str | None) -> tuple[list[Job], list[Job]]:
     """Expand files and folders (recursively) into jobs; also return inputs that are missing."""
     from glaze.engine.imagefile import FORMATS
@@ -50,7 +70,7 @@ def collect_jobs(inputs: Sequence[str], outdir: str | None) -> tuple[list[Job], 
         path = Path(name)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file()
-                           and p.suffix.lower() in FORMATS and OUTPUT_TAG not in p.stem)
+                           and p.suffix.lower() in FORMATS and not is_output(p))
             for file in files:
                 relative = file.relative_to(path).parent
                 folder = Path(outdir) / path.name / relative if outdir else file.parent
@@ -195,14 +215,9 @@ class ViaDaemon:
 
 
 def _cloak_one(job: Job, loaded, cloaker) -> None:
-    from glaze.engine.imagefile import ImageFileError, write_image
+    """Cloak one job (its output folder was checked writable before any cloaking)."""
+    from glaze.engine.imagefile import write_image
 
-    folder = job.output.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # checked before the long part, not after it
-        raise ImageFileError(f"cannot create the output folder {folder}: "
-                             f"{error.strerror or error}") from None
     with _progress(job.source.name, position=1,
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as progress:
         image, report = cloaker(loaded.pixels, progress)
@@ -289,7 +304,14 @@ def _unfinished(jobs: Sequence[Job], args: argparse.Namespace) -> list[Job]:
     from glaze.engine.provenance import mismatch, request
 
     base, pending = _asked(args), []
+    problems: dict[Path, str | None] = {}
     for job in jobs:
+        folder = job.output.parent
+        if folder not in problems:
+            problems[folder] = unwritable(folder)
+        if problems[folder]:
+            job.status, job.error = "failed", problems[folder]
+            continue
         try:
             job.asked = request(source=job.source, **base)
         except OSError as error:

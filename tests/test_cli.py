@@ -70,6 +70,22 @@ def test_rgba_alpha_survives_the_file_round_trip(tmp_path):
     assert np.array_equal(glazed[..., 3], pixels[..., 3])
 
 
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_lossless_outputs_hold_the_cap_on_disk_and_keep_hidden_colours(tmp_path, suffix):
+    pixels = painting(64, 96, channels=4)
+    noise = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    pixels[:, :40, :3] = noise[:, :40]  # a noisy patch: what a lossy codec moves most
+    pixels[20:40, 50:90, 3] = 0  # colours under full transparency, kept as they are
+    source = save(tmp_path / f"layer{suffix}", pixels, **(
+        {"lossless": True, "exact": True} if suffix == ".webp" else {}))
+    assert main(["cloak", str(source), *FAST]) == 0
+    glazed = np.asarray(Image.open(tmp_path / f"layer.glazed{suffix}"))
+    change = np.abs(glazed[..., :3].astype(int) - pixels[..., :3])
+    assert change.max() <= 8  # the default intensity's cap, 8/255, as decoded from disk
+    hidden = pixels[..., 3] == 0
+    assert np.array_equal(glazed[hidden], pixels[hidden])
+
+
 def bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
     text = folder / "notes.png"
     text.write_text("this is not an image")
@@ -115,6 +131,41 @@ def test_unwritable_output_folder(tmp_path, capsys):
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("FAILED")][0]
     assert str(source) in line and ("Not a directory" in line or "not a folder" in line)
     assert leftovers(tmp_path) == []
+
+
+def test_an_existing_folder_that_cannot_be_written_fails_before_any_cloak(tmp_path, capsys):
+    source = save(tmp_path / "a.png", painting(64, 64))
+    # /proc/self exists, and nothing can create a file in it, root included
+    assert main(["cloak", str(source), "-o", "/proc/self", *FAST]) == 1
+    said = capsys.readouterr().out
+    assert "cannot write into the output folder /proc/self" in said, said
+    assert "NOTE: DEMO" not in said  # no image was cloaked first: no models were even loaded
+
+
+def test_names_with_glazed_are_processed_unless_they_are_outputs(tmp_path, capsys):
+    folder = tmp_path / "art"
+    for name in ("sketch.glazed.v2.png", "glazed-pots.png", "cat.png"):
+        save(folder / name, painting(48, 48))
+    assert main(["cloak", str(folder), *FAST]) == 0
+    made = sorted(p.name for p in folder.iterdir())
+    assert made == ["cat.glazed.png", "cat.png", "glazed-pots.glazed.png", "glazed-pots.png",
+                    "sketch.glazed.v2.glazed.png", "sketch.glazed.v2.png"], made
+    capsys.readouterr()
+    assert main(["cloak", str(folder), *FAST]) == 0  # the outputs are recognized as such
+    assert capsys.readouterr().out.count("made as asked") == 3
+    assert sorted(p.name for p in folder.iterdir()) == made
+
+
+def test_a_killed_write_s_leftover_is_removed_by_the_next_write(tmp_path):
+    source = save(tmp_path / "a.png", painting(64, 64))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    stale = tmp_path / f".a.glazed.png.{int(ended.stdout)}.0badc0de.part"  # its writer is gone
+    stale.write_bytes(b"half an image")
+    live = tmp_path / f".a.glazed.png.{os.getpid()}.0badc0de.part"  # a write in progress
+    live.write_bytes(b"being written")
+    assert main(["cloak", str(source), *FAST]) == 0
+    assert not stale.exists() and live.exists()
 
 
 def test_missing_input_fails_clearly(tmp_path, capsys):
