@@ -66,6 +66,15 @@ def read_image(path: str | Path) -> ImageFile:
             raise ImageFileError(
                 f"{path}: colour mode {image.mode} is not supported (palette, CMYK and "
                 "high-bit-depth files are not); save it as 8-bit RGB or RGBA first")
+        if _stored_bits(image) > 8:  # Pillow would hand over 8 bits of them without a word
+            raise ImageFileError(
+                f"{path}: {_stored_bits(image)}-bit samples are not supported yet (reading "
+                "them as 8-bit would lose precision); save it as 8-bit RGB or RGBA first")
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1 and image.format != "MPO":  # a camera JPEG's extra frames are previews
+            raise ImageFileError(
+                f"{path}: the file holds {frames} frames or pages (animated or multi-page); "
+                "Glaze cloaks single images: save the one you want on its own")
         try:
             image.load()
         except (OSError, SyntaxError) as error:
@@ -73,6 +82,19 @@ def read_image(path: str | Path) -> ImageFile:
         converted = image.convert(MODES[image.mode]) if image.mode in ("L", "LA") else image
         return ImageFile(pixels=np.asarray(converted).copy(), exif=image.info.get("exif"),
                          icc_profile=image.info.get("icc_profile"))
+
+
+def _stored_bits(image: Image.Image) -> int:
+    """Bits per sample as the file stores them: Pillow opens 16-bit RGB(A) PNG and TIFF as
+    8-bit modes, and only the decoder's raw mode ("RGB;16B") tells."""
+    bits = 8
+    for tile in image.tile:
+        args = tile[3]  # the decoder's arguments: its raw mode first
+        raw = args if isinstance(args, str) else next(
+            (arg for arg in args or () if isinstance(arg, str)), "")
+        if ";16" in raw or ";32" in raw:
+            bits = max(bits, 32 if ";32" in raw else 16)
+    return bits
 
 
 def output_format(path: str | Path) -> str:

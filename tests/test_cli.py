@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import png
 import pytest
 from conftest import painting
 from PIL import Image, ImageCms
@@ -101,7 +102,22 @@ def bad_inputs(folder: Path) -> dict[str, tuple[Path, str]]:
     Image.fromarray(painting(64, 64)).convert("P").save(palette)
     huge = folder / "huge.png"
     Image.new("RGB", (9000, 2000)).save(huge)
+    deep = {}
+    for channels, name in ((3, "rgb16.png"), (4, "rgba16.png")):  # Pillow reads them as 8-bit
+        samples = np.random.default_rng(channels).integers(0, 65536, (24, 32 * channels))
+        with open(folder / name, "wb") as file:
+            png.Writer(32, 24, bitdepth=16, greyscale=False,
+                       alpha=channels == 4).write(file, samples.tolist())
+        deep[name] = (folder / name, "16-bit samples are not supported yet")
+    animated = folder / "animated.webp"
+    frames = [Image.fromarray(painting(32, 32, seed=seed)) for seed in range(3)]
+    frames[0].save(animated, save_all=True, append_images=frames[1:], duration=100)
+    pages = folder / "pages.tif"
+    frames[0].save(pages, save_all=True, append_images=frames[1:])
     return {
+        **deep,
+        "animated": (animated, "holds 3 frames or pages"),
+        "multi-page": (pages, "holds 3 frames or pages"),
         "not an image": (text, "not an image"),
         "zero size": (empty, "empty (0 bytes)"),
         "truncated": (truncated, "truncated or damaged"),
