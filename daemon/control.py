@@ -10,7 +10,14 @@ import time
 from collections.abc import Sequence
 
 from .client import Client, DaemonError, DaemonUnavailable
-from .connection import ConnectionInfo, connection_path, pid_alive, read_connection, state_dir
+from .connection import (
+    ConnectionInfo,
+    connection_path,
+    pid_alive,
+    private_state_dir,
+    read_connection,
+    state_dir,
+)
 
 
 def running() -> ConnectionInfo | None:
@@ -30,13 +37,17 @@ def log_path():
 
 def start_background(options: Sequence[str], timeout: float = 300.0) -> ConnectionInfo:
     """Start `glaze daemon start --foreground OPTIONS` detached; return once it answers."""
+    private_state_dir()
     log = log_path()
-    log.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "glaze", "daemon", "start", "--foreground", *options]
     detach = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP
                | subprocess.DETACHED_PROCESS} if sys.platform == "win32"
               else {"start_new_session": True})
-    with open(log, "ab") as output:
+    # Owner-only from creation (0600): the log names the endpoint and the jobs.
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    if sys.platform != "win32":
+        os.fchmod(descriptor, 0o600)  # a log an older version made readable by others
+    with os.fdopen(descriptor, "ab") as output:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output,
                                  stderr=output, **detach)
     deadline = time.monotonic() + timeout

@@ -49,6 +49,24 @@ def test_start_status_second_start_and_stop(env):
     assert glaze(env, "daemon", "status").returncode == 1
 
 
+def test_the_state_folder_and_log_are_the_user_s_alone(env):
+    state = Path(env["GLAZE_STATE_DIR"])
+    state.mkdir(mode=0o755)  # as an older version made it
+    (state / "daemon.log").write_text("an older log\n")
+    (state / "daemon.log").chmod(0o644)
+    assert glaze(env, "daemon", "start").returncode == 0
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert (state / "daemon.log").stat().st_mode & 0o777 == 0o600
+    assert (state / "daemon.json").stat().st_mode & 0o777 == 0o600
+    fresh = state / "fresh"
+    assert glaze({**env, "GLAZE_STATE_DIR": str(fresh)}, "daemon", "start").returncode == 0
+    try:
+        assert fresh.stat().st_mode & 0o777 == 0o700  # from creation
+        assert (fresh / "daemon.log").stat().st_mode & 0o777 == 0o600
+    finally:
+        glaze({**env, "GLAZE_STATE_DIR": str(fresh)}, "daemon", "stop")
+
+
 def test_a_stale_connection_file_is_replaced(env):
     state = Path(env["GLAZE_STATE_DIR"])
     state.mkdir(parents=True)
