@@ -179,7 +179,8 @@ class Client:
     def __init__(self, info: ConnectionInfo, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.info, self.timeout = info, timeout
         # Signs, verifies and stamps our session id on every message, from both sockets.
-        self.session = protocol.Session(info.key_bytes, session_id=secrets.token_hex(8))
+        self.session = protocol.Session(info.key_bytes, protocol.CLIENT,
+                                        session_id=secrets.token_hex(8))
         self.inbox: dict[tuple, deque] = {}
         self.context = zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)

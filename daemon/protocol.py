@@ -1,6 +1,7 @@
 """The wire format: signed multipart messages of a msgpack header and raw pixel frames.
 
-    frame 0  signature  HMAC-SHA256 (32 bytes) over frames 1.. with their lengths
+    frame 0  signature  HMAC-SHA256 (32 bytes) over the sender's role and frames 1.. with
+                        their lengths
     frame 1  nonce      16 bytes: 8-byte big-endian time in ns, 8 random bytes
     frame 2  header     msgpack map; "type" names the message
     frame 3+ buffers    raw pixel bytes, described by the header
@@ -21,7 +22,8 @@ from collections.abc import Sequence
 
 import msgpack
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the sender's role is signed
+CLIENT, DAEMON = b"client", b"daemon"  # who signs a message: requests and answers differ
 SIGNATURE_BYTES = 32
 NONCE_BYTES = 16
 MAX_HEADER_BYTES = 64 * 1024
@@ -43,8 +45,9 @@ class ProtocolError(Exception):
         self.code = code
 
 
-def _mac(key: bytes, frames: Sequence[bytes | memoryview]) -> bytes:
+def _mac(key: bytes, sender: bytes, frames: Sequence[bytes | memoryview]) -> bytes:
     mac = hmac.new(key, digestmod=hashlib.sha256)
+    mac.update(sender)  # a daemon's answer never verifies as a client's request, nor back
     for frame in frames:
         view = memoryview(frame)
         mac.update(view.nbytes.to_bytes(8, "big"))  # frame boundaries are signed too
@@ -90,24 +93,30 @@ class Session:
     signs what this end sends and verifies what it receives, refusing replays. Callers pass
     it headers and buffers, never the key.
 
-    Direction: the nonces of the messages this end signs go into its own replay guard, so a
-    message of ours reflected back to us is refused like any replay. A client's session
-    also stamps its session id (the header's `session`) on everything it sends.
+    Direction: `role` (CLIENT or DAEMON) is signed into every message this end sends, and
+    what it receives must be signed as the other role, so that a message reflected to the
+    other clients or back to the daemon never verifies; the nonces of the messages this end
+    signs also go into its own replay guard. A client's session also stamps its session id
+    (the header's `session`) on everything it sends.
     Thread-safe: a client and its heartbeat thread share one session.
     """
 
-    def __init__(self, key: bytes, session_id: str | None = None,
+    def __init__(self, key: bytes, role: bytes, session_id: str | None = None,
                  window_s: float = REPLAY_WINDOW_S) -> None:
         if len(key) < 16:
             raise ValueError("a session key must have at least 16 bytes")
+        if role not in (CLIENT, DAEMON):
+            raise ValueError(f"a session's role is {CLIENT!r} or {DAEMON!r}, not {role!r}")
         self._key = key
+        self.role = role
+        self._peer = DAEMON if role == CLIENT else CLIENT
         self.session_id = session_id
         self._guard = ReplayGuard(window_s)
         self._lock = threading.Lock()  # the guard, between a client's two threads
 
     def sign(self, body: Sequence[bytes | memoryview]) -> bytes:
-        """The signature of frames 1.. of a message (nonce, header, buffers)."""
-        return _mac(self._key, body)
+        """This end's signature of frames 1.. of a message (nonce, header, buffers)."""
+        return _mac(self._key, self.role, body)
 
     def pack(self, header: dict, buffers: Sequence[bytes | memoryview] = ()) -> list:
         """The frames of one signed message (buffers are passed through, not copied)."""
@@ -125,7 +134,7 @@ class Session:
         if (len(frames) < 3 or len(frames[0]) != SIGNATURE_BYTES
                 or len(frames[1]) != NONCE_BYTES):
             raise ProtocolError("unsigned", "message is not signed")
-        if not hmac.compare_digest(bytes(frames[0]), self.sign(frames[1:])):
+        if not hmac.compare_digest(bytes(frames[0]), _mac(self._key, self._peer, frames[1:])):
             raise ProtocolError("bad-signature", "message signature does not match")
         with self._lock:
             fresh = self._guard.admit(bytes(frames[1]))

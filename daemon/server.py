@@ -75,7 +75,7 @@ class Daemon:
                  max_frame_bytes: int = protocol.MAX_FRAME_BYTES) -> None:
         self.bundle = bundle
         self.key = new_key()  # hex, for the connection file
-        self.session = protocol.Session(bytes.fromhex(self.key))
+        self.session = protocol.Session(bytes.fromhex(self.key), protocol.DAEMON)
         self.idle_exit_s = idle_exit_s
         self.max_frame_bytes = max_frame_bytes
         self.jobs: dict[str, Job] = {}  # jobs not yet concluded

@@ -75,8 +75,9 @@ def test_unsigned_wrong_key_and_replayed_messages_are_dropped_and_counted(daemon
     before = client.status()["rejected"]
     socket = raw_socket(daemon)
     socket.send_multipart([msgpack.packb({"type": "status"})])  # unsigned
-    socket.send_multipart(protocol.Session(b"x" * 32).pack({"type": "status", "ref": "w"}))
-    peer = protocol.Session(daemon.info.key_bytes)
+    stranger = protocol.Session(b"x" * 32, protocol.CLIENT)  # the wrong key
+    socket.send_multipart(stranger.pack({"type": "status", "ref": "w"}))
+    peer = protocol.Session(daemon.info.key_bytes, protocol.CLIENT)
     signed = peer.pack({"type": "status", "ref": "r"})
     socket.send_multipart(signed)
     assert socket.poll(int(scaled(5000)))  # the genuine one is answered
@@ -120,7 +121,7 @@ def send_fuzzed(daemon, header, buffers, signed, truncate):
     socket = fuzz_socket(daemon)
     key = daemon.info.key_bytes if signed else b"z" * 32
     frames = [protocol.new_nonce(), header, *buffers]
-    frames = [protocol.Session(key).sign(frames), *frames]
+    frames = [protocol.Session(key, protocol.CLIENT).sign(frames), *frames]
     if truncate:
         frames = frames[: max(1, len(frames) - 1)]
     socket.send_multipart(frames)
@@ -275,7 +276,8 @@ def test_oversize_frames_are_refused_before_allocation(tmp_path):
             socket = raw_socket(small)
             huge = bytes(256 * 2**20)  # 256 MiB, 64 times the limit
             for _ in range(3):
-                socket.send_multipart(protocol.Session(small.info.key_bytes).pack({
+                peer = protocol.Session(small.info.key_bytes, protocol.CLIENT)
+                socket.send_multipart(peer.pack({
                     "type": "submit", "pixels": layout_for(8192, 8192), "settings": {},
                     "session": "s"}, [huge]))
             time.sleep(scaled(2.0))
@@ -294,7 +296,8 @@ def test_protocol_version_mismatch_is_reported(tmp_path):
     info = ConnectionInfo(f"tcp://127.0.0.1:{port}", "ab" * 32, os.getpid(), 1, "0", "fake")
 
     def answer():  # a daemon of another protocol version: answer the hello, ignore pings
-        session, deadline = protocol.Session(info.key_bytes), time.monotonic() + scaled(10)
+        session = protocol.Session(info.key_bytes, protocol.DAEMON)
+        deadline = time.monotonic() + scaled(10)
         while time.monotonic() < deadline:
             if not server.poll(100):
                 continue

@@ -45,6 +45,7 @@ def signed(key: bytes, header: dict, buffers: tuple = ()) -> list[zmq.Frame]:
     docs/protocol.md says."""
     body = [protocol.new_nonce(), msgpack.packb(header), *buffers]
     mac = hmac.new(key, digestmod=hashlib.sha256)
+    mac.update(protocol.CLIENT)  # the sender's role
     for frame in body:
         mac.update(len(frame).to_bytes(8, "big") + frame)
     return [zmq.Frame(frame) for frame in (IDENTITY, mac.digest(), *body)]
