@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .geometry import check_size
 from .provenance import file_sha256
@@ -28,6 +28,7 @@ MODES = {"RGB": "RGB", "RGBA": "RGBA", "L": "RGB", "LA": "RGBA"}
 JPEG_QUALITY = 95
 RECORD_KEY = "glaze"  # the PNG text chunk holding the record
 SIDECAR_SUFFIX = ".glaze.json"
+ORIENTATION = 0x0112  # the EXIF tag
 
 
 class ImageFileError(ValueError):
@@ -79,8 +80,11 @@ def read_image(path: str | Path) -> ImageFile:
             image.load()
         except (OSError, SyntaxError) as error:
             raise ImageFileError(f"{path}: the file is truncated or damaged ({error})") from None
-        converted = image.convert(MODES[image.mode]) if image.mode in ("L", "LA") else image
-        return ImageFile(pixels=np.asarray(converted).copy(), exif=image.info.get("exif"),
+        # Upright, as a viewer shows it and a mimic's training script loads it; the output is
+        # written upright with the orientation tag removed (the rest of EXIF kept).
+        upright = ImageOps.exif_transpose(image)
+        converted = upright.convert(MODES[image.mode]) if image.mode in ("L", "LA") else upright
+        return ImageFile(pixels=np.asarray(converted).copy(), exif=upright.info.get("exif"),
                          icc_profile=image.info.get("icc_profile"))
 
 
@@ -174,6 +178,17 @@ def read_record(path: str | Path) -> dict | None:
     except (OSError, ValueError, SyntaxError):
         return None
     return found if isinstance(found, dict) else None
+
+
+def upright_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the image as it is shown, as read_image returns it (EXIF
+    orientations 5 to 8 turn it by 90 degrees); (0, 0) for a file that cannot be opened."""
+    try:
+        with Image.open(path) as image:
+            turned = image.getexif().get(ORIENTATION) in (5, 6, 7, 8)
+            return image.size[::-1] if turned else image.size
+    except OSError:
+        return (0, 0)
 
 
 def is_complete(path: str | Path, size: tuple[int, int]) -> bool:

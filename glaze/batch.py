@@ -300,7 +300,7 @@ def _unfinished(jobs: Sequence[Job], args: argparse.Namespace) -> list[Job]:
     """The jobs whose output is not already there, complete and made as this run asks
     (same models, target, settings, seed and source); marks the others skipped, or failed
     where --no-overwrite keeps an output that another run made."""
-    from glaze.engine.imagefile import is_complete, read_record
+    from glaze.engine.imagefile import is_complete, read_record, upright_size
     from glaze.engine.provenance import mismatch, request
 
     base, pending = _asked(args), []
@@ -318,7 +318,7 @@ def _unfinished(jobs: Sequence[Job], args: argparse.Namespace) -> list[Job]:
             job.status, job.error = "failed", f"cannot read it ({error.strerror or error})"
             continue
         job.profile = args.profile
-        if not (job.output.exists() and is_complete(job.output, _size_of(job.source))):
+        if not (job.output.exists() and is_complete(job.output, upright_size(job.source))):
             pending.append(job)
             continue
         reason = mismatch(read_record(job.output), job.asked)
@@ -388,11 +388,3 @@ def run_cloak(args: argparse.Namespace) -> int:
     return 1 if failed or not every else 0
 
 
-def _size_of(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except OSError:
-        return (0, 0)

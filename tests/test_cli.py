@@ -52,6 +52,23 @@ def test_cloak_keeps_exif_and_icc(tmp_path, capsys, suffix):
     assert f"-> {output}" in printed and "NO protection" in printed
 
 
+def test_an_exif_rotated_photo_is_cloaked_upright(tmp_path, capsys):
+    stored = painting(48, 80)  # as the camera stored it: sideways
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    exif[0x013B] = "Ada"
+    source = save(tmp_path / "photo.jpg", stored, exif=exif.tobytes(), quality=95)
+    assert main(["cloak", str(source), *FAST]) == 0
+    with Image.open(tmp_path / "photo.glazed.jpg") as glazed:
+        assert glazed.size == (48, 80)  # upright: what was optimized is what is shown
+        assert glazed.getexif().get(0x0112) in (None, 1)  # no rotation left to apply
+        assert glazed.getexif().get(0x013B) == "Ada"
+        upright = np.rot90(np.asarray(Image.open(source)), k=-1)
+        assert np.abs(np.asarray(glazed).astype(int) - upright).mean() < 6
+    capsys.readouterr()
+    assert main(["cloak", str(source), *FAST]) == 0  # a rerun knows the upright output
+    assert "made as asked" in capsys.readouterr().out
+
 def test_demo_outputs_carry_the_no_protection_note(tmp_path):
     png = save(tmp_path / "a.png", painting(64, 64))
     jpg = save(tmp_path / "b.jpg", painting(64, 64))
