@@ -54,10 +54,9 @@ def state_dir() -> Path:
                 or platformdirs.user_state_dir("glaze", False))
 
 
-def private_state_dir() -> Path:
-    """The state folder, created owner-only (0700; tightened if an older version made it
-    readable by others): the connection file's key and the log's endpoints are the user's."""
-    folder = state_dir()
+def private_folder(folder: Path) -> Path:
+    """`folder`, created owner-only (0700), or tightened to it if an older version made it
+    readable by others: the connection file's key and the log's endpoints are the user's."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     if sys.platform != "win32" and folder.stat().st_mode & 0o077:
         folder.chmod(0o700)
@@ -74,8 +73,8 @@ def new_key() -> str:
 
 def write_connection(info: ConnectionInfo, path: Path | None = None) -> Path:
     """Write the file atomically, owner-only (0600) from creation."""
-    path = path or private_state_dir() / FILE_NAME
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = path or connection_path()
+    private_folder(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     handle = os.open(temporary, flags, 0o600)

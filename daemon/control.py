@@ -14,7 +14,7 @@ from .connection import (
     ConnectionInfo,
     connection_path,
     pid_alive,
-    private_state_dir,
+    private_folder,
     read_connection,
     state_dir,
 )
@@ -37,7 +37,7 @@ def log_path():
 
 def start_background(options: Sequence[str], timeout: float = 300.0) -> ConnectionInfo:
     """Start `glaze daemon start --foreground OPTIONS` detached; return once it answers."""
-    private_state_dir()
+    private_folder(state_dir())
     log = log_path()
     command = [sys.executable, "-m", "glaze", "daemon", "start", "--foreground", *options]
     detach = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP

@@ -105,8 +105,6 @@ class CloakOptimizer:
         `target`: Omega's image at the first view's size."""
         self.bundle, self.settings = bundle, settings
         self.defended = settings.extractors
-        for name in self.defended:
-            bundle.extractor(name)  # a clear error before any work for a missing one
         shape = tuple(image.shape[-2:])
         self.views = mimic_views(shape, settings.work_size, settings.resize_robust,
                                  random.Random(settings.seed))
@@ -260,6 +258,8 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
     check_size(shape)
     tracker = Progress(progress, cancel)
     tracker.check()
+    for name in settings.extractors:  # a missing extractor is refused before any work
+        bundle.extractor(name)
     tracker.report(0.0, "style transfer")
     seen, coverage = composite(source, bundle.device)
     whole = whole_view(shape, settings.work_size)

@@ -67,9 +67,10 @@ def read_image(path: str | Path) -> ImageFile:
             raise ImageFileError(
                 f"{path}: colour mode {image.mode} is not supported (palette, CMYK and "
                 "high-bit-depth files are not); save it as 8-bit RGB or RGBA first")
-        if _stored_bits(image) > 8:  # Pillow would hand over 8 bits of them without a word
+        bits = _stored_bits(image)
+        if bits > 8:  # Pillow would hand over 8 bits of them without a word
             raise ImageFileError(
-                f"{path}: {_stored_bits(image)}-bit samples are not supported yet (reading "
+                f"{path}: {bits}-bit samples are not supported yet (reading "
                 "them as 8-bit would lose precision); save it as 8-bit RGB or RGBA first")
         frames = getattr(image, "n_frames", 1)
         if frames > 1 and image.format != "MPO":  # a camera JPEG's extra frames are previews
@@ -82,7 +83,8 @@ def read_image(path: str | Path) -> ImageFile:
             raise ImageFileError(f"{path}: the file is truncated or damaged ({error})") from None
         # Upright, as a viewer shows it and a mimic's training script loads it; the output is
         # written upright with the orientation tag removed (the rest of EXIF kept).
-        upright = ImageOps.exif_transpose(image)
+        turned = _orientation(image) != 1
+        upright = ImageOps.exif_transpose(image) if turned else image  # no copy otherwise
         converted = upright.convert(MODES[image.mode]) if image.mode in ("L", "LA") else upright
         return ImageFile(pixels=np.asarray(converted).copy(), exif=upright.info.get("exif"),
                          icc_profile=image.info.get("icc_profile"))
@@ -180,13 +182,17 @@ def read_record(path: str | Path) -> dict | None:
     return found if isinstance(found, dict) else None
 
 
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1: stored upright; 5 to 8 turn the picture by 90 degrees)."""
+    return image.getexif().get(ORIENTATION, 1)
+
+
 def upright_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of the image as it is shown, as read_image returns it (EXIF
     orientations 5 to 8 turn it by 90 degrees); (0, 0) for a file that cannot be opened."""
     try:
         with Image.open(path) as image:
-            turned = image.getexif().get(ORIENTATION) in (5, 6, 7, 8)
-            return image.size[::-1] if turned else image.size
+            return image.size[::-1] if _orientation(image) in (5, 6, 7, 8) else image.size
     except OSError:
         return (0, 0)
 

@@ -333,8 +333,11 @@ def _hub_problem(location: str, bundle: str | None = None) -> str | None:
 
 
 def cached_or_fetched(location: str, load: Callable[..., T], bundle: str | None = None) -> T:
-    """`load(local_files_only=...)` from the Hugging Face cache, else from the hub once it is
-    known to be reachable; a ModelLoadError that says what to do when neither works."""
+    """`load(local_files_only=...)` from a local folder, else from the Hugging Face cache,
+    else from the hub once it is known to be reachable; a ModelLoadError that says what to
+    do when neither works."""
+    if Path(location).is_dir():
+        return load(local_files_only=True)
     try:  # a complete copy in the cache needs no network at all
         return load(local_files_only=True)
     except (OSError, ValueError):
@@ -373,8 +376,7 @@ def load_extractor(name: str, source: ExtractorSource, bundle_location: str,
         return AutoencoderKL.from_pretrained(location, subfolder=source.subfolder, dtype=dtype,
                                              local_files_only=local_files_only)
     try:
-        vae = (load(True) if Path(location).is_dir()
-               else cached_or_fetched(location, load, bundle_location))
+        vae = cached_or_fetched(location, load, bundle_location)
     except (ModelLoadError, OSError, ValueError) as error:
         others = ",".join(other for other in DEFEND.choices if other != name)
         fetch = "" if isinstance(error, ModelLoadError) else \

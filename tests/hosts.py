@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from host_plugins import glaze_install
 from timing import scaled
@@ -108,15 +109,23 @@ def places(roots: tuple[str, ...]) -> list[Place]:
 
 
 @dataclass(frozen=True)
-class Krita:
-    """One Krita: its version (Krita's own `krita_version`) and where it is."""
+class Program:
+    """One version of a painting program and where it is; `id` names it in test ids."""
 
     version: str
     place: Place
+    NAME: ClassVar[str] = ""
 
     @property
     def id(self) -> str:
-        return f"krita-{self.version}"
+        return f"{self.NAME}-{self.version}"
+
+
+@dataclass(frozen=True)
+class Krita(Program):
+    """One Krita: its version (Krita's own `krita_version`) and where it is."""
+
+    NAME: ClassVar[str] = "krita"
 
     def python(self) -> str:
         """The Python it embeds, read from its binding module as the installer does."""
@@ -131,15 +140,10 @@ class Krita:
 
 
 @dataclass(frozen=True)
-class Gimp:
+class Gimp(Program):
     """One GIMP 3: its version (from gimp-console-3.X's name) and where it is."""
 
-    version: str
-    place: Place
-
-    @property
-    def id(self) -> str:
-        return f"gimp-{self.version}"
+    NAME: ClassVar[str] = "gimp"
 
     @property
     def console(self) -> str:

@@ -55,8 +55,11 @@ def test_an_extractor_left_out_of_defend_leaves_the_loss_and_the_report():
         "sd", "sdxl"}
     defended = cloak(image, full, STYLE, replace(settings, defend="sd,sdxl,flux")).report
     assert defended.extractors["flux"].relative_shift > 0.1
+    said = []
     with pytest.raises(ValueError, match="no 'flux' feature extractor"):
-        cloak(image, without_flux, STYLE, replace(settings, defend="flux"))
+        cloak(image, without_flux, STYLE, replace(settings, defend="flux"),
+              progress=lambda fraction, message: said.append(message))
+    assert said == []  # refused before the style transfer began
 
 
 def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle):

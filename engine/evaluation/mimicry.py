@@ -159,7 +159,7 @@ def _from_folder_or_hub(location: str, device: torch.device,
         return StableDiffusionXLPipeline.from_pretrained(
             location, dtype=weights, local_files_only=local_files_only)
     try:
-        return load(True) if Path(location).is_dir() else cached_or_fetched(location, load)
+        return cached_or_fetched(location, load)
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"could not load the SDXL mimic {location}: {error}. A folder "
                              "must be an SDXL pipeline in diffusers format") from error

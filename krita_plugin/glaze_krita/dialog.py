@@ -121,14 +121,10 @@ class GlazeDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
         self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
-        for widget in self.fields.values():
-            for box in getattr(widget, "boxes", {}).values():
-                box.toggled.connect(self._allow_ok)
-        self._allow_ok()
-
-    def _allow_ok(self, *_) -> None:
-        self.ok.setEnabled(all(widget.value() for widget in self.fields.values()
-                               if isinstance(widget, ChoiceGroup)))
+        groups = [widget for widget in self.fields.values() if isinstance(widget, ChoiceGroup)]
+        for box in (box for group in groups for box in group.boxes.values()):
+            box.toggled.connect(lambda _checked: self.ok.setEnabled(
+                all(group.value() for group in groups)))
 
     @staticmethod
     def _widget(setting, current, presets: dict):
