@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 import zmq
 
 from . import protocol
-from .connection import ConnectionInfo, installation, pid_alive, read_connection
+from .connection import ConnectionInfo, installation, live_connection, pid_alive
 from .protocol import ProtocolError, layout_for
 
 __all__ = ["Client", "DaemonError", "DaemonUnavailable", "JobCancelled", "JobFailed",
@@ -120,8 +120,8 @@ def start_daemon(command: list[str] | None = None,
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise DaemonUnavailable(f"could not start the Glaze daemon ({error})") from None
-    info = read_connection()
-    if done.returncode != 0 or info is None or not pid_alive(info.pid):
+    info = live_connection()
+    if done.returncode != 0 or info is None:
         said = (done.stderr or done.stdout).strip().splitlines()[-1:]
         detail = said[0] if said else f"`{shlex.join(command)}` exited with code " \
                                       f"{done.returncode}"
@@ -133,8 +133,8 @@ def offered_options(timeout: float = 1.0) -> dict:
     """The presets the running daemon advertises in its welcome ({} when none is running,
     it does not answer within `timeout`, or it does not say): dialogs show these, so that an
     older plug-in lists what a newer daemon understands. Never starts a daemon."""
-    info = read_connection()
-    if info is None or not pid_alive(info.pid):
+    info = live_connection()
+    if info is None:
         return {}
     try:
         with Client(info, timeout=timeout) as client:
@@ -144,20 +144,39 @@ def offered_options(timeout: float = 1.0) -> dict:
     return offered if isinstance(offered, dict) else {}
 
 
+def connected_socket(context: zmq.Context, info: ConnectionInfo) -> zmq.Socket:
+    """A DEALER connected to the daemon over CURVE: encrypted to the daemon's public key
+    from the connection file (a peer without it cannot complete the handshake), with a
+    throwaway key pair of this socket's own."""
+    if not zmq.has("curve"):
+        raise DaemonUnavailable("this pyzmq was built without CURVE encryption, which the "
+                                "Glaze daemon requires: install pyzmq from PyPI")
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.curve_serverkey = info.server_key.encode("ascii")
+    socket.curve_publickey, socket.curve_secretkey = zmq.curve_keypair()
+    socket.connect(info.endpoint)
+    return socket
+
+
+def _mismatch(spoken: object) -> str:
+    return (f"the daemon speaks protocol {spoken}, this client {protocol.PROTOCOL_VERSION}: "
+            "update Glaze and its plug-ins together")
+
+
 class _Heartbeat(threading.Thread):
     """Pings the daemon from its own socket so that a vanished client is noticed, and
     records when the daemon last answered so that a vanished daemon is noticed too."""
 
-    def __init__(self, context: zmq.Context, endpoint: str, session: protocol.Session) -> None:
+    def __init__(self, context: zmq.Context, info: ConnectionInfo,
+                 session: protocol.Session) -> None:
         super().__init__(name="glaze-heartbeat", daemon=True)
-        self.context, self.endpoint, self.session = context, endpoint, session
+        self.context, self.info, self.session = context, info, session
         self.last_answer = time.monotonic()
         self.halt = threading.Event()
 
     def run(self) -> None:
-        socket = self.context.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.connect(self.endpoint)
+        socket = connected_socket(self.context, self.info)
         try:
             while not self.halt.is_set():
                 socket.send_multipart(self.session.pack({"type": "ping"}))
@@ -178,15 +197,15 @@ class Client:
 
     def __init__(self, info: ConnectionInfo, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.info, self.timeout = info, timeout
+        if info.protocol != protocol.PROTOCOL_VERSION:
+            raise ProtocolMismatch(_mismatch(info.protocol))
         # Signs, verifies and stamps our session id on every message, from both sockets.
         self.session = protocol.Session(info.key_bytes, protocol.CLIENT,
                                         session_id=secrets.token_hex(8))
         self.inbox: dict[tuple, deque] = {}
         self.context = zmq.Context.instance()
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.connect(info.endpoint)
-        self.heartbeat = _Heartbeat(self.context, info.endpoint, self.session)
+        self.socket = connected_socket(self.context, info)
+        self.heartbeat = _Heartbeat(self.context, info, self.session)
         self.heartbeat.start()
         try:
             self.welcome = self.request({"type": "hello"})
@@ -195,16 +214,14 @@ class Client:
             raise
         if self.welcome.get("protocol") != protocol.PROTOCOL_VERSION:
             self.close()
-            raise ProtocolMismatch(
-                f"the daemon speaks protocol {self.welcome.get('protocol')}, this client "
-                f"{protocol.PROTOCOL_VERSION}: update Glaze and its plug-ins together")
+            raise ProtocolMismatch(_mismatch(self.welcome.get("protocol")))
 
     @classmethod
     def connect(cls, autostart: bool = False, start_command: list[str] | None = None,
                 timeout: float = DEFAULT_TIMEOUT_S) -> Client:
         """Connect to the running daemon; with `autostart`, start one if there is none."""
-        info = read_connection()
-        if info is not None and pid_alive(info.pid):
+        info = live_connection()
+        if info is not None:
             try:
                 return cls(info, timeout)
             except DaemonUnavailable:

@@ -1,4 +1,6 @@
-"""The connection file: how clients find the daemon and the key that signs its messages.
+"""The connection file: how clients find the daemon, the key that signs its messages and
+the public key its transport is encrypted to; and the start lock, which says whether that
+file's daemon still runs.
 
 Written readable by its owner only from the moment it exists (never chmod-ed afterwards).
 Standard library and platformdirs only.
@@ -16,6 +18,7 @@ from pathlib import Path
 import platformdirs
 
 FILE_NAME = "daemon.json"
+LOCK_NAME = "daemon.lock"
 # Written beside this module by `glaze install` into each plug-in's copy of the client: how
 # to start this installation's daemon and where it keeps its connection file (a sandboxed
 # host, e.g. a Flatpak, has per-application folders of its own).
@@ -30,6 +33,9 @@ class ConnectionInfo:
     protocol: int
     version: str
     bundle: str
+    # Z85: the daemon's CURVE public key, without which no handshake succeeds (protocol 3;
+    # empty in an older daemon's file, which the client then refuses by its protocol).
+    server_key: str = ""
 
     @property
     def key_bytes(self) -> bytes:
@@ -107,6 +113,79 @@ def read_connection(path: Path | None = None) -> ConnectionInfo | None:
         return ConnectionInfo(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+class StartLock:
+    """An exclusive lock on `daemon.lock`, taken before a daemon loads its models and held
+    until it exits: of two concurrent starts one gets it and the other reports that one.
+    The operating system releases it when its holder dies, however it dies, so a free lock
+    means the connection file is stale even when its pid now names another process."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or state_dir() / LOCK_NAME
+        self._handle: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock for this process; False if another holds it."""
+        private_folder(self.path.parent)
+        handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if not _try_lock(handle):
+            os.close(handle)
+            return False
+        os.lseek(handle, _PID_OFFSET, os.SEEK_SET)
+        os.write(handle, f"{os.getpid():<20}".encode())
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            os.close(self._handle)  # closing releases it
+            self._handle = None
+
+    def holder(self) -> int | None:
+        """The pid of the process holding the lock, or None if it is free."""
+        try:
+            handle = os.open(self.path, os.O_RDWR)
+        except OSError:
+            return None
+        try:
+            if _try_lock(handle):
+                return None  # closing the handle below releases it again
+            os.lseek(handle, _PID_OFFSET, os.SEEK_SET)
+            written = os.read(handle, 20).strip()
+            return int(written) if written.isdigit() else 0
+        finally:
+            os.close(handle)
+
+
+_PID_OFFSET = 16  # the holder's pid is written past the locked byte (Windows locks bytes)
+
+
+def _try_lock(handle: int) -> bool:
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(handle, 0, os.SEEK_SET)
+        try:
+            msvcrt.locking(handle, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def live_connection() -> ConnectionInfo | None:
+    """The connection file, if the daemon it names still holds the start lock."""
+    info = read_connection()
+    if info is None or StartLock(connection_path().with_name(LOCK_NAME)).holder() != info.pid:
+        return None
+    return info
 
 
 def pid_alive(pid: int) -> bool:

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .client import Client, DaemonError, DaemonUnavailable
 from .connection import (
     ConnectionInfo,
+    StartLock,
     connection_path,
     pid_alive,
     private_folder,
@@ -19,24 +21,75 @@ from .connection import (
     state_dir,
 )
 
+# `glaze daemon start --foreground` exits with this when another daemon holds the lock.
+LOCK_HELD_EXIT = 3
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the state folder says about the daemon."""
+
+    running: ConnectionInfo | None = None  # its file, written by the lock's holder
+    starting: int | None = None  # the pid holding the lock that has not written its file
+    stale: ConnectionInfo | None = None  # a file no live daemon holds, now removed
+
+    def describe(self) -> str:
+        if self.running is not None:
+            info = self.running
+            return (f"the Glaze daemon is running: pid {info.pid}, {info.endpoint}, "
+                    f"bundle {info.bundle}")
+        if self.starting is not None:
+            return f"the Glaze daemon is starting (pid {self.starting}, loading its models)"
+        said = "the Glaze daemon is not running"
+        if self.stale is not None:
+            said += (f" (removed a stale connection file: pid {self.stale.pid} no longer "
+                     "runs a Glaze daemon)")
+        return said
+
+
+def find() -> Found:
+    """Look for the daemon. Its file is trusted only while its pid holds the start lock:
+    a daemon that died, even one whose pid now names another process, holds no lock."""
+    holder = StartLock().holder()
+    info = read_connection()
+    if holder is not None:
+        if info is not None and info.pid == holder:
+            return Found(running=info)
+        return Found(starting=holder)
+    if info is not None or connection_path().exists():
+        connection_path().unlink(missing_ok=True)
+    return Found(stale=info)
+
 
 def running() -> ConnectionInfo | None:
-    """The live daemon's connection info; a stale file (dead pid) is removed."""
-    info = read_connection()
-    if info is None:
-        return None
-    if pid_alive(info.pid):
-        return info
-    connection_path().unlink(missing_ok=True)
-    return None
+    """The live daemon's connection info (a stale file is removed)."""
+    return find().running
+
+
+def wait_until_running(pid: int, timeout: float) -> ConnectionInfo:
+    """The connection file of daemon `pid` (starting now), once it answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = find()
+        if found.running is not None and found.running.pid == pid:
+            with Client(found.running):
+                return found.running
+        if found.starting != pid and found.running is None:
+            raise DaemonUnavailable(f"the daemon (pid {pid}) exited at start; "
+                                    f"see {log_path()}")
+        time.sleep(0.1)
+    raise DaemonUnavailable(f"the daemon (pid {pid}) did not start within {timeout:.0f} s; "
+                            f"see {log_path()}")
 
 
 def log_path():
     return state_dir() / "daemon.log"
 
 
-def start_background(options: Sequence[str], timeout: float = 300.0) -> ConnectionInfo:
-    """Start `glaze daemon start --foreground OPTIONS` detached; return once it answers."""
+def start_background(options: Sequence[str], timeout: float = 300.0
+                     ) -> tuple[ConnectionInfo, bool]:
+    """Start `glaze daemon start --foreground OPTIONS` detached; return once it answers,
+    with whether it is the one started here (False: a concurrent start won the lock)."""
     private_folder(state_dir())
     log = log_path()
     command = [sys.executable, "-m", "glaze", "daemon", "start", "--foreground", *options]
@@ -53,12 +106,16 @@ def start_background(options: Sequence[str], timeout: float = 300.0) -> Connecti
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            raise DaemonUnavailable(f"the daemon exited at start (code {child.returncode}); "
-                                    f"see {log}")
+            found = find()
+            holder = found.running.pid if found.running else found.starting
+            if child.returncode != LOCK_HELD_EXIT or holder is None:
+                raise DaemonUnavailable(f"the daemon exited at start (code "
+                                        f"{child.returncode}); see {log}")
+            return wait_until_running(holder, deadline - time.monotonic()), False
         info = read_connection()
         if info is not None and info.pid == child.pid:
             with Client(info):
-                return info
+                return info, True
         time.sleep(0.1)
     child.terminate()
     raise DaemonUnavailable(f"the daemon did not start within {timeout:.0f} s; see {log}")

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import msgpack
 
-PROTOCOL_VERSION = 2  # 2: the sender's role is signed
+PROTOCOL_VERSION = 3  # 2: the sender's role is signed; 3: CURVE transport
 CLIENT, DAEMON = b"client", b"daemon"  # who signs a message: requests and answers differ
 SIGNATURE_BYTES = 32
 NONCE_BYTES = 16

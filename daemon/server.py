@@ -8,6 +8,7 @@ worker has finished (`ended`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -37,6 +38,15 @@ log = logging.getLogger("glaze.daemon")
 HEARTBEAT_TIMEOUT_S = 1.0  # a session silent this long has vanished: its jobs are cancelled
 MAX_QUEUE = 16
 POLL_MS = 20
+# Messages read per round of the socket loop before replies are flushed and sessions
+# checked: a peer that sends without pause cannot starve the answers. The ROUTER takes
+# its input from the peers in turn, so each round is shared fairly between them.
+MESSAGES_PER_ROUND = 32
+# A connection that has not completed the CURVE handshake within this is closed: idle or
+# keyless connections do not hold file descriptors for long.
+HANDSHAKE_MS = 5000
+REJECTION_LOG_PERIOD_S = 60.0
+REJECTIONS_LOGGED_PER_PERIOD = 5
 SECURITY_CODES = ("unsigned", "bad-signature", "replayed")
 # The fields a job's settings map may carry and their types, from the one declaration.
 SETTING_FIELDS = {setting.name: setting.wire_types for setting in options.SETTINGS}
@@ -75,6 +85,7 @@ class Daemon:
                  max_frame_bytes: int = protocol.MAX_FRAME_BYTES) -> None:
         self.bundle = bundle
         self.key = new_key()  # hex, for the connection file
+        self.public_key, self._secret_key = zmq.curve_keypair()  # the transport's
         self.session = protocol.Session(bytes.fromhex(self.key), protocol.DAEMON)
         self.idle_exit_s = idle_exit_s
         self.max_frame_bytes = max_frame_bytes
@@ -89,21 +100,28 @@ class Daemon:
         self.started = time.monotonic()
         self.last_activity = time.monotonic()
         self.served = self.rejected = self.invalid = 0
+        self.rejections_log = ThrottledLog(REJECTIONS_LOGGED_PER_PERIOD,
+                                           REJECTION_LOG_PERIOD_S)
         self.endpoint = ""
 
     # -- lifetime ------------------------------------------------------------------------
 
     def run(self, write_file: bool = True) -> None:
         """Bind, publish the connection file, serve until stopped, then clean up."""
-        context = zmq.Context.instance()
-        socket = context.socket(zmq.ROUTER)
+        _raise_file_limit()
+        socket = zmq.Context.instance().socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 1000)
         socket.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)  # refused before allocation
         socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # Only a peer holding the connection file's server key completes a handshake:
+        # others never get a message read, buffered or verified.
+        socket.curve_server = True
+        socket.curve_secretkey = self._secret_key
+        socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
         port = socket.bind_to_random_port("tcp://127.0.0.1")
         self.endpoint = f"tcp://127.0.0.1:{port}"
         info = ConnectionInfo(self.endpoint, self.key, _pid(), protocol.PROTOCOL_VERSION,
-                              __version__, self.bundle.name)
+                              __version__, self.bundle.name, self.public_key.decode("ascii"))
         worker = threading.Thread(target=self._work, name="glaze-worker", daemon=True)
         worker.start()
         if write_file:
@@ -132,8 +150,12 @@ class Daemon:
         poller.register(socket, zmq.POLLIN)
         while not self.stopping.is_set():
             if poller.poll(POLL_MS):
-                while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                    self._receive(socket.recv_multipart(copy=False))
+                for _ in range(MESSAGES_PER_ROUND):
+                    try:
+                        frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._receive(frames)
             self._settle()
             self._flush(socket)
             self._drop_vanished_sessions()
@@ -158,7 +180,7 @@ class Daemon:
         except ProtocolError as error:
             if error.code in SECURITY_CODES:
                 self.rejected += 1  # dropped unread: no answer to an unauthenticated peer
-                log.warning("dropped a message: %s", error)
+                self.rejections_log.warning("dropped a message: %s", error)
             else:
                 self.invalid += 1
                 self._reply(identity, {}, error)
@@ -374,6 +396,43 @@ class Daemon:
         header = {"type": "result", "job": job.id, "report": result.report.to_dict(),
                   "target_style": profile.target_style, "pixels": layout}
         return "done", (header, (out,))
+
+
+class ThrottledLog:
+    """Logs at most `burst` warnings per `period_s`, then, once the period is over, one
+    line saying how many were left out: a flood of bad messages cannot flood the log."""
+
+    def __init__(self, burst: int, period_s: float) -> None:
+        self.burst, self.period_s = burst, period_s
+        self.period_start = time.monotonic()
+        self.logged = self.left_out = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self.period_start >= self.period_s:
+            if self.left_out:
+                log.warning("%d more like it in the last %.0f s, not logged",
+                            self.left_out, now - self.period_start)
+            self.period_start, self.logged, self.left_out = now, 0, 0
+        if self.logged < self.burst:
+            self.logged += 1
+            log.warning(message, *args)
+        else:
+            self.left_out += 1
+
+
+def _raise_file_limit() -> None:
+    """Let the daemon use every file descriptor it may (soft limit up to the hard one), so
+    that many connections run out of its descriptors as late as possible."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _ref(request: object) -> str | int | None:

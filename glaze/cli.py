@@ -92,14 +92,20 @@ def run_cloak(args: argparse.Namespace) -> int:
 
 def run_daemon_start(args: argparse.Namespace) -> int:
     from glaze.daemon.client import DaemonError
-    from glaze.daemon.control import running, start_background
+    from glaze.daemon.control import find, start_background, wait_until_running
 
-    info = running()
-    if info is not None:
-        print(f"the Glaze daemon is already running: pid {info.pid}, {info.endpoint}, "
-              f"bundle {info.bundle}")
-        _print_note(_protection_note(info))
-        return 0
+    found = find()
+    if found.stale is not None:
+        print(found.describe())
+    try:
+        if found.starting is not None:  # another start is loading the models
+            print(found.describe())
+            return _report_running(wait_until_running(found.starting, 300.0), already=True)
+    except DaemonError as error:
+        print(f"glaze: {error}", file=sys.stderr)
+        return 1
+    if found.running is not None:
+        return _report_running(found.running, already=True)
     if args.foreground:
         return _serve_here(args)
     options = ["--model", args.model]
@@ -108,11 +114,16 @@ def run_daemon_start(args: argparse.Namespace) -> int:
         if value is not None:
             options += [flag, str(value)]
     try:
-        info = start_background(options)
+        info, ours = start_background(options)
     except DaemonError as error:
         print(f"glaze: {error}", file=sys.stderr)
         return 1
-    print(f"the Glaze daemon is running: pid {info.pid}, {info.endpoint}, bundle {info.bundle}")
+    return _report_running(info, already=not ours)
+
+
+def _report_running(info, already: bool) -> int:
+    print(f"the Glaze daemon is {'already ' if already else ''}running: pid {info.pid}, "
+          f"{info.endpoint}, bundle {info.bundle}")
     _print_note(_protection_note(info))
     return 0
 
@@ -137,14 +148,20 @@ def _print_note(note: str | None) -> None:
 def _serve_here(args: argparse.Namespace) -> int:
     import logging
 
+    from glaze.daemon.config import configured
+    from glaze.daemon.connection import StartLock
+    from glaze.daemon.control import LOCK_HELD_EXIT
+    from glaze.daemon.options import DEFEND
     from glaze.daemon.protocol import MAX_FRAME_BYTES
     from glaze.daemon.server import serve
     from glaze.engine import ModelLoadError, load_bundle
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from glaze.daemon.config import configured
-    from glaze.daemon.options import DEFEND
-
+    lock = StartLock()  # held until this process exits, before the models load
+    if not lock.acquire():
+        print(f"glaze: another Glaze daemon (pid {lock.holder()}) is starting or running; "
+              "`glaze daemon status` says which", file=sys.stderr)
+        return LOCK_HELD_EXIT
     try:  # the extractors `glaze install --defend` chose (the dialogs offer these)
         bundle = load_bundle(args.model, device=args.device, precision=args.precision,
                              defend=configured(DEFEND))
@@ -169,11 +186,12 @@ def run_daemon_stop(args: argparse.Namespace) -> int:
 
 def run_daemon_status(args: argparse.Namespace) -> int:
     from glaze.daemon.client import Client, DaemonError
-    from glaze.daemon.control import running
+    from glaze.daemon.control import find
 
-    info = running()
+    found = find()
+    info = found.running
     if info is None:
-        print("the Glaze daemon is not running")
+        print(found.describe())
         return 1
     try:
         with Client(info, timeout=5.0) as client:

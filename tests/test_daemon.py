@@ -28,16 +28,16 @@ from glaze.daemon.client import (
     JobFailed,
     ProtocolMismatch,
     RequestRejected,
+    connected_socket,
 )
 from glaze.daemon.connection import ConnectionInfo
 from glaze.daemon.protocol import layout_for
 
 
 def raw_socket(daemon) -> zmq.Socket:
-    socket = zmq.Context.instance().socket(zmq.DEALER)
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.connect(daemon.info.endpoint)
-    return socket
+    """A socket that holds the connection file (it completes the CURVE handshake) and
+    sends whatever a test makes it send."""
+    return connected_socket(zmq.Context.instance(), daemon.info)
 
 
 @pytest.mark.parametrize("order", ["RGBA", "BGRA"])
@@ -292,8 +292,14 @@ def test_oversize_frames_are_refused_before_allocation(tmp_path):
 def test_protocol_version_mismatch_is_reported(tmp_path):
     context = zmq.Context.instance()
     server = context.socket(zmq.ROUTER)
+    public, server.curve_secretkey = zmq.curve_keypair()
+    server.curve_server = True
     port = server.bind_to_random_port("tcp://127.0.0.1")
-    info = ConnectionInfo(f"tcp://127.0.0.1:{port}", "ab" * 32, os.getpid(), 1, "0", "fake")
+    info = ConnectionInfo(f"tcp://127.0.0.1:{port}", "ab" * 32, os.getpid(),
+                          protocol.PROTOCOL_VERSION, "0", "fake", public.decode())
+    older = dataclasses.replace(info, protocol=2, server_key="")  # a file without the key
+    with pytest.raises(ProtocolMismatch, match="protocol 2"):
+        Client(older)
 
     def answer():  # a daemon of another protocol version: answer the hello, ignore pings
         session = protocol.Session(info.key_bytes, protocol.DAEMON)

@@ -80,6 +80,58 @@ def test_a_stale_connection_file_is_replaced(env):
     assert connection(env).pid != int(dead) and connection(env).bundle == "demo-seed0"
 
 
+def test_a_stale_file_whose_pid_now_names_another_process_is_replaced(env):
+    state = Path(env["GLAZE_STATE_DIR"])
+    state.mkdir(parents=True)
+    reused = os.getpid()  # alive, and not a Glaze daemon: as after a reboot
+    (state / "daemon.json").write_text(json.dumps({
+        "endpoint": "tcp://127.0.0.1:1", "key": "00" * 32, "pid": reused, "protocol": 3,
+        "version": "0", "bundle": "gone", "server_key": "x" * 40}))
+    status = glaze(env, "daemon", "status")
+    assert status.returncode == 1
+    assert f"removed a stale connection file: pid {reused} no longer runs" in status.stdout
+    (state / "daemon.json").write_text(json.dumps({
+        "endpoint": "tcp://127.0.0.1:1", "key": "00" * 32, "pid": reused, "protocol": 3,
+        "version": "0", "bundle": "gone", "server_key": "x" * 40}))
+    started = glaze(env, "daemon", "start", timeout=120)
+    assert started.returncode == 0 and "already running" not in started.stdout
+    assert "removed a stale connection file" in started.stdout
+    assert connection(env).pid not in (reused, 0) and connection(env).bundle == "demo-seed0"
+
+
+def _daemons_of(env: dict) -> list[int]:
+    """The pids of the Glaze daemon processes that serve this test's state folder."""
+    found = []
+    marker = f"GLAZE_STATE_DIR={env['GLAZE_STATE_DIR']}".encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+            environment = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"--foreground" in command and marker in environment.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_concurrent_starts_leave_one_daemon(env):
+    starts = [subprocess.Popen([sys.executable, "-m", "glaze", "daemon", "start"], env=env,
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(3)]
+    said = [start.communicate(timeout=scaled(300)) for start in starts]
+    assert [start.returncode for start in starts] == [0, 0, 0], said
+    info = connection(env)
+    assert all(f"pid {info.pid}" in out for out, _ in said), said
+    assert sum("already running" in out for out, _ in said) == 2, said
+    deadline = time.monotonic() + scaled(30)  # the starts that lost the lock have exited
+    while _daemons_of(env) != [info.pid] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _daemons_of(env) == [info.pid]
+    assert "stopped" in glaze(env, "daemon", "stop").stdout
+    assert _daemons_of(env) == []
+
+
 def test_idle_exit(env):
     assert glaze(env, "daemon", "start", "--idle-exit", "0.02").returncode == 0  # 1.2 s
     info = connection(env)
