@@ -20,6 +20,7 @@ import textwrap
 import time
 
 import numpy as np
+import zmq
 
 from glaze.daemon import protocol
 from glaze.daemon.client import Client
@@ -56,9 +57,32 @@ def transport(client: Client, repeats: int) -> tuple[float, float, float]:
         np.copyto(target, layer)
         copies.append(time.perf_counter() - start)
         start = time.perf_counter()
-        protocol._mac(client.info.key_bytes, [memoryview(layer)])
+        protocol.Session(client.info.key_bytes, protocol.CLIENT).sign([memoryview(layer)])
         macs.append(time.perf_counter() - start)
     return tuple(statistics.median(values[1:]) for values in (trips, copies, macs))
+
+
+def one_way(curve: bool, repeats: int) -> float:
+    """Median time to send the 64 MiB layer one way over loopback TCP between two bare
+    sockets, with the daemon's CURVE encryption or without any."""
+    layer = np.random.default_rng(0).integers(0, 256, (4096, 4096, 4), np.uint8)
+    context = zmq.Context.instance()
+    server, peer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+    if curve:
+        public, server.curve_secretkey = zmq.curve_keypair()
+        server.curve_server = True
+        peer.curve_serverkey = public
+        peer.curve_publickey, peer.curve_secretkey = zmq.curve_keypair()
+    peer.connect(f"tcp://127.0.0.1:{server.bind_to_random_port('tcp://127.0.0.1')}")
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        peer.send(layer, copy=False)
+        server.recv_multipart(copy=False)
+        times.append(time.perf_counter() - start)
+    server.close(linger=0)
+    peer.close(linger=0)
+    return statistics.median(times[1:])
 
 
 def first_progress_warm(client: Client, repeats: int) -> float:
@@ -93,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as state:
         os.environ["GLAZE_STATE_DIR"] = state  # a daemon of its own, not the user's
-        info = start_background(["--model", args.model])
+        info, _ = start_background(["--model", args.model])
         try:
             with Client(info) as client:
                 trip, copy, mac = transport(client, args.repeats)
@@ -101,12 +125,16 @@ def main() -> None:
         finally:
             stop()
     cold = first_progress_cold(args.model, max(1, args.repeats // 2))
+    plain, encrypted = one_way(False, args.repeats), one_way(True, args.repeats)
     print(f"model {args.model}, medians of {args.repeats}")
     print(f"4096x4096 RGBA u8 round trip (signed, 2 x 64 MiB): {trip * 1000:8.1f} ms")
     print(f"memcpy of the same 64 MiB:                          {copy * 1000:8.1f} ms")
     print(f"ratio round trip / memcpy:                          {trip / copy:8.1f}")
     print(f"one HMAC-SHA256 pass over the layer:                {mac * 1000:8.1f} ms "
           f"(x4 per round trip: {4 * mac / trip:.0%} of it)")
+    print(f"64 MiB one way, bare sockets, no encryption:       {plain * 1000:8.1f} ms")
+    print(f"64 MiB one way, bare sockets, CURVE:                {encrypted * 1000:8.1f} ms "
+          f"(x2 per round trip: {2 * (encrypted - plain) / trip:.0%} of it)")
     print(f"first progress, warm daemon:                        {warm * 1000:8.1f} ms")
     print(f"first progress, cold in-process:                    {cold * 1000:8.1f} ms")
     print(f"ratio cold / warm:                                  {cold / warm:8.1f}")
