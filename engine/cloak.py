@@ -30,7 +30,6 @@ transparent pixels never drives the loss; those pixels are left exactly as they 
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -203,15 +202,11 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: pixels.Spli
         lpips_value = bundle.perceptual_distance(seen, original).item()
     shifts = {name: shift_toward(bundle, name, original, seen, goals[0])
               for name, goals in optimizer.targets.items()}
-    change = delivered.rgb - source.rgb
-    covered = source.coverage > 0
-    mse = float(np.mean(np.square(change[covered]))) if covered.any() else 0.0
     return {
         "defended": list(shifts), "extractors": shifts,
         "relative_shift": min(shift.relative_shift for shift in shifts.values()),
         "incomplete": any(shift.incomplete for shift in shifts.values()), "lpips": lpips_value,
-        "psnr": 10 * math.log10(1.0 / mse) if mse > 0 else None,
-        "linf": float(np.abs(change).max()),
+        **pixels.pixel_change(source, output),
     }
 
 

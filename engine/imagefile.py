@@ -9,6 +9,7 @@ describes a newer image).
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".ti
 # Grey images are widened to RGB(A); other modes are refused with a hint.
 MODES = {"RGB": "RGB", "RGBA": "RGBA", "L": "RGB", "LA": "RGBA"}
 JPEG_QUALITY = 95
+# The save options that decide the stored pixels, by format. PNG, WebP (lossless, and
+# `exact`: the colour under alpha 0 is kept too) and TIFF store the pixels exactly; JPEG
+# moves them, so what it stores is measured (`as_stored`).
+PIXEL_OPTIONS = {"PNG": {}, "JPEG": {"quality": JPEG_QUALITY, "subsampling": 0},
+                 "WEBP": {"lossless": True, "exact": True},
+                 "TIFF": {"compression": "tiff_adobe_deflate"}}
+LOSSY = ("JPEG",)
 RECORD_KEY = "glaze"  # the PNG text chunk holding the record
 SIDECAR_SUFFIX = ".glaze.json"
 ORIENTATION = 0x0112  # the EXIF tag
@@ -111,6 +119,28 @@ def output_format(path: str | Path) -> str:
                              f"{', '.join(sorted(FORMATS))}") from None
 
 
+def _encodable(path: Path, pixels: np.ndarray) -> tuple[str, Image.Image]:
+    """The output format for `path` and `pixels` as an image it can store."""
+    fmt = output_format(path)
+    image = Image.fromarray(pixels)
+    if fmt == "JPEG" and image.mode == "RGBA":
+        raise ImageFileError(f"{path}: JPEG has no transparency; choose PNG, WebP or TIFF")
+    return fmt, image
+
+
+def as_stored(path: str | Path, pixels: np.ndarray) -> np.ndarray:
+    """The pixels that `write_image(path, pixels)` stores, as a reader decodes them:
+    `pixels` themselves for the lossless formats; for JPEG, the decoding of an encoding
+    made in memory with the same settings (metadata does not change the pixels)."""
+    fmt, image = _encodable(Path(path), pixels)
+    if fmt not in LOSSY:
+        return pixels
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **PIXEL_OPTIONS[fmt])
+    with Image.open(buffer) as stored:
+        return np.asarray(stored.convert(image.mode))
+
+
 def write_image(path: str | Path, pixels: np.ndarray, like: ImageFile | None = None,
                 note: str | None = None, record: dict | None = None) -> None:
     """Write `pixels` (uint8) to `path`, typed by its suffix, keeping `like`'s metadata.
@@ -119,17 +149,13 @@ def write_image(path: str | Path, pixels: np.ndarray, like: ImageFile | None = N
     (what made the output) in the file, or beside it for WebP and TIFF.
     """
     path = Path(path)
-    fmt = output_format(path)
-    image = Image.fromarray(pixels)
-    options: dict = {}
+    fmt, image = _encodable(path, pixels)
+    options: dict = dict(PIXEL_OPTIONS[fmt])
     if like is not None and like.exif:
         options["exif"] = like.exif
     if like is not None and like.icc_profile:
         options["icc_profile"] = like.icc_profile
     if fmt == "JPEG":
-        if image.mode == "RGBA":
-            raise ImageFileError(f"{path}: JPEG has no transparency; choose PNG, WebP or TIFF")
-        options.update(quality=JPEG_QUALITY, subsampling=0)
         if record is not None:  # one comment: the record, which carries the note too
             options["comment"] = json.dumps(record)
         elif note:
@@ -141,10 +167,6 @@ def write_image(path: str | Path, pixels: np.ndarray, like: ImageFile | None = N
         if record is not None:
             info.add_text(RECORD_KEY, json.dumps(record))
         options["pnginfo"] = info
-    elif fmt == "WEBP":  # lossless, and `exact`: the colour under alpha 0 is kept too
-        options.update(lossless=True, exact=True)
-    elif fmt == "TIFF":
-        options["compression"] = "tiff_adobe_deflate"
     sidecar = _sidecar(path)
     try:
         sidecar.unlink(missing_ok=True)  # it described the file about to be replaced

@@ -6,6 +6,7 @@ float32. Alpha is never computed on: it is carried through untouched, bit for bi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,16 @@ def split(image: np.ndarray) -> SplitImage:
     else:
         coverage = np.ones(image.shape[:2], np.float32)
     return SplitImage(rgb=rgb, coverage=coverage, source=image)
+
+
+def pixel_change(source: SplitImage, changed: np.ndarray) -> dict:
+    """How far `changed` (the source's shape) is from the source: `linf`, the largest
+    change of any RGB sample, and `psnr`, dB over covered pixels (None if unchanged)."""
+    change = split(changed).rgb - source.rgb
+    covered = source.coverage > 0
+    mse = float(np.mean(np.square(change[covered]))) if covered.any() else 0.0
+    return {"psnr": 10 * math.log10(1.0 / mse) if mse > 0 else None,
+            "linf": float(np.abs(change).max())}
 
 
 def merge(split_image: SplitImage, delta: np.ndarray) -> np.ndarray:

@@ -223,10 +223,26 @@ def _cloak_one(job: Job, loaded, cloaker) -> None:
         image, report = cloaker(loaded.pixels, progress)
     from glaze.engine.provenance import record
 
+    report = as_written(job.output, report, loaded.pixels, image)
     made = record(job.asked, report, job.profile, __version__)
     write_image(job.output, image, like=loaded, note=cloaker.note, record=made)
     job.report = report
     job.status = "done"
+
+
+def as_written(output: Path, report: dict, source: np.ndarray, cloaked: np.ndarray) -> dict:
+    """The report with `linf` and `psnr` measured on the pixels the output file stores.
+    A lossy format (JPEG) adds `encoding`: how far encoding moved the cloaked pixels; the
+    feature shifts stay those measured before encoding."""
+    from glaze.engine.imagefile import as_stored, output_format
+    from glaze.engine.pixels import pixel_change, split
+
+    stored = as_stored(output, cloaked)
+    if stored is cloaked:
+        return report
+    moved = pixel_change(split(cloaked), stored)
+    return {**report, **pixel_change(split(source), stored),
+            "encoding": {"format": output_format(output), **moved}}
 
 
 def _describe(job: Job) -> str:
@@ -237,8 +253,15 @@ def _describe(job: Job) -> str:
 
     flag = "  INCOMPLETE: the style shift fell short" if report["incomplete"] else ""
     psnr = f"{report['psnr']:.1f} dB" if report["psnr"] is not None else "unchanged"
+    encoding = report.get("encoding")
+    if encoding:  # the cap holds on the cloak; a lossy file may move pixels past it
+        flag = (f"  {encoding['format']} encoding moved pixels by up to "
+                f"{encoding['linf'] * 255:.0f}/255 more (largest change on disk "
+                f"{report['linf'] * 255:.0f}/255, cap {report['linf_cap'] * 255:.0f}/255; "
+                f"shift measured before encoding; PNG, WebP and TIFF store it exactly)"
+                + flag)
     return (f"done {job.source} -> {job.output}  (shift {shifts_text(report)}, "
-            f"LPIPS {report['lpips']:.4f}, PSNR {psnr}, {report['steps_run']} steps, "
+            f"LPIPS {report['lpips']:.4f}, PSNR {psnr} on disk, {report['steps_run']} steps, "
             f"{report['seconds']:.1f} s){flag}")
 
 

@@ -52,6 +52,26 @@ def test_cloak_keeps_exif_and_icc(tmp_path, capsys, suffix):
     assert f"-> {output}" in printed and "NO protection" in printed
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tiff"])
+def test_the_report_measures_the_file_as_written(tmp_path, capsys, suffix):
+    source = save(tmp_path / f"art{suffix}", painting(64, 96, seed=3))
+    report = tmp_path / "report.json"
+    assert main(["cloak", str(source), "--report", str(report), *FAST]) == 0
+    measured = json.loads(report.read_text())["images"][0]["report"]
+    with Image.open(tmp_path / f"art.glazed{suffix}") as glazed, Image.open(source) as read:
+        change = (np.asarray(glazed, np.float64) - np.asarray(read, np.float64)) / 255
+    assert measured["linf"] == pytest.approx(np.abs(change).max(), abs=1e-6)
+    psnr = 10 * np.log10(1 / np.mean(np.square(change)))
+    assert measured["psnr"] == pytest.approx(psnr, abs=1e-3)
+    printed = capsys.readouterr().out
+    if suffix == ".jpg":  # encoding moved the cloaked pixels, and the report says by how much
+        assert measured["encoding"]["format"] == "JPEG" and measured["encoding"]["linf"] > 0
+        assert "JPEG encoding moved pixels by up to" in printed
+    else:
+        assert "encoding" not in measured
+        assert measured["linf"] <= measured["linf_cap"] + 0.5 / 255  # the cap holds on disk
+
+
 def test_an_exif_rotated_photo_is_cloaked_upright(tmp_path, capsys):
     stored = painting(48, 80)  # as the camera stored it: sideways
     exif = Image.Exif()
