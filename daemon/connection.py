@@ -123,7 +123,7 @@ class StartLock:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or state_dir() / LOCK_NAME
-        self._handle: int | None = None
+        self._handle: int | None = None  # open while held: the process's exit releases it
 
     def acquire(self) -> bool:
         """Take the lock for this process; False if another holds it."""
@@ -136,11 +136,6 @@ class StartLock:
         os.write(handle, f"{os.getpid():<20}".encode())
         self._handle = handle
         return True
-
-    def release(self) -> None:
-        if self._handle is not None:
-            os.close(self._handle)  # closing releases it
-            self._handle = None
 
     def holder(self) -> int | None:
         """The pid of the process holding the lock, or None if it is free."""
@@ -183,7 +178,7 @@ def _try_lock(handle: int) -> bool:
 def live_connection() -> ConnectionInfo | None:
     """The connection file, if the daemon it names still holds the start lock."""
     info = read_connection()
-    if info is None or StartLock(connection_path().with_name(LOCK_NAME)).holder() != info.pid:
+    if info is None or StartLock().holder() != info.pid:
         return None
     return info
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .client import Client, DaemonError, DaemonUnavailable
+from .client import START_TIMEOUT_S, Client, DaemonError, DaemonUnavailable
 from .connection import (
     ConnectionInfo,
     StartLock,
@@ -56,8 +56,7 @@ def find() -> Found:
         if info is not None and info.pid == holder:
             return Found(running=info)
         return Found(starting=holder)
-    if info is not None or connection_path().exists():
-        connection_path().unlink(missing_ok=True)
+    connection_path().unlink(missing_ok=True)
     return Found(stale=info)
 
 
@@ -66,19 +65,18 @@ def running() -> ConnectionInfo | None:
     return find().running
 
 
-def wait_until_running(pid: int, timeout: float) -> ConnectionInfo:
-    """The connection file of daemon `pid` (starting now), once it answers."""
+def wait_until_running(timeout: float = START_TIMEOUT_S) -> ConnectionInfo:
+    """The connection file of the daemon another start is starting, once it answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = find()
-        if found.running is not None and found.running.pid == pid:
+        if found.running is not None:
             with Client(found.running):
                 return found.running
-        if found.starting != pid and found.running is None:
-            raise DaemonUnavailable(f"the daemon (pid {pid}) exited at start; "
-                                    f"see {log_path()}")
+        if found.starting is None:  # the lock is free: that start failed
+            raise DaemonUnavailable(f"the daemon exited at start; see {log_path()}")
         time.sleep(0.1)
-    raise DaemonUnavailable(f"the daemon (pid {pid}) did not start within {timeout:.0f} s; "
+    raise DaemonUnavailable(f"the daemon did not start within {timeout:.0f} s; "
                             f"see {log_path()}")
 
 
@@ -86,7 +84,7 @@ def log_path():
     return state_dir() / "daemon.log"
 
 
-def start_background(options: Sequence[str], timeout: float = 300.0
+def start_background(options: Sequence[str], timeout: float = START_TIMEOUT_S
                      ) -> tuple[ConnectionInfo, bool]:
     """Start `glaze daemon start --foreground OPTIONS` detached; return once it answers,
     with whether it is the one started here (False: a concurrent start won the lock)."""
@@ -106,12 +104,10 @@ def start_background(options: Sequence[str], timeout: float = 300.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            found = find()
-            holder = found.running.pid if found.running else found.starting
-            if child.returncode != LOCK_HELD_EXIT or holder is None:
+            if child.returncode != LOCK_HELD_EXIT:
                 raise DaemonUnavailable(f"the daemon exited at start (code "
                                         f"{child.returncode}); see {log}")
-            return wait_until_running(holder, deadline - time.monotonic()), False
+            return wait_until_running(deadline - time.monotonic()), False
         info = read_connection()
         if info is not None and info.pid == child.pid:
             with Client(info):

@@ -159,6 +159,7 @@ class Daemon:
             self._settle()
             self._flush(socket)
             self._drop_vanished_sessions()
+            self.rejections_log.roll()
             if self._idle_too_long():
                 log.info("idle for %.0f s: exiting", self.idle_exit_s)
                 self.stopping.set()
@@ -407,13 +408,17 @@ class ThrottledLog:
         self.period_start = time.monotonic()
         self.logged = self.left_out = 0
 
-    def warning(self, message: str, *args: object) -> None:
+    def roll(self) -> None:
+        """Start a new period if this one is over, saying first how many were left out."""
         now = time.monotonic()
         if now - self.period_start >= self.period_s:
             if self.left_out:
                 log.warning("%d more like it in the last %.0f s, not logged",
                             self.left_out, now - self.period_start)
             self.period_start, self.logged, self.left_out = now, 0, 0
+
+    def warning(self, message: str, *args: object) -> None:
+        self.roll()
         if self.logged < self.burst:
             self.logged += 1
             log.warning(message, *args)

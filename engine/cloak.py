@@ -206,7 +206,7 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: pixels.Spli
         "defended": list(shifts), "extractors": shifts,
         "relative_shift": min(shift.relative_shift for shift in shifts.values()),
         "incomplete": any(shift.incomplete for shift in shifts.values()), "lpips": lpips_value,
-        **pixels.pixel_change(source, output),
+        **pixels.pixel_change(source, delivered),
     }
 
 

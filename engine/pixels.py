@@ -55,10 +55,10 @@ def split(image: np.ndarray) -> SplitImage:
     return SplitImage(rgb=rgb, coverage=coverage, source=image)
 
 
-def pixel_change(source: SplitImage, changed: np.ndarray) -> dict:
+def pixel_change(source: SplitImage, changed: SplitImage) -> dict:
     """How far `changed` (the source's shape) is from the source: `linf`, the largest
     change of any RGB sample, and `psnr`, dB over covered pixels (None if unchanged)."""
-    change = split(changed).rgb - source.rgb
+    change = changed.rgb - source.rgb
     covered = source.coverage > 0
     mse = float(np.mean(np.square(change[covered]))) if covered.any() else 0.0
     return {"psnr": 10 * math.log10(1.0 / mse) if mse > 0 else None,

@@ -240,8 +240,9 @@ def as_written(output: Path, report: dict, source: np.ndarray, cloaked: np.ndarr
     stored = as_stored(output, cloaked)
     if stored is cloaked:
         return report
-    moved = pixel_change(split(cloaked), stored)
-    return {**report, **pixel_change(split(source), stored),
+    stored_split = split(stored)
+    moved = pixel_change(split(cloaked), stored_split)
+    return {**report, **pixel_change(split(source), stored_split),
             "encoding": {"format": output_format(output), **moved}}
 
 

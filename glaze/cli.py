@@ -100,7 +100,7 @@ def run_daemon_start(args: argparse.Namespace) -> int:
     try:
         if found.starting is not None:  # another start is loading the models
             print(found.describe())
-            return _report_running(wait_until_running(found.starting, 300.0), already=True)
+            return _report_running(wait_until_running(), already=True)
     except DaemonError as error:
         print(f"glaze: {error}", file=sys.stderr)
         return 1

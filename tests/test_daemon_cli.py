@@ -84,15 +84,14 @@ def test_a_stale_file_whose_pid_now_names_another_process_is_replaced(env):
     state = Path(env["GLAZE_STATE_DIR"])
     state.mkdir(parents=True)
     reused = os.getpid()  # alive, and not a Glaze daemon: as after a reboot
-    (state / "daemon.json").write_text(json.dumps({
-        "endpoint": "tcp://127.0.0.1:1", "key": "00" * 32, "pid": reused, "protocol": 3,
-        "version": "0", "bundle": "gone", "server_key": "x" * 40}))
+    stale = json.dumps({"endpoint": "tcp://127.0.0.1:1", "key": "00" * 32, "pid": reused,
+                        "protocol": 3, "version": "0", "bundle": "gone",
+                        "server_key": "x" * 40})
+    (state / "daemon.json").write_text(stale)
     status = glaze(env, "daemon", "status")
     assert status.returncode == 1
     assert f"removed a stale connection file: pid {reused} no longer runs" in status.stdout
-    (state / "daemon.json").write_text(json.dumps({
-        "endpoint": "tcp://127.0.0.1:1", "key": "00" * 32, "pid": reused, "protocol": 3,
-        "version": "0", "bundle": "gone", "server_key": "x" * 40}))
+    (state / "daemon.json").write_text(stale)  # status removed it
     started = glaze(env, "daemon", "start", timeout=120)
     assert started.returncode == 0 and "already running" not in started.stdout
     assert "removed a stale connection file" in started.stdout

@@ -4,6 +4,7 @@ do; the peer holding it is a buggy client."""
 
 import dataclasses
 import json
+import logging
 import os
 import resource
 import socket
@@ -19,6 +20,7 @@ from timing import scaled
 
 from glaze.daemon.client import Client, connected_socket
 from glaze.daemon.protocol import layout_for
+from glaze.daemon.server import HANDSHAKE_MS, ThrottledLog
 
 FLOOD_SCRIPT = """
 import dataclasses, json, sys, time
@@ -67,14 +69,20 @@ def test_a_flood_of_one_byte_messages_starves_nobody(lone_daemon):
              json.dumps(dataclasses.asdict(lone_daemon.info)), "5"],
             capture_output=True, text=True, timeout=scaled(120), check=True)
         flood_ended = time.monotonic()
-        status = client.status()
+        assert client.status()["pid"] == lone_daemon.process.pid
         answered_after = time.monotonic() - flood_ended
         keyless, guessing, holder = json.loads(flood.stdout)
-        assert holder > 1000  # the key holder's flood really reached the daemon
-        assert status["rejected"] - rejected >= holder - 2000  # less what queues held
         assert answered_after < scaled(1.0), f"status took {answered_after:.2f} s"
         result, message = job.result()  # the client was not given up on meanwhile
         assert len(result) == len(data) and message["report"]["steps_run"] == 60
+        assert holder > 1000  # the key holder's flood really reached the daemon: each of its
+        deadline = time.monotonic() + scaled(30)  # messages is counted once the socket
+        while time.monotonic() < deadline:  # buffers drain (its queue of 1,000 unsent at
+            counted = client.status()["rejected"] - rejected  # close is discarded)
+            if counted >= holder - 2000:
+                break
+            time.sleep(0.2)
+        assert counted >= holder - 2000, f"{counted} of {holder} counted"
     grown = log.stat().st_size - logged
     assert grown < 2**20, f"the log grew by {grown} bytes"
 
@@ -151,9 +159,21 @@ def test_idle_connections_do_not_lock_clients_out(tmp_path):
             assert client.status()["pid"] == limited.process.pid
         took = time.monotonic() - started
         # The daemon closes a connection that has not completed its handshake within 5 s;
-        # the client's first connect may wait in the full backlog for a TCP retry.
-        assert took < 15, f"the client got in after {took:.1f} s"
+        # the client's first connect may wait in the full backlog for a TCP retry (slack).
+        assert took < HANDSHAKE_MS / 1000 + scaled(10), f"the client got in after {took:.1f} s"
     finally:
         for connection in held:
             connection.close()
         limited.stop()
+
+
+def test_the_rejection_log_is_bounded_and_says_what_it_left_out(caplog):
+    throttled = ThrottledLog(burst=3, period_s=scaled(0.5))
+    with caplog.at_level(logging.WARNING, logger="glaze.daemon"):
+        for number in range(100):
+            throttled.warning("dropped message %d", number)
+        assert [record.getMessage() for record in caplog.records] == [
+            "dropped message 0", "dropped message 1", "dropped message 2"]
+        time.sleep(scaled(0.5))
+        throttled.roll()  # the socket loop's round, with no rejection since
+    assert caplog.records[-1].getMessage().startswith("97 more like it in the last")
