@@ -21,6 +21,7 @@ from diffusers import AutoencoderKL
 
 from glaze.engine.cloak import CloakOptimizer
 from glaze.engine.demo import demo_pipeline
+from glaze.engine.fullres import Seen
 from glaze.engine.models import (
     DEMO_GENERATION,
     Extractor,
@@ -85,7 +86,8 @@ def measure(bundle: ModelBundle, size: int, repeats: int,
     image = torch.rand(1, 3, size, size, generator=generator).to(bundle.device)
     target = torch.rand(1, 3, size, size, generator=generator).to(bundle.device)
     coverage = torch.ones(1, 1, size, size, device=bundle.device)
-    optimizers = [CloakOptimizer(bundle, image, coverage, target, CloakSettings(
+    seen = Seen(image, coverage, (size, size))
+    optimizers = [CloakOptimizer(bundle, seen, target, CloakSettings(
         work_size=size, quality=repeats + 1, resize_robust=False, defend=defend))
         for defend in defends]
     probe = image.clone().requires_grad_(True)

@@ -22,7 +22,8 @@ up to twice the working size and is carried to full resolution by bicubic upsamp
 the encoder's cost per step does not depend on the image's size, and resizing by the mimic
 keeps the perturbation instead of averaging it away. Each view's share of the original image
 is resized once, before the loop; since resizing is linear, view(x + up(delta)) = view(x) +
-view(delta).
+view(delta). The full-resolution work around the optimizer (compositing, reducing to the
+views, carrying delta back, merging, measuring) runs in strips of rows (engine/fullres.py).
 
 Transparency. The optimizer sees the image composited over mid-grey, so the RGB under fully
 transparent pixels never drives the loss; those pixels are left exactly as they were.
@@ -38,9 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import pixels
-from .geometry import check_size, fit, mimic_views, whole_view
+from . import fullres
+from .geometry import View, check_size, fit, mimic_views
 from .models import ModelBundle
+from .pixels import check_pixels
 from .progress import CancelCheck, Progress, ProgressCallback
 from .settings import CloakSettings
 from .transfer import transfer_style
@@ -48,7 +50,6 @@ from .transfer import transfer_style
 # A cloak that closes less than this share of the feature distance to its target is
 # reported `incomplete`: it moved the image, but not far enough to count on.
 INCOMPLETE_BELOW = 0.25
-BACKGROUND = 0.5  # grey that transparent areas are composited over
 TRANSFER_SHARE = 0.1  # the part of a job's progress bar given to style transfer
 
 
@@ -98,21 +99,20 @@ class CloakResult:
 class CloakOptimizer:
     """Adam on delta for one image and target; `step()` runs one optimizer step."""
 
-    def __init__(self, bundle: ModelBundle, image: torch.Tensor, coverage: torch.Tensor,
-                 target: torch.Tensor, settings: CloakSettings) -> None:
-        """`image`: 1 x 3 x H x W image over grey; `coverage`: 1 x 1 x H x W alpha;
-        `target`: Omega's image at the first view's size."""
+    def __init__(self, bundle: ModelBundle, seen: fullres.Seen, target: torch.Tensor,
+                 settings: CloakSettings) -> None:
+        """`seen`: the image as `see` gives it for `settings`; `target`: Omega's image at
+        the first view's size."""
         self.bundle, self.settings = bundle, settings
         self.defended = settings.extractors
-        shape = tuple(image.shape[-2:])
-        self.views = mimic_views(shape, settings.work_size, settings.resize_robust,
-                                 random.Random(settings.seed))
+        self.shape = shape = seen.shape
+        self.views = cloak_views(shape, settings)
         delta_long = settings.work_size * (2 if settings.resize_robust else 1)
         delta_shape = fit(shape, min(max(shape), delta_long), multiple=1)
         self.delta = torch.zeros((1, 3, *delta_shape), device=bundle.device, requires_grad=True)
         with torch.no_grad():
-            self.bases = [view.apply(image) for view in self.views]
-            self.coverages = [view.apply(coverage) for view in self.views]
+            self.bases = [view.apply(seen.image) for view in self.views]
+            self.coverages = [view.apply(seen.coverage) for view in self.views]
             # Per extractor, per view: the target's features and the starting distance.
             self.targets = {name: [bundle.encode(view.apply(target), name)
                                    for view in self.views] for name in self.defended}
@@ -160,24 +160,22 @@ class CloakOptimizer:
         return {"feature": feature.item(), "lpips": perceptual.item(), "loss": loss.item(),
                 **{f"feature_{name}": term.item() for name, term in terms.items()}}
 
-    def full_delta(self, shape: tuple[int, int]) -> torch.Tensor:
-        """delta carried to full resolution (1 x 3 x H x W), within the L_inf cap."""
-        with torch.no_grad():
-            full = F.interpolate(self.delta, size=shape, mode="bicubic", align_corners=False)
-            return full.clamp(-self.settings.linf, self.settings.linf)
+    def full_delta(self) -> fullres.FullDelta:
+        """delta carried to full resolution, within the L_inf cap, by strips of rows."""
+        return fullres.FullDelta(self.delta, self.shape, self.settings.linf)
 
 
-def _to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """H x W x C numpy -> 1 x C x H x W tensor."""
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].to(device)
+def cloak_views(shape: tuple[int, int], settings: CloakSettings) -> list[View]:
+    """The views the cloak of an image of `shape` optimizes through (the whole view first)."""
+    return mimic_views(shape, settings.work_size, settings.resize_robust,
+                       random.Random(settings.seed))
 
 
-def composite(split: pixels.SplitImage,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The image as the optimizer sees it, over grey, and its alpha coverage (1 x C x H x W)."""
-    rgb = _to_tensor(np.clip(split.rgb, 0, 1), device)
-    coverage = _to_tensor(split.coverage[..., None], device)
-    return rgb * coverage + BACKGROUND * (1 - coverage), coverage
+def see(image: np.ndarray, settings: CloakSettings, device: torch.device) -> fullres.Seen:
+    """`image` as the optimizer sees it: over grey, reduced as far as its views allow."""
+    shape = image.shape[:2]
+    sizes = [view.size for view in cloak_views(shape, settings)]
+    return fullres.seen(image, device, fullres.reduction(shape, sizes))
 
 
 def shift_toward(bundle: ModelBundle, name: str, original: torch.Tensor, moved: torch.Tensor,
@@ -191,14 +189,13 @@ def shift_toward(bundle: ModelBundle, name: str, original: torch.Tensor, moved: 
     return ExtractorShift(before, after, shift, shift < INCOMPLETE_BELOW)
 
 
-def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: pixels.SplitImage,
-             output: np.ndarray) -> dict:
-    """Distances of the delivered output, as the first (whole-image) view sees it."""
+def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: np.ndarray,
+             output: np.ndarray, factor: int) -> dict:
+    """Distances of the delivered output, as the first (whole-image) view sees it (reduced
+    by the source's own `factor`, so that only the cloak tells the two apart)."""
     view, original = optimizer.views[0], optimizer.bases[0]
-    delivered = pixels.split(output)
-    after, _ = composite(delivered, bundle.device)
     with torch.no_grad():
-        seen = view.apply(after)
+        seen = view.apply(fullres.seen(output, bundle.device, factor).image)
         lpips_value = bundle.perceptual_distance(seen, original).item()
     shifts = {name: shift_toward(bundle, name, original, seen, goals[0])
               for name, goals in optimizer.targets.items()}
@@ -206,11 +203,11 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: pixels.Spli
         "defended": list(shifts), "extractors": shifts,
         "relative_shift": min(shift.relative_shift for shift in shifts.values()),
         "incomplete": any(shift.incomplete for shift in shifts.values()), "lpips": lpips_value,
-        **pixels.pixel_change(source, delivered),
+        **fullres.pixel_change(source, output),
     }
 
 
-def _optimize(optimizer: CloakOptimizer, source: pixels.SplitImage, settings: CloakSettings,
+def _optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSettings,
               phase: Progress) -> np.ndarray:
     """Run the optimizer's steps; the cloaked image in the source's own format."""
     for step in range(settings.steps):
@@ -219,9 +216,7 @@ def _optimize(optimizer: CloakOptimizer, source: pixels.SplitImage, settings: Cl
         phase.report((step + 1) / settings.steps,
                      f"cloak step {step + 1}/{settings.steps} "
                      f"(feature {stats['feature']:.3f}, LPIPS {stats['lpips']:.4f})")
-    delta = optimizer.full_delta(source.rgb.shape[:2])[0].permute(1, 2, 0).cpu().numpy()
-    delta = np.where(source.coverage[..., None] > 0, delta, 0).astype(np.float32)
-    return pixels.merge(source, delta)
+    return fullres.merge(source, optimizer.full_delta())
 
 
 def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
@@ -231,11 +226,11 @@ def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
     the whole view's size) instead of a style transfer: the encoder attacks PhotoGuard and
     Mist make, and fixed targets for benchmarks."""
     settings = settings or CloakSettings()
-    source = pixels.split(image)
+    check_pixels(image)
     check_size(image.shape[:2])
-    seen, coverage = composite(source, bundle.device)
-    optimizer = CloakOptimizer(bundle, seen, coverage, target.to(bundle.device), settings)
-    return _optimize(optimizer, source, settings, Progress(progress, cancel))
+    optimizer = CloakOptimizer(bundle, see(image, settings, bundle.device),
+                               target.to(bundle.device), settings)
+    return _optimize(optimizer, image, settings, Progress(progress, cancel))
 
 
 def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
@@ -248,7 +243,7 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
     """
     settings = settings or CloakSettings()
     started = time.perf_counter()
-    source = pixels.split(image)
+    check_pixels(image)
     shape = image.shape[:2]
     check_size(shape)
     tracker = Progress(progress, cancel)
@@ -256,19 +251,20 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
     for name in settings.extractors:  # a missing extractor is refused before any work
         bundle.extractor(name)
     tracker.report(0.0, "style transfer")
-    seen, coverage = composite(source, bundle.device)
-    whole = whole_view(shape, settings.work_size)
+    seen = see(image, settings, bundle.device)
+    whole = cloak_views(shape, settings)[0]
     with torch.no_grad():
-        target = transfer_style(bundle, whole.apply(seen), target_style, settings.strength,
-                                settings.seed, tracker.phase(0.0, TRANSFER_SHARE))
-    optimizer = CloakOptimizer(bundle, seen, coverage, target, settings)
+        target = transfer_style(bundle, whole.apply(seen.image), target_style,
+                                settings.strength, settings.seed,
+                                tracker.phase(0.0, TRANSFER_SHARE))
+    optimizer = CloakOptimizer(bundle, seen, target, settings)
     del target
-    output = _optimize(optimizer, source, settings, tracker.phase(TRANSFER_SHARE, 1.0))
+    output = _optimize(optimizer, image, settings, tracker.phase(TRANSFER_SHARE, 1.0))
     report = CloakReport(
         target_style=target_style, bundle=bundle.name, model=bundle.source,
         protection_note=bundle.protection_note,
         width=shape[1], height=shape[0], budget=settings.budget, linf_cap=settings.linf,
         steps_run=optimizer.steps_run, seed=settings.seed, seconds=0.0,
-        **_measure(bundle, optimizer, source, output))
+        **_measure(bundle, optimizer, image, output, seen.factor))
     report.seconds = time.perf_counter() - started
     return CloakResult(image=output, report=report)

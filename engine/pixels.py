@@ -6,23 +6,11 @@ float32. Alpha is never computed on: it is carried through untouched, bit for bi
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float16),
                     np.dtype(np.float32))
-
-
-@dataclass(frozen=True)
-class SplitImage:
-    """An input image split into what the optimizer sees and what passes through."""
-
-    rgb: np.ndarray  # H x W x 3 float32, the input's own values scaled to [0, 1] for integers
-    coverage: np.ndarray  # H x W float32 in [0, 1]: alpha as a fraction (1 where no alpha)
-    source: np.ndarray  # the input as given
 
 
 def check_pixels(image: np.ndarray) -> None:
@@ -39,50 +27,22 @@ def check_pixels(image: np.ndarray) -> None:
                          "float32")
 
 
-def _scale(dtype: np.dtype) -> float:
+def sample_scale(dtype: np.dtype) -> float:
+    """The sample value that stands for 1.0: the integer maximum, or 1 for floats."""
     return float(np.iinfo(dtype).max) if dtype.kind == "u" else 1.0
 
 
-def split(image: np.ndarray) -> SplitImage:
-    """Split `image` into float RGB and alpha coverage."""
-    check_pixels(image)
-    scale = _scale(image.dtype)
-    rgb = image[..., :3].astype(np.float32) / np.float32(scale)
+def to_unit(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H x W x 3 float32 RGB, H x W float32 coverage) of `image` (H x W x 3|4): the
+    samples scaled to [0, 1] for integers (floats as given), alpha as a fraction in [0, 1]
+    (1 where there is no alpha)."""
+    scale = np.float32(sample_scale(image.dtype))
+    rgb = image[..., :3].astype(np.float32) / scale
     if image.shape[2] == 4:
-        coverage = np.clip(image[..., 3].astype(np.float32) / np.float32(scale), 0.0, 1.0)
+        coverage = np.clip(image[..., 3].astype(np.float32) / scale, 0.0, 1.0)
     else:
         coverage = np.ones(image.shape[:2], np.float32)
-    return SplitImage(rgb=rgb, coverage=coverage, source=image)
-
-
-def pixel_change(source: SplitImage, changed: SplitImage) -> dict:
-    """How far `changed` (the source's shape) is from the source: `linf`, the largest
-    change of any RGB sample, and `psnr`, dB over covered pixels (None if unchanged)."""
-    change = changed.rgb - source.rgb
-    covered = source.coverage > 0
-    mse = float(np.mean(np.square(change[covered]))) if covered.any() else 0.0
-    return {"psnr": 10 * math.log10(1.0 / mse) if mse > 0 else None,
-            "linf": float(np.abs(change).max())}
-
-
-def merge(split_image: SplitImage, delta: np.ndarray) -> np.ndarray:
-    """Apply the RGB perturbation `delta` (H x W x 3, [0, 1] units) to the source image.
-
-    The result has the source's dtype and channel count; alpha and every pixel where delta
-    is zero keep their exact source values.
-    """
-    source = split_image.source
-    scale = _scale(source.dtype)
-    moved = delta != 0
-    rgb = split_image.rgb + delta
-    if source.dtype.kind == "u":
-        new_rgb = np.rint(np.clip(rgb, 0.0, 1.0) * np.float32(scale)).astype(source.dtype)
-    else:
-        # Float hosts may hold values outside [0, 1] (HDR): only the perturbation is added.
-        new_rgb = rgb.astype(source.dtype)
-    out = source.copy()
-    out[..., :3] = np.where(moved, new_rgb, source[..., :3])
-    return out
+    return rgb, coverage
 
 
 # Pixel buffers as hosts hand them over: rows of `stride` bytes, channels in `order`,

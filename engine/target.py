@@ -35,8 +35,8 @@ import torch
 
 from glaze.daemon.options import candidate_styles
 
-from . import pixels, storage
-from .cloak import composite
+from . import storage
+from .fullres import reduction, seen
 from .geometry import whole_view
 from .models import ModelBundle
 from .progress import Progress
@@ -62,12 +62,12 @@ def artist_centroid(bundle: ModelBundle, artworks: Iterable[np.ndarray]) -> Cent
     supported format)."""
     descriptors: dict[str, list[np.ndarray]] = {name: [] for name in bundle.extractors}
     for artwork in artworks:
-        image, _ = composite(pixels.split(artwork), bundle.device)
         view = whole_view(artwork.shape[:2], bundle.generation.centroid_size)
-        seen = view.apply(image)
+        reduced = seen(artwork, bundle.device, reduction(artwork.shape[:2], [view.size]))
+        image = view.apply(reduced.image)
         with torch.no_grad():
             for name, found in descriptors.items():
-                found.append(style_descriptor(bundle.encode(seen, name))[0])
+                found.append(style_descriptor(bundle.encode(image, name))[0])
     if not any(descriptors.values()):
         raise ValueError("choosing a target style needs at least one of the artist's artworks")
     return {name: np.mean(found, axis=0) for name, found in descriptors.items()}

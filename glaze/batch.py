@@ -234,16 +234,14 @@ def as_written(output: Path, report: dict, source: np.ndarray, cloaked: np.ndarr
     """The report with `linf` and `psnr` measured on the pixels the output file stores.
     A lossy format (JPEG) adds `encoding`: how far encoding moved the cloaked pixels; the
     feature shifts stay those measured before encoding."""
+    from glaze.engine.fullres import pixel_change
     from glaze.engine.imagefile import as_stored, output_format
-    from glaze.engine.pixels import pixel_change, split
 
     stored = as_stored(output, cloaked)
     if stored is cloaked:
         return report
-    stored_split = split(stored)
-    moved = pixel_change(split(cloaked), stored_split)
-    return {**report, **pixel_change(split(source), stored_split),
-            "encoding": {"format": output_format(output), **moved}}
+    return {**report, **pixel_change(source, stored),
+            "encoding": {"format": output_format(output), **pixel_change(cloaked, stored)}}
 
 
 def _describe(job: Job) -> str:

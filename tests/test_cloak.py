@@ -8,6 +8,7 @@ from conftest import painting
 
 from glaze.engine import Cancelled, CloakSettings
 from glaze.engine.cloak import CloakOptimizer, cloak
+from glaze.engine.fullres import Seen
 from glaze.engine.geometry import MAX_SIDE, check_size
 from glaze.engine.models import demo_bundle, load_bundle
 from glaze.engine.pixels import check_pixels
@@ -68,7 +69,8 @@ def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle):
     generator = torch.Generator().manual_seed(4)
     image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
     settings = CloakSettings(work_size=64, quality=4, intensity=1e-4, max_change=0.1)
-    optimizer = CloakOptimizer(bundle, image, torch.ones(1, 1, 64, 96), target, settings)
+    seen = Seen(image, torch.ones(1, 1, 64, 96), (64, 96))
+    optimizer = CloakOptimizer(bundle, seen, target, settings)
     optimizer.step()  # a non-zero delta, so that the LPIPS penalty is active too
     seen = optimizer.view_image(1)
     terms = [F.mse_loss(bundle.encode(seen, name), optimizer.targets[name][1])

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .. import pixels
-from ..cloak import BACKGROUND, cloak, cloak_toward
+from ..cloak import cloak, cloak_toward
+from ..fullres import BACKGROUND, merge
 from ..geometry import whole_view
 from ..models import ModelBundle
 from ..pixels import image_tensor
@@ -91,7 +91,7 @@ def random_noise(image: np.ndarray, linf: float, seed: int, bundle: ModelBundle 
         noisy = (x + torch.from_numpy(delta).permute(2, 0, 1)[None].to(bundle.device))
         kept = within_bound(bundle, noisy.clamp(0, 1), x, budget) - x
         delta = kept[0].permute(1, 2, 0).cpu().numpy()
-    return pixels.merge(pixels.split(image), delta)
+    return merge(image, lambda rows: delta[rows])
 
 
 def protect(image: np.ndarray, condition: Condition, bundle: ModelBundle,
