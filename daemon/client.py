@@ -256,7 +256,7 @@ class Client:
             raise RequestRejected(answer.get("code", "error"), answer.get("message", ""))
         return answer, returned
 
-    def echo(self, buffer) -> memoryview:
+    def echo(self, buffer) -> bytes | memoryview:
         """Send `buffer` to the daemon and back (signed both ways): a transport check."""
         return self._request({"type": "echo"}, (buffer,))[1][0]
 
@@ -340,7 +340,7 @@ class Job:
                 return
 
     def result(self, on_progress: Callable[[float, str], None] | None = None
-               ) -> tuple[memoryview, dict]:
+               ) -> tuple[bytes | memoryview, dict]:
         """Wait for the cloaked pixels (same layout as sent) and the result message."""
         for event in self.events():
             kind = event["type"]

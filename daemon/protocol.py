@@ -4,7 +4,8 @@
                         their lengths
     frame 1  nonce      16 bytes: 8-byte big-endian time in ns, 8 random bytes
     frame 2  header     msgpack map; "type" names the message
-    frame 3+ buffers    raw pixel bytes, described by the header
+    frame 3+ buffers    raw pixel bytes, each buffer in chunks of CHUNK_BYTES (the last
+                        shorter); the header's "buffer_bytes" lists the buffers' sizes
 
 A Session signs, verifies and guards against replays for one end of the conversation.
 See docs/protocol.md. Standard library and msgpack only.
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 
 import msgpack
 
-PROTOCOL_VERSION = 3  # 2: the sender's role is signed; 3: CURVE transport
+PROTOCOL_VERSION = 4  # 2: the sender's role is signed; 3: CURVE transport; 4: chunked buffers
 CLIENT, DAEMON = b"client", b"daemon"  # who signs a message: requests and answers differ
 SIGNATURE_BYTES = 32
 NONCE_BYTES = 16
@@ -31,8 +32,15 @@ MAX_SIDE = 8192
 SAMPLE_BYTES = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 ORDERS = ("RGBA", "BGRA")
 LAYOUT_FIELDS = ("width", "height", "order", "sample", "stride")
-# The largest pixel frame: an 8192 x 8192 RGBA float layer, with room for row padding.
-MAX_FRAME_BYTES = MAX_SIDE * MAX_SIDE * 4 * 4 + 64 * MAX_SIDE
+# The largest pixel buffer: an 8192 x 8192 RGBA float layer, with room for row padding.
+MAX_LAYER_BYTES = MAX_SIDE * MAX_SIDE * 4 * 4 + 64 * MAX_SIDE
+# Buffers travel in chunks, so that no frame is larger than this: a receiver's frame limit
+# (ZMQ_MAXMSGSIZE) is what a peer can make it hold before it has authenticated.
+CHUNK_BYTES = 256 * 1024
+# ZeroMQ applies the limit to the frame as it is on the wire: CURVE adds its command name,
+# nonce and MAC (about 40 bytes) to each frame it encrypts.
+MAX_FRAME_BYTES = max(CHUNK_BYTES, MAX_HEADER_BYTES) + 1024
+BUFFER_SIZES = "buffer_bytes"  # the header field listing the buffers' sizes
 # A message older than this, or seen before within it, is a replay.
 REPLAY_WINDOW_S = 60.0
 
@@ -119,11 +127,16 @@ class Session:
         return _mac(self._key, self.role, body)
 
     def pack(self, header: dict, buffers: Sequence[bytes | memoryview] = ()) -> list:
-        """The frames of one signed message (buffers are passed through, not copied)."""
+        """The frames of one signed message (buffers are sliced into chunks, not copied)."""
         if self.session_id is not None:
             header = {**header, "session": self.session_id}
+        views = [memoryview(buffer).cast("B") for buffer in buffers]
+        if views:
+            header = {**header, BUFFER_SIZES: [view.nbytes for view in views]}
+        chunks = [view[start:start + CHUNK_BYTES] for view in views
+                  for start in range(0, view.nbytes, CHUNK_BYTES)]
         nonce = new_nonce()
-        body = [nonce, msgpack.packb(header, use_bin_type=True), *buffers]
+        body = [nonce, msgpack.packb(header, use_bin_type=True), *chunks]
         signature = self.sign(body)
         with self._lock:
             self._guard.remember(nonce)
@@ -153,7 +166,30 @@ class Session:
             raise ProtocolError("malformed", f"header is not msgpack: {error}") from None
         if not isinstance(header, dict) or not isinstance(header.get("type"), str):
             raise ProtocolError("malformed", "header must be a map with a string 'type'")
-        return header, list(frames[3:])
+        return header, _assemble(header.pop(BUFFER_SIZES, []), frames[3:])
+
+
+def _assemble(sizes: object, chunks: Sequence[bytes | memoryview]) -> list:
+    """The buffers of `sizes` bytes that `chunks` carry, CHUNK_BYTES a chunk (the last of
+    each buffer shorter): a one-chunk buffer as it came, longer ones joined."""
+    if not isinstance(sizes, list) or not all(
+            isinstance(size, int) and not isinstance(size, bool) and size >= 0
+            for size in sizes):
+        raise ProtocolError("malformed", f"'{BUFFER_SIZES}' must be a list of sizes")
+    counts = [-(-size // CHUNK_BYTES) for size in sizes]
+    if sum(counts) != len(chunks):
+        raise ProtocolError("malformed", f"{len(chunks)} buffer frames for buffers of "
+                                         f"{sizes} bytes")
+    buffers, start = [], 0
+    for size, count in zip(sizes, counts, strict=True):
+        parts = chunks[start:start + count]
+        start += count
+        if sum(len(part) for part in parts) != size or any(
+                len(part) != CHUNK_BYTES for part in parts[:-1]):
+            raise ProtocolError("malformed", f"a buffer of {size} bytes must come in chunks "
+                                             f"of {CHUNK_BYTES} bytes")
+        buffers.append(parts[0] if count == 1 else b"".join(parts) if count else b"")
+    return buffers
 
 
 def check_layout(layout: object) -> dict:
@@ -177,9 +213,9 @@ def check_layout(layout: object) -> dict:
     if stride < row:
         raise ProtocolError("malformed", f"'stride' {stride} is shorter than a row ({row} bytes)")
     frame_bytes = stride * height
-    if frame_bytes > MAX_FRAME_BYTES:
-        raise ProtocolError("too-large", f"pixel frame of {frame_bytes} bytes is over the "
-                                         f"{MAX_FRAME_BYTES}-byte limit")
+    if frame_bytes > MAX_LAYER_BYTES:
+        raise ProtocolError("too-large", f"pixel buffer of {frame_bytes} bytes is over the "
+                                         f"{MAX_LAYER_BYTES}-byte limit")
     return {"width": width, "height": height, "order": order, "sample": sample,
             "stride": stride, "frame_bytes": frame_bytes}
 

@@ -45,6 +45,10 @@ MESSAGES_PER_ROUND = 32
 # A connection that has not completed the CURVE handshake within this is closed: idle or
 # keyless connections do not hold file descriptors for long.
 HANDSHAKE_MS = 5000
+# The daemon sets its descriptor limit to this (or the hard limit, if lower): the cap on
+# its connections in total. With the frame limit it bounds what peers that have not
+# authenticated can make it hold: 4,096 x 256 KiB = 1 GiB, each for at most HANDSHAKE_MS.
+MAX_DESCRIPTORS = 4096
 REJECTION_LOG_PERIOD_S = 60.0
 REJECTIONS_LOGGED_PER_PERIOD = 5
 SECURITY_CODES = ("unsigned", "bad-signature", "replayed")
@@ -58,7 +62,7 @@ class Job:
     identity: bytes  # the ROUTER identity that submitted it: where its events go
     session: str
     layout: dict
-    frame: object  # the received pixel frame; its bytes are the layout's
+    pixels: bytes | memoryview  # the received pixel buffer, in the layout
     settings: CloakSettings
     profile: str
     target: str | None
@@ -82,13 +86,13 @@ class Daemon:
     """
 
     def __init__(self, bundle: ModelBundle, *, idle_exit_s: float | None = None,
-                 max_frame_bytes: int = protocol.MAX_FRAME_BYTES) -> None:
+                 max_layer_bytes: int = protocol.MAX_LAYER_BYTES) -> None:
         self.bundle = bundle
         self.key = new_key()  # hex, for the connection file
         self.public_key, self._secret_key = zmq.curve_keypair()  # the transport's
         self.session = protocol.Session(bytes.fromhex(self.key), protocol.DAEMON)
         self.idle_exit_s = idle_exit_s
-        self.max_frame_bytes = max_frame_bytes
+        self.max_layer_bytes = max_layer_bytes
         self.jobs: dict[str, Job] = {}  # jobs not yet concluded
         self.finished: OrderedDict[str, str] = OrderedDict()  # recent final states
         self.lock = threading.Lock()  # held for every change of a job's state
@@ -108,10 +112,11 @@ class Daemon:
 
     def run(self, write_file: bool = True) -> None:
         """Bind, publish the connection file, serve until stopped, then clean up."""
-        _raise_file_limit()
+        _limit_descriptors()
         socket = zmq.Context.instance().socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 1000)
-        socket.setsockopt(zmq.MAXMSGSIZE, self.max_frame_bytes)  # refused before allocation
+        # A larger frame is refused from its size, before allocation; buffers come chunked.
+        socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
         # Only a peer holding the connection file's server key completes a handshake:
         # others never get a message read, buffered or verified.
@@ -194,7 +199,7 @@ class Daemon:
         try:
             if handler is None:
                 raise ProtocolError("unknown-type", f"unknown message type {header['type']!r}")
-            answer = handler(self, identity, header, frames[4:])  # Frames, kept zero-copy
+            answer = handler(self, identity, header, buffers)
         except ProtocolError as error:
             self.invalid += 1
             self._reply(identity, header, error)
@@ -212,7 +217,7 @@ class Daemon:
 
     # -- message handlers: return the answer's header (and buffers), or None -------------
 
-    def _hello(self, identity: bytes, header: dict, frames: list) -> dict:
+    def _hello(self, identity: bytes, header: dict, buffers: list) -> dict:
         return {"type": "welcome", **self._identity()}
 
     def _identity(self) -> dict:
@@ -222,21 +227,24 @@ class Daemon:
                 "device": str(self.bundle.device),
                 "options": options.advertised(list(self.bundle.extractors))}
 
-    def _status(self, identity: bytes, header: dict, frames: list) -> dict:
+    def _status(self, identity: bytes, header: dict, buffers: list) -> dict:
         states = [job.state for job in self.jobs.values()]
         return {"type": "status", **self._identity(), "pid": _pid(), "endpoint": self.endpoint,
                 "queued": states.count("queued"), "running": states.count("running"),
                 "served": self.served, "rejected": self.rejected, "invalid": self.invalid,
                 "uptime_s": round(time.monotonic() - self.started, 1)}
 
-    def _submit(self, identity: bytes, header: dict, frames: list) -> dict:
+    def _submit(self, identity: bytes, header: dict, buffers: list) -> dict:
         layout = protocol.check_layout(header.get("pixels"))
-        if len(frames) != 1:
-            raise ProtocolError("malformed", "a job carries exactly one pixel frame")
-        size = len(frames[0].buffer)
+        if len(buffers) != 1:
+            raise ProtocolError("malformed", "a job carries exactly one pixel buffer")
+        size = len(buffers[0])
         if size != layout["frame_bytes"]:
-            raise ProtocolError("malformed", f"pixel frame has {size} bytes, the layout "
+            raise ProtocolError("malformed", f"pixel buffer has {size} bytes, the layout "
                                              f"needs {layout['frame_bytes']}")
+        if size > self.max_layer_bytes:
+            raise ProtocolError("too-large", f"a layer of {size} bytes is over this daemon's "
+                                             f"{self.max_layer_bytes}-byte limit")
         session = header.get("session")
         if not isinstance(session, str):
             raise ProtocolError("malformed", "'session' must be a string")
@@ -250,32 +258,32 @@ class Daemon:
         queued = sum(job.state == "queued" for job in self.jobs.values())
         if queued >= MAX_QUEUE:
             raise ProtocolError("busy", f"{queued} jobs are waiting already; try again later")
-        job = Job(secrets.token_hex(8), identity, session, layout, frames[0], settings,
+        job = Job(secrets.token_hex(8), identity, session, layout, buffers[0], settings,
                   profile, target)
         self.jobs[job.id] = job
         self.waiting.put(job)
         return {"type": "accepted", "job": job.id, "position": queued}
 
-    def _cancel(self, identity: bytes, header: dict, frames: list) -> dict:
+    def _cancel(self, identity: bytes, header: dict, buffers: list) -> dict:
         job = self._job(header)
         self._cancel_job(job, "cancelled by the client")
         return {"type": "cancelling", "job": job.id}
 
-    def _job_state(self, identity: bytes, header: dict, frames: list) -> dict:
+    def _job_state(self, identity: bytes, header: dict, buffers: list) -> dict:
         job_id = header.get("job")
         if isinstance(job_id, str) and job_id in self.finished:
             return {"type": "job-state", "job": job_id, "state": self.finished[job_id]}
         job = self._job(header)
         return {"type": "job-state", "job": job.id, "state": job.state}
 
-    def _ping(self, identity: bytes, header: dict, frames: list) -> dict:
+    def _ping(self, identity: bytes, header: dict, buffers: list) -> dict:
         return {"type": "pong"}
 
-    def _echo(self, identity: bytes, header: dict, frames: list) -> tuple[dict, tuple]:
+    def _echo(self, identity: bytes, header: dict, buffers: list) -> tuple[dict, tuple]:
         """Send the buffers back: a transport check for plug-ins and benchmarks."""
-        return {"type": "echo"}, tuple(frames)
+        return {"type": "echo"}, tuple(buffers)
 
-    def _stop(self, identity: bytes, header: dict, frames: list) -> dict:
+    def _stop(self, identity: bytes, header: dict, buffers: list) -> dict:
         self.stopping.set()
         return {"type": "stopping"}
 
@@ -343,7 +351,7 @@ class Daemon:
             self._send(job.identity, {"type": "failed", "job": job.id, "error": job.reason})
         else:
             self._send(job.identity, {"type": "cancelled", "job": job.id, "reason": job.reason})
-        job.frame = None
+        job.pixels = b""
         self.jobs.pop(job.id, None)
         self.finished[job.id] = job.state
         while len(self.finished) > 1000:
@@ -381,13 +389,13 @@ class Daemon:
         try:
             if job.cancel.is_set():
                 raise Cancelled(0)
-            pixels = from_buffer(job.frame.buffer, job.layout)
+            pixels = from_buffer(job.pixels, job.layout)
             profile = resolve_target(  # a new profile computes its candidates' centroids
                 self.bundle, job.profile, [pixels], override=job.target,
                 seed=job.settings.seed, progress=Progress(progress, job.cancel.is_set))
             result = cloak(pixels, self.bundle, profile.target_style, job.settings,
                            progress=progress, cancel=job.cancel.is_set)
-            out = to_buffer(result.image, job.layout, job.frame.buffer)
+            out = to_buffer(result.image, job.layout, job.pixels)
         except Cancelled:
             return "cancelled", None
         except Exception as error:  # an engine failure fails this job, not the daemon
@@ -426,16 +434,17 @@ class ThrottledLog:
             self.left_out += 1
 
 
-def _raise_file_limit() -> None:
-    """Let the daemon use every file descriptor it may (soft limit up to the hard one), so
-    that many connections run out of its descriptors as late as possible."""
+def _limit_descriptors() -> None:
+    """Set the soft descriptor limit to MAX_DESCRIPTORS (or the hard limit, if lower):
+    raised, so that idle connections run out of descriptors late; lowered, so that the
+    connections in total stay capped."""
     try:
         import resource
     except ImportError:  # Windows
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    wanted = MAX_DESCRIPTORS if hard == resource.RLIM_INFINITY else min(hard, MAX_DESCRIPTORS)
+    if soft != wanted:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
@@ -473,9 +482,9 @@ def _job_settings(raw: object, defend: str) -> tuple[CloakSettings, str, str | N
 
 
 def serve(bundle: ModelBundle, idle_exit_s: float | None = None,
-          max_frame_bytes: int = protocol.MAX_FRAME_BYTES) -> None:
+          max_layer_bytes: int = protocol.MAX_LAYER_BYTES) -> None:
     """Run a daemon in this process until SIGTERM, SIGINT, a stop message or idle exit."""
-    daemon = Daemon(bundle, idle_exit_s=idle_exit_s, max_frame_bytes=max_frame_bytes)
+    daemon = Daemon(bundle, idle_exit_s=idle_exit_s, max_layer_bytes=max_layer_bytes)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.stop())
     daemon.run()

@@ -110,7 +110,7 @@ def run_daemon_start(args: argparse.Namespace) -> int:
         return _serve_here(args)
     options = ["--model", args.model]
     for flag, value in (("--device", args.device), ("--precision", args.precision),
-                        ("--idle-exit", args.idle_exit), ("--max-frame-mb", args.max_frame_mb)):
+                        ("--idle-exit", args.idle_exit), ("--max-layer-mb", args.max_layer_mb)):
         if value is not None:
             options += [flag, str(value)]
     try:
@@ -152,7 +152,7 @@ def _serve_here(args: argparse.Namespace) -> int:
     from glaze.daemon.connection import StartLock
     from glaze.daemon.control import LOCK_HELD_EXIT
     from glaze.daemon.options import DEFEND
-    from glaze.daemon.protocol import MAX_FRAME_BYTES
+    from glaze.daemon.protocol import MAX_LAYER_BYTES
     from glaze.daemon.server import serve
     from glaze.engine import ModelLoadError, load_bundle
 
@@ -169,9 +169,9 @@ def _serve_here(args: argparse.Namespace) -> int:
         print(f"glaze: {error}", file=sys.stderr)
         return 1
     _print_note(bundle.protection_note)  # before serving: nothing is printed after it
-    limit = int(args.max_frame_mb * 2**20) if args.max_frame_mb else MAX_FRAME_BYTES
+    limit = int(args.max_layer_mb * 2**20) if args.max_layer_mb else MAX_LAYER_BYTES
     serve(bundle, idle_exit_s=args.idle_exit * 60 if args.idle_exit else None,
-          max_frame_bytes=limit)
+          max_layer_bytes=limit)
     return 0
 
 
@@ -366,9 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve in this process until stopped, instead of in the background")
     start.add_argument("--idle-exit", type=float, metavar="MINUTES",
                        help="exit after this many minutes without work (default: never)")
-    start.add_argument("--max-frame-mb", type=float, metavar="MB",
-                       help="refuse pixel frames larger than this (default: an 8192 px "
-                            "square RGBA float layer, 1 GiB)")
+    start.add_argument("--max-layer-mb", type=float, metavar="MB",
+                       help="refuse layers larger than this (default: an 8192 px square "
+                            "RGBA float layer, 1 GiB)")
     start.set_defaults(run=run_daemon_start)
     actions.add_parser("stop", help="stop the daemon",
                        description="Stop the running daemon; its running and queued jobs are "

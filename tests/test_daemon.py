@@ -267,24 +267,38 @@ def test_four_clients_with_25_jobs_each_get_their_own_results(daemon):
     assert [line.strip() for line in outputs] == ["good 25"] * 4
 
 
-def test_oversize_frames_are_refused_before_allocation(tmp_path):
-    small = DaemonProcess(tmp_path, "--max-frame-mb", "4")
+def test_an_unchunked_frame_is_refused_before_allocation(daemon):
+    """A frame over the chunk limit (a layer sent whole, as protocol 3 did) is dropped by
+    ZeroMQ from the size in its frame header, before it is allocated."""
+    with Client(daemon.info) as client:
+        client.status()
+        before = daemon.peak_rss_kib()
+        socket = raw_socket(daemon)
+        huge = bytes(256 * 2**20)  # 256 MiB in one frame, a thousand times the limit
+        peer = protocol.Session(daemon.info.key_bytes, protocol.CLIENT)
+        header = {"type": "submit", "pixels": layout_for(8192, 8192), "settings": {},
+                  "session": "s", "buffer_bytes": [len(huge)]}
+        for _ in range(3):
+            nonce = protocol.new_nonce()
+            body = [nonce, msgpack.packb(header), huge]
+            socket.send_multipart([peer.sign(body), *body], copy=False)
+        time.sleep(scaled(2.0))
+        assert client.status()["pid"] == daemon.process.pid  # alive and answering
+        grown_mib = (daemon.peak_rss_kib() - before) / 1024
+        assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB"
+        socket.close(linger=0)
+
+
+def test_a_layer_over_the_daemon_s_limit_is_refused(tmp_path):
+    small = DaemonProcess(tmp_path, "--max-layer-mb", "1")
     try:
         with Client(small.info) as client:
-            client.status()
-            before = small.peak_rss_kib()
-            socket = raw_socket(small)
-            huge = bytes(256 * 2**20)  # 256 MiB, 64 times the limit
-            for _ in range(3):
-                peer = protocol.Session(small.info.key_bytes, protocol.CLIENT)
-                socket.send_multipart(peer.pack({
-                    "type": "submit", "pixels": layout_for(8192, 8192), "settings": {},
-                    "session": "s"}, [huge]))
-            time.sleep(scaled(2.0))
-            assert client.status()["pid"] == small.process.pid  # alive and answering
-            grown_mib = (small.peak_rss_kib() - before) / 1024
-            assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB"
-            socket.close()
+            data, _ = layer(1024, 512, "u8", "RGBA")  # 2 MiB
+            with pytest.raises(RequestRejected, match="over this daemon's") as raised:
+                client.submit(data, layout_for(1024, 512), FAST)
+            assert raised.value.code == "too-large"
+            data, _ = layer(256, 256, "u8", "RGBA")
+            client.submit(data, layout_for(256, 256), FAST).result()
     finally:
         small.stop()
 

@@ -124,6 +124,43 @@ def test_keyless_peers_get_nothing_buffered(lone_daemon):
         raw.close()
 
 
+# A ZMTP 3.0 greeting asking for CURVE, as a peer writing the protocol by hand sends it:
+# signature, version 3.0, mechanism, as-server 0, filler.
+CURVE_GREETING = b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0") \
+    + bytes(32)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_hand_made_handshake_holds_no_more_than_a_chunk(lone_daemon):
+    """Before authentication ZeroMQ buffers a handshake frame whole, up to the socket's
+    frame limit: pixel buffers travel in chunks, so that limit is 256 KiB, not a layer.
+    (With a 1 GiB frame limit, 4 such peers raised the resident size by 815 MB.)"""
+    port = int(lone_daemon.info.endpoint.rsplit(":", 1)[1])
+    with Client(lone_daemon.info) as client:
+        client.status()
+        before = _peak_rss_mib(lone_daemon)
+        peers, chunk = [], bytes(2**20)
+        for _ in range(4):
+            peer = socket.create_connection(("127.0.0.1", port))
+            peer.settimeout(scaled(10))
+            peer.sendall(CURVE_GREETING)
+            peer.recv(64)  # the daemon's greeting
+            peer.sendall(b"\x06" + (200 * 2**20).to_bytes(8, "big"))  # a 200 MB command
+            peers.append(peer)
+        for peer in peers:
+            try:  # all but its last MiB; the daemon hangs up at the frame's size
+                for _ in range(199):
+                    peer.sendall(chunk)
+            except OSError:
+                pass
+        time.sleep(scaled(2.0))
+        assert client.status()["pid"] == lone_daemon.process.pid
+        grown = _peak_rss_mib(lone_daemon) - before
+        assert grown < 64, f"peak RSS grew by {grown:.0f} MiB"
+        for peer in peers:
+            peer.close()
+
+
 def _exhaust_descriptors(daemon: DaemonProcess, port: int, limit: int) -> list:
     """Idle TCP connections to `port` (never a word said on them), opened until the
     daemon holds `limit` file descriptors, at least 1,100 of them."""

@@ -7,8 +7,10 @@ import pytest
 
 from glaze.daemon import protocol
 from glaze.daemon.protocol import (
+    CHUNK_BYTES,
     CLIENT,
     DAEMON,
+    MAX_FRAME_BYTES,
     ProtocolError,
     Session,
     check_layout,
@@ -27,11 +29,42 @@ def daemon(**options) -> Session:
 
 
 def test_signed_message_round_trips_with_zero_copy_buffers():
-    pixels = memoryview(bytearray(range(256)) * 4)
+    pixels = bytearray(range(256)) * 4
     frames = client().pack({"type": "submit", "n": 1}, [pixels])
-    assert frames[3] is pixels  # passed through, not copied
+    assert frames[3].obj is pixels  # a view of the caller's buffer, not a copy
     header, buffers = daemon().unpack([bytes(f) for f in frames])
     assert header == {"type": "submit", "n": 1} and bytes(buffers[0]) == bytes(pixels)
+
+
+@pytest.mark.parametrize("sizes", [[0], [1], [CHUNK_BYTES], [CHUNK_BYTES + 1, 3],
+                                   [2 * CHUNK_BYTES + 5, 0, CHUNK_BYTES - 1]])
+def test_buffers_travel_in_chunks_no_frame_over_the_limit(sizes):
+    buffers = [bytes([index]) * size for index, size in enumerate(sizes, 1)]
+    frames = client().pack({"type": "echo"}, buffers)
+    assert msgpack.unpackb(frames[2])["buffer_bytes"] == sizes
+    assert len(frames) == 3 + sum(-(-size // CHUNK_BYTES) for size in sizes)
+    assert max(len(frame) for frame in frames) <= MAX_FRAME_BYTES
+    header, received = daemon().unpack(frames)
+    assert header == {"type": "echo"} and [bytes(b) for b in received] == buffers
+
+
+def signed(header: dict, chunks: list) -> list:
+    """A message signed as a client would sign it, with the chunks given."""
+    body = [time.time_ns().to_bytes(8, "big") + b"12345678", msgpack.packb(header), *chunks]
+    return [documented_signature(KEY, body), *body]
+
+
+@pytest.mark.parametrize("sizes, chunks", [
+    ([10], [b"x" * 4, b"x" * 6]),  # the same bytes in chunks other than CHUNK_BYTES
+    ([10], [b"x" * 10, b""]),  # a frame more than the sizes need
+    ([CHUNK_BYTES + 1], [b"x" * (CHUNK_BYTES + 1)]),  # a frame fewer
+    ([5], [b"x" * 4]),  # a short buffer
+    ("5", [b"x" * 5]), ([-1], []), ([True], [b"x"]),  # sizes that are not sizes
+])
+def test_buffers_not_chunked_as_declared_are_refused(sizes, chunks):
+    with pytest.raises(ProtocolError) as raised:
+        daemon().unpack(signed({"type": "echo", "buffer_bytes": sizes}, chunks))
+    assert raised.value.code == "malformed"
 
 
 def documented_signature(key: bytes, body: list, sender: bytes = CLIENT) -> bytes:
@@ -48,9 +81,11 @@ def test_the_wire_format_is_the_documented_one():
     signature, nonce, header, *buffers = frames
     assert signature == documented_signature(KEY, frames[1:]) and len(signature) == 32
     assert len(nonce) == 16 and abs(int.from_bytes(nonce[:8], "big") - time.time_ns()) < 1e10
-    assert msgpack.unpackb(header) == {"type": "ping", "session": "s1"}
-    assert buffers == [b"abc", b""]
-    body = [time.time_ns().to_bytes(8, "big") + b"12345678", msgpack.packb({"type": "x"}),
+    assert msgpack.unpackb(header) == {"type": "ping", "session": "s1",
+                                       "buffer_bytes": [3, 0]}
+    assert buffers == [b"abc"]  # an empty buffer takes no frame
+    body = [time.time_ns().to_bytes(8, "big") + b"12345678",
+            msgpack.packb({"type": "x", "buffer_bytes": [6]}),
             b"pixels"]  # made by hand, as another implementation would
     header, buffers = client().unpack([documented_signature(KEY, body, DAEMON), *body])
     assert header == {"type": "x"} and bytes(buffers[0]) == b"pixels"
