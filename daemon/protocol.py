@@ -48,9 +48,10 @@ REPLAY_WINDOW_S = 60.0
 class ProtocolError(Exception):
     """A message that is not acceptable; `code` is machine-readable, str() for people."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, request: dict | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.request = request or {}  # the header, where it was read: answers echo its ref
 
 
 def _mac(key: bytes, sender: bytes, frames: Sequence[bytes | memoryview]) -> bytes:
@@ -166,7 +167,10 @@ class Session:
             raise ProtocolError("malformed", f"header is not msgpack: {error}") from None
         if not isinstance(header, dict) or not isinstance(header.get("type"), str):
             raise ProtocolError("malformed", "header must be a map with a string 'type'")
-        return header, _assemble(header.pop(BUFFER_SIZES, []), frames[3:])
+        try:
+            return header, _assemble(header.pop(BUFFER_SIZES, []), frames[3:])
+        except ProtocolError as error:
+            raise ProtocolError(error.code, str(error), header) from None
 
 
 def _assemble(sizes: object, chunks: Sequence[bytes | memoryview]) -> list:

@@ -189,7 +189,7 @@ class Daemon:
                 self.rejections_log.warning("dropped a message: %s", error)
             else:
                 self.invalid += 1
-                self._reply(identity, {}, error)
+                self._reply(identity, error.request, error)
             return
         self.last_activity = time.monotonic()
         session = header.get("session")

@@ -42,7 +42,9 @@ LAYERS = {"cloaked": (bytes(8 * 8 * 4), layout_for(8, 8)),
 
 def signed(key: bytes, header: dict, buffers: tuple = ()) -> list[zmq.Frame]:
     """A message as the ROUTER socket hands it over (identity first), signed as
-    docs/protocol.md says."""
+    docs/protocol.md says (the buffers are small: one chunk each)."""
+    if buffers:
+        header = {**header, "buffer_bytes": [len(buffer) for buffer in buffers]}
     body = [protocol.new_nonce(), msgpack.packb(header), *buffers]
     mac = hmac.new(key, digestmod=hashlib.sha256)
     mac.update(protocol.CLIENT)  # the sender's role

@@ -63,8 +63,9 @@ def signed(header: dict, chunks: list) -> list:
 ])
 def test_buffers_not_chunked_as_declared_are_refused(sizes, chunks):
     with pytest.raises(ProtocolError) as raised:
-        daemon().unpack(signed({"type": "echo", "buffer_bytes": sizes}, chunks))
+        daemon().unpack(signed({"type": "echo", "buffer_bytes": sizes, "ref": 7}, chunks))
     assert raised.value.code == "malformed"
+    assert raised.value.request["ref"] == 7  # so that the error answer names the request
 
 
 def documented_signature(key: bytes, body: list, sender: bytes = CLIENT) -> bytes:
