@@ -1,44 +1,52 @@
-"""How much of the cloak's feature shift survives a mimic's preprocessing.
+"""How much of the cloak's feature shift survives what happens to a posted picture.
 
-Engineering figures, not protection claims: the encoder is Stable Diffusion 2.x's full-size
-VAE architecture with RANDOM weights (as in cloak_step.py; the SD extractor alone), and the
-target is a fixed synthetic painting instead of a style transfer. For the cloak as built
-(resize-robust) and for the variant without resize-robustness, side by side in one run, it
-prints
+Engineering figures, not protection claims: each extractor is a full-size diffusion VAE
+encoder architecture (SD, SDXL, FLUX.1; as in cloak_step.py) with RANDOM weights, defended
+alone, and the target is a fixed synthetic painting instead of a style transfer. For each
+extractor, side by side in one run, it cloaks the image
+
+- with the views alone (`transforms=()`: the cloak before EOT),
+- with the expectation over transformations (EOT, the default `CloakSettings.transforms`),
+  at the same number of steps,
+- with the views alone again, given as many more steps as make its time EOT's ("same
+  time"),
+
+and prints, for the working view (what the optimizer saw) and for each preprocessing P,
 
     shift_P = 1 - ||Phi(P(x')) - Phi(G(t))|| / ||Phi(P(x)) - Phi(G(t))||
 
-for the working view (what the optimizer saw) and for each preprocessing P a mimic may apply
-(resize to 512 / 1024 px long side, resize-and-center-crop to 512 px, JPEG q90 / q75 and
-Gaussian noise sigma 0.02 / 0.05 at 512 px), where x is the image, x' the cloaked image, t
-the target and G the geometric part of P; "kept" is shift_P over the working view's shift.
+where x is the image, x' the cloaked image, t the target and G the geometric part of P;
+"kept" is shift_P over the working view's shift of the same cloak. Then the median time of
+a step of each, and their ratio.
 
-    python benchmarks/cloak_survival.py                       # about 2 minutes on 2 CPU cores
-    python benchmarks/cloak_survival.py --image-size 1536 --steps 100
+    python benchmarks/cloak_survival.py                      # 20-30 minutes on 2 CPU cores
+    python benchmarks/cloak_survival.py --extractors sd --steps 24
     python benchmarks/cloak_survival.py --model default --device cuda --steps 200
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from cloak_step import full_size_bundle  # this folder's benchmark: the SD 2.x VAE bundle
+from cloak_step import FULL_SIZE, full_size_bundle  # this folder's: full-size random VAEs
 from PIL import Image
 
 from glaze.engine.cloak import cloak_toward
-from glaze.engine.evaluation.countermeasures import gaussian_noise, jpeg
+from glaze.engine.evaluation.countermeasures import gaussian_noise
 from glaze.engine.evaluation.synthetic import painting
 from glaze.engine.geometry import View, center_crop_view, fit, whole_view
 from glaze.engine.models import ModelBundle, load_bundle
 from glaze.engine.pixels import image_array, image_tensor
 from glaze.engine.settings import CloakSettings
+from glaze.engine.transforms import TYPICAL_UPLOAD, jpeg
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample-artwork.png"
 
@@ -60,48 +68,99 @@ def center_crop(size: int) -> Callable[[tuple[int, int]], View]:
     return lambda shape: center_crop_view(shape, size)
 
 
+def noisy_upscaling_analog(image: np.ndarray) -> np.ndarray:
+    """Gaussian noise 0.1, then down x4 and bicubic up x4: the shape of a noisy upscaler's
+    purification, without its model."""
+    noisy = Image.fromarray(gaussian_noise(image, 0.1))
+    small = noisy.resize((noisy.width // 4, noisy.height // 4), Image.Resampling.BICUBIC)
+    return np.asarray(small.resize(noisy.size, Image.Resampling.BICUBIC))
+
+
 def preprocessings(work_size: int) -> list[Preprocessing]:
+    upload = TYPICAL_UPLOAD["long_side"]
     resized = [] if work_size == 512 else [Preprocessing("resize 512", long_side(512))]
     return [
         Preprocessing(f"working view ({work_size} px)", long_side(work_size)),
         *resized,  # at a 512 px working size that is the working view itself
-        Preprocessing("resize 1024", long_side(1024)),
+        Preprocessing(f"resize {upload}", long_side(upload)),
         Preprocessing("resize + center crop 512", center_crop(512)),
         Preprocessing("JPEG q90 @512", long_side(512), lambda a: jpeg(a, 90)),
         Preprocessing("JPEG q75 @512", long_side(512), lambda a: jpeg(a, 75)),
+        Preprocessing("JPEG q60 @512", long_side(512), lambda a: jpeg(a, 60)),
+        Preprocessing(f"resize {upload} + JPEG q75", long_side(upload),
+                      lambda a: jpeg(a, 75)),
         Preprocessing("Gaussian 0.02 @512", long_side(512), lambda a: gaussian_noise(a, 0.02)),
         Preprocessing("Gaussian 0.05 @512", long_side(512), lambda a: gaussian_noise(a, 0.05)),
+        Preprocessing("noisy upscaling analog", long_side(512), noisy_upscaling_analog),
     ]
 
 
 @torch.no_grad()
-def seen(bundle: ModelBundle, image: np.ndarray, step: Preprocessing) -> torch.Tensor:
+def seen(bundle: ModelBundle, name: str, image: np.ndarray,
+         step: Preprocessing) -> torch.Tensor:
     """Phi of the image as the mimic sees it after the preprocessing."""
     viewed = step.view(image.shape[:2]).apply(image_tensor(image))
     if step.pixels is not None:
         viewed = image_tensor(step.pixels(image_array(viewed)))
-    return bundle.encode(viewed)
+    return bundle.encode(viewed, name)
 
 
-def shifts(bundle: ModelBundle, image: np.ndarray, cloaked: list[np.ndarray],
+def shifts(bundle: ModelBundle, name: str, image: np.ndarray, cloaked: list[np.ndarray],
            target: np.ndarray, steps: list[Preprocessing]) -> list[list[float]]:
     """shift_P of each cloaked version (rows: preprocessings, columns: versions)."""
     rows, goals = [], {}
     for step in steps:
         view = step.view(target.shape[:2])
         if view not in goals:  # the target is seen through the geometry only, once per view
-            goals[view] = seen(bundle, target, Preprocessing(step.name, step.view))
+            goals[view] = seen(bundle, name, target, Preprocessing(step.name, step.view))
         goal = goals[view]
-        before = torch.linalg.vector_norm(seen(bundle, image, step) - goal)
-        rows.append([float(1 - torch.linalg.vector_norm(seen(bundle, version, step) - goal)
-                           / before) for version in cloaked])
+        before = torch.linalg.vector_norm(seen(bundle, name, image, step) - goal)
+        rows.append([float(1 - torch.linalg.vector_norm(seen(bundle, name, version, step)
+                                                        - goal) / before)
+                     for version in cloaked])
     return rows
 
 
 def load_image(long: int) -> np.ndarray:
     image = Image.open(SAMPLE).convert("RGB")
     height, width = fit((image.height, image.width), long)
-    return np.asarray(image.resize((width, height), Image.LANCZOS))
+    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS))
+
+
+def timed_cloak(image: np.ndarray, bundle: ModelBundle, goal: torch.Tensor,
+                settings: CloakSettings) -> tuple[np.ndarray, float]:
+    """The cloaked image and the median seconds between its steps."""
+    stamps: list[float] = []
+    cloaked = cloak_toward(image, bundle, goal, settings,
+                           progress=lambda fraction, message: stamps.append(
+                               time.perf_counter()))
+    return cloaked, statistics.median(np.diff(stamps)) if len(stamps) > 1 else float("nan")
+
+
+def one_extractor(bundle: ModelBundle, name: str, image: np.ndarray, target: np.ndarray,
+                  args: argparse.Namespace) -> None:
+    base = CloakSettings(intensity=args.intensity, quality=args.steps, defend=name,
+                         work_size=args.work_size)
+    goal = whole_view(image.shape[:2], args.work_size).apply(image_tensor(target))
+    plain, plain_step = timed_cloak(image, bundle, goal, replace(base, transforms=()))
+    eot, eot_step = timed_cloak(image, bundle, goal, base)
+    more = max(args.steps, round(args.steps * eot_step / plain_step))
+    same_time, _ = timed_cloak(image, bundle, goal, replace(base, transforms=(), quality=more))
+    versions = {f"views, {args.steps} steps": plain, f"EOT, {args.steps} steps": eot,
+                f"views, {more} steps": same_time}
+    steps = preprocessings(args.work_size)
+    rows = shifts(bundle, name, image, list(versions.values()), target, steps)
+    print(f"\n{name.upper()}: step {plain_step:.2f} s with the views alone, {eot_step:.2f} s "
+          f"with EOT (x{eot_step / plain_step:.2f}); L_inf "
+          + ", ".join(f"{np.abs(v.astype(int) - image).max()}/255" for v in versions.values()))
+    print(f"{'preprocessing':<26}" + "".join(f"{label:>24}" for label in versions))
+    print(f"{'':<26}" + f"{'shift':>15} {'kept':>8}" * len(versions))
+    references = rows[0]
+    for step, row in zip(steps, rows, strict=True):
+        print(f"{step.name:<26}" + "".join(
+            f"{shift:>15.3f} {shift / reference:>8.0%}"
+            for shift, reference in zip(row, references, strict=True)))
+    sys.stdout.flush()
 
 
 def main() -> None:
@@ -110,44 +169,29 @@ def main() -> None:
     parser.add_argument("--work-size", type=int, default=512, help="the cloak's working size")
     parser.add_argument("--steps", type=int, default=12, help="cloak optimizer steps")
     parser.add_argument("--intensity", default="default", help="LPIPS budget preset or p")
+    parser.add_argument("--extractors", nargs="+", default=list(FULL_SIZE),
+                        choices=list(FULL_SIZE))
     parser.add_argument("--model", help="a bundle to measure instead (folder or hub id; "
-                                        "default: the random-weight SD 2.x VAE)")
+                                        "default: the random-weight VAE encoders)")
     parser.add_argument("--precision", choices=("fp32", "bf16"))
     parser.add_argument("--device")
     args = parser.parse_args()
     torch.manual_seed(0)
-    if args.model:
-        bundle = load_bundle(args.model, args.device, args.precision, defend=("sd",))
-        weights = f"bundle {bundle.name}"
-    else:
-        bundle = full_size_bundle(args.device, args.precision)
-        weights = "RANDOM-weight SD 2.x VAE encoder"
     image = load_image(args.image_size)
     target = np.asarray(Image.fromarray(painting(512, seed=11)).resize(
-        (image.shape[1], image.shape[0]), Image.BICUBIC))
-    steps = preprocessings(args.work_size)
-    print(f"{weights} ({bundle.precision}, {bundle.device}): engineering figures, not "
-          "protection claims")
+        (image.shape[1], image.shape[0]), Image.Resampling.BICUBIC))
     print(f"image {image.shape[1]}x{image.shape[0]}, work size {args.work_size}, "
-          f"{args.steps} steps, intensity {args.intensity}, {torch.get_num_threads()} threads")
-    versions = []
-    for robust in (True, False):
-        settings = CloakSettings(intensity=args.intensity, quality=args.steps, defend="sd",
-                                 work_size=args.work_size, resize_robust=robust)
-        started = time.perf_counter()
-        goal = whole_view(image.shape[:2], args.work_size).apply(image_tensor(target))
-        versions.append(cloak_toward(image, bundle, goal, settings))
-        print(f"  cloak {'as built (resize-robust)' if robust else 'without resize-robustness'}"
-              f": {time.perf_counter() - started:.0f} s, "
-              f"L_inf {np.abs(versions[-1].astype(int) - image).max()}/255", flush=True)
-    rows = shifts(bundle, image, versions, target, steps)
-    print(f"{'preprocessing':<26} {'as built: shift':>16} {'kept':>6} "
-          f"{'no robustness: shift':>21} {'kept':>6}")
-    (built_ref, plain_ref) = rows[0]
-    for step, (built, plain) in zip(steps, rows, strict=True):
-        print(f"{step.name:<26} {built:>16.3f} {built / built_ref:>6.0%} "
-              f"{plain:>21.3f} {plain / plain_ref:>6.0%}")
-    sys.stdout.flush()
+          f"{args.steps} steps, intensity {args.intensity}, {torch.get_num_threads()} "
+          "threads; engineering figures, not protection claims")
+    for name in args.extractors:
+        if args.model:
+            bundle = load_bundle(args.model, args.device, args.precision, defend=(name,))
+            weights = f"bundle {bundle.name}"
+        else:
+            bundle = full_size_bundle(args.device, args.precision, (name,))
+            weights = f"RANDOM-weight full-size {name.upper()} VAE encoder"
+        print(f"\n{weights} ({bundle.precision}, {bundle.device})", flush=True)
+        one_extractor(bundle, name, image, target, args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,14 @@ is resized once, before the loop; since resizing is linear, view(x + up(delta)) 
 view(delta). The full-resolution work around the optimizer (compositing, reducing to the
 views, carrying delta back, merging, measuring) runs in strips of rows (engine/fullres.py).
 
+What an upload does. At each step one transformation a posted picture meets (JPEG, a
+platform's resize and JPEG, noise, blur; `CloakSettings.transforms`, engine/transforms.py)
+is drawn and applied, differentiably, to the view before the encoders see it, so that the
+loss is an expectation over them (EOT). The LPIPS bound is taken on the view as delivered,
+before any transformation. The report adds, per extractor, the shift after a typical upload
+(the whole image at 1024 px, a real JPEG at quality 75): the figure an artist can count on,
+and the one `incomplete` is judged by.
+
 Transparency. The optimizer sees the image composited over mid-grey, so the RGB under fully
 transparent pixels never drives the loss; those pixels are left exactly as they were.
 """
@@ -46,9 +54,10 @@ from .pixels import check_pixels
 from .progress import CancelCheck, Progress, ProgressCallback
 from .settings import CloakSettings
 from .transfer import transfer_style
+from .transforms import TransformDraw, upload_view, uploaded
 
-# A cloak that closes less than this share of the feature distance to its target is
-# reported `incomplete`: it moved the image, but not far enough to count on.
+# A cloak that closes less than this share of the feature distance to its target after a
+# typical upload is reported `incomplete`: it moved the image, not far enough to count on.
 INCOMPLETE_BELOW = 0.25
 TRANSFER_SHARE = 0.1  # the part of a job's progress bar given to style transfer
 
@@ -60,7 +69,8 @@ class ExtractorShift:
     distance_before: float  # ||Phi(x) - Phi(Omega(x, T))||, working-size view
     distance_after: float  # the same for the output
     relative_shift: float  # share of that distance the cloak closed
-    incomplete: bool  # relative_shift < INCOMPLETE_BELOW
+    after_upload: float  # the same share after a typical upload (transforms.TYPICAL_UPLOAD)
+    incomplete: bool  # after_upload < INCOMPLETE_BELOW
 
 
 @dataclass
@@ -76,7 +86,9 @@ class CloakReport:
     defended: list[str]  # the extractors optimized against
     extractors: dict[str, ExtractorShift]  # by name, each defended one
     relative_shift: float  # the smallest of the extractors' shifts
-    incomplete: bool  # some defended extractor's shift fell short
+    after_upload: float  # the smallest of the extractors' shifts after a typical upload
+    incomplete: bool  # some defended extractor's shift after a typical upload fell short
+    transforms: list[str]  # what the loss was an expectation over ([]: the views alone)
     lpips: float  # output vs input, working-size view
     psnr: float | None  # dB over covered pixels at full size; None if nothing changed
     linf: float  # the largest change of any sample, [0, 1] units
@@ -110,6 +122,7 @@ class CloakOptimizer:
         delta_long = settings.work_size * (2 if settings.resize_robust else 1)
         delta_shape = fit(shape, min(max(shape), delta_long), multiple=1)
         self.delta = torch.zeros((1, 3, *delta_shape), device=bundle.device, requires_grad=True)
+        self.target = target
         with torch.no_grad():
             self.bases = [view.apply(seen.image) for view in self.views]
             self.coverages = [view.apply(seen.coverage) for view in self.views]
@@ -120,6 +133,7 @@ class CloakOptimizer:
                                   for base, goal in zip(self.bases, goals, strict=True)]
                            for name, goals in self.targets.items()}
         steps = max(settings.steps, 1)
+        self.draw = TransformDraw(settings.transforms, settings.seed)
         self.optimizer = torch.optim.Adam([self.delta], lr=settings.linf / 10)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=steps, eta_min=settings.linf / 100)
@@ -134,17 +148,23 @@ class CloakOptimizer:
     def step(self) -> dict[str, float]:
         index = self.steps_run % len(self.views)
         image = self.view_image(index)
-        # Each loss term is back-propagated to the view on its own, so that only one
-        # encoder's activations are held at a time (three at once would triple the peak
-        # memory); the summed gradient then flows on to delta. The same gradient as one
-        # backward of the whole loss.
+        # Each loss term is back-propagated to the transformed view on its own, so that
+        # only one encoder's activations are held at a time (three at once would triple the
+        # peak memory); the summed gradient then flows on through the transformation to the
+        # view and to delta. The same gradient as one backward of the whole loss.
         seen = image.detach().requires_grad_(True)
+        transform, transformed = self.draw(seen)
+        uploaded_view = transformed.detach().requires_grad_(True)
         terms = {}
         for name in self.defended:
-            term = F.mse_loss(self.bundle.encode(seen, name), self.targets[name][index]) \
-                / self.scales[name][index]
+            term = F.mse_loss(self.bundle.encode(uploaded_view, name),
+                              self.targets[name][index]) / self.scales[name][index]
             (term / len(self.defended)).backward()
             terms[name] = term.detach()
+        if transformed is seen:
+            seen.grad = uploaded_view.grad
+        else:
+            transformed.backward(uploaded_view.grad)
         feature = sum(terms.values()) / len(terms)
         perceptual = self.bundle.perceptual_distance(seen, self.bases[index]).mean()
         excess = torch.relu(perceptual - self.settings.budget)
@@ -158,6 +178,7 @@ class CloakOptimizer:
         self.steps_run += 1
         loss = feature + self.settings.alpha * excess.detach()
         return {"feature": feature.item(), "lpips": perceptual.item(), "loss": loss.item(),
+                "transform": transform,
                 **{f"feature_{name}": term.item() for name, term in terms.items()}}
 
     def full_delta(self) -> fullres.FullDelta:
@@ -174,35 +195,47 @@ def cloak_views(shape: tuple[int, int], settings: CloakSettings) -> list[View]:
 def see(image: np.ndarray, settings: CloakSettings, device: torch.device) -> fullres.Seen:
     """`image` as the optimizer sees it: over grey, reduced as far as its views allow."""
     shape = image.shape[:2]
-    sizes = [view.size for view in cloak_views(shape, settings)]
+    sizes = [view.size for view in [*cloak_views(shape, settings), upload_view(shape)]]
     return fullres.seen(image, device, fullres.reduction(shape, sizes))
 
 
-def shift_toward(bundle: ModelBundle, name: str, original: torch.Tensor, moved: torch.Tensor,
-                 goal: torch.Tensor) -> ExtractorShift:
-    """How far extractor `name` sees `moved` gone from `original` toward the features
-    `goal` (images 1 x 3 x h x w in [0, 1], at one view)."""
+def _distances(bundle: ModelBundle, name: str, images: list[torch.Tensor],
+               goal: torch.Tensor) -> list[float]:
+    """Extractor `name`'s feature distance from each of `images` to `goal`'s features."""
     with torch.no_grad():
-        before = torch.linalg.vector_norm(bundle.encode(original, name) - goal).item()
-        after = torch.linalg.vector_norm(bundle.encode(moved, name) - goal).item()
-    shift = 1.0 - after / before if before > 0 else 0.0
-    return ExtractorShift(before, after, shift, shift < INCOMPLETE_BELOW)
+        target = bundle.encode(goal, name)
+        return [torch.linalg.vector_norm(bundle.encode(image, name) - target).item()
+                for image in images]
 
 
-def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, source: np.ndarray,
-             output: np.ndarray, factor: int) -> dict:
-    """Distances of the delivered output, as the first (whole-image) view sees it (reduced
-    by the source's own `factor`, so that only the cloak tells the two apart)."""
-    view, original = optimizer.views[0], optimizer.bases[0]
+def _share(before: float, after: float) -> float:
+    return 1.0 - after / before if before > 0 else 0.0
+
+
+def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, original: fullres.Seen,
+             source: np.ndarray, output: np.ndarray) -> dict:
+    """What the delivered output achieved: LPIPS and each extractor's shift as the whole
+    view sees it, and the shift after a typical upload (the whole image at its size, a real
+    JPEG); both images reduced alike, so that only the cloak tells them apart."""
+    delivered = fullres.seen(output, bundle.device, original.factor).image
+    view, upload = optimizer.views[0], upload_view(optimizer.shape)
     with torch.no_grad():
-        seen = view.apply(fullres.seen(output, bundle.device, factor).image)
-        lpips_value = bundle.perceptual_distance(seen, original).item()
-    shifts = {name: shift_toward(bundle, name, original, seen, goals[0])
-              for name, goals in optimizer.targets.items()}
+        seen = view.apply(delivered)
+        lpips_value = bundle.perceptual_distance(seen, optimizer.bases[0]).item()
+        posted = [uploaded(upload.apply(image)) for image in (original.image, delivered)]
+    shifts = {}
+    for name in optimizer.defended:
+        before, after = _distances(bundle, name, [optimizer.bases[0], seen],
+                                   view.apply(optimizer.target))
+        upload_shift = _share(*_distances(bundle, name, posted, upload.apply(optimizer.target)))
+        shifts[name] = ExtractorShift(before, after, _share(before, after), upload_shift,
+                                      upload_shift < INCOMPLETE_BELOW)
     return {
         "defended": list(shifts), "extractors": shifts,
         "relative_shift": min(shift.relative_shift for shift in shifts.values()),
+        "after_upload": min(shift.after_upload for shift in shifts.values()),
         "incomplete": any(shift.incomplete for shift in shifts.values()), "lpips": lpips_value,
+        "transforms": [name for name, weight in optimizer.settings.transforms if weight > 0],
         **fullres.pixel_change(source, output),
     }
 
@@ -258,13 +291,12 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
                                 settings.strength, settings.seed,
                                 tracker.phase(0.0, TRANSFER_SHARE))
     optimizer = CloakOptimizer(bundle, seen, target, settings)
-    del target
     output = _optimize(optimizer, image, settings, tracker.phase(TRANSFER_SHARE, 1.0))
     report = CloakReport(
         target_style=target_style, bundle=bundle.name, model=bundle.source,
         protection_note=bundle.protection_note,
         width=shape[1], height=shape[0], budget=settings.budget, linf_cap=settings.linf,
         steps_run=optimizer.steps_run, seed=settings.seed, seconds=0.0,
-        **_measure(bundle, optimizer, image, output, seen.factor))
+        **_measure(bundle, optimizer, seen, image, output))
     report.seconds = time.perf_counter() - started
     return CloakResult(image=output, report=report)

@@ -12,11 +12,12 @@ import datetime
 import hashlib
 from pathlib import Path
 
-FORMAT = 2  # 2: the defended extractors and each one's shift
+FORMAT = 3  # 2: the defended extractors and each one's shift; 3: the transforms, the shift
+# after a typical upload
 # What must be equal for an existing output to count as this run's result. The rest of a
 # record (bundle name, shift achieved, time) describes the output and is only shown.
 MUST_MATCH = ("format", "model", "demo", "target_style", "budget", "steps", "defend",
-              "work_size", "seed", "source_sha256")
+              "work_size", "transforms", "seed", "source_sha256")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -28,12 +29,13 @@ def file_sha256(path: str | Path) -> str:
 
 
 def request(model: str, demo: bool, target_style: str | None, budget: float,
-            steps: int, defend: list[str], work_size: int, seed: int, source: Path) -> dict:
+            steps: int, defend: list[str], work_size: int, transforms: list[list],
+            seed: int, source: Path) -> dict:
     """What a run asks of one output. `target_style` is None where it is not known before
     cloaking (a profile yet to choose one): then no existing output can match."""
     return {"format": FORMAT, "model": model, "demo": demo, "target_style": target_style,
             "budget": budget, "steps": steps, "defend": defend, "work_size": work_size,
-            "seed": seed, "source_sha256": file_sha256(source)}
+            "transforms": transforms, "seed": seed, "source_sha256": file_sha256(source)}
 
 
 def record(asked: dict, report: dict, profile: str, version: str) -> dict:
@@ -45,6 +47,8 @@ def record(asked: dict, report: dict, profile: str, version: str) -> dict:
             "relative_shift": report["relative_shift"], "incomplete": report["incomplete"],
             "shifts": {name: round(shift["relative_shift"], 4)
                        for name, shift in report.get("extractors", {}).items()},
+            "shifts_after_upload": {name: round(shift["after_upload"], 4)
+                                    for name, shift in report.get("extractors", {}).items()},
             "linf_cap": report["linf_cap"], "steps_run": report["steps_run"]}
 
 

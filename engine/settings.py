@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from glaze.daemon.options import DEFEND, INTENSITY, QUALITY, SEED, WORK_SIZE
 
+from .transforms import DEFAULT_TRANSFORMS, check_transforms
+
 # The presets, defaults and ranges are declared once, in glaze.daemon.options (standard
 # library only), which the command line, the plug-ins and the daemon read too.
 # Perceptual budget p (LPIPS) per intensity preset; the paper's default is 0.05.
@@ -48,6 +50,9 @@ class CloakSettings:
     work_size: int = WORK_SIZE.default  # long side (pixels) the encoder sees
     resize_robust: bool = True  # also optimize through larger resizes and square crops
     max_change: float | None = None  # L_inf cap in [0, 1] units; None ties it to intensity
+    # What a posted picture meets before a mimic trains on it, (name, weight) pairs drawn
+    # from at every step (engine/transforms.py); () optimizes the views as they are.
+    transforms: tuple[tuple[str, float], ...] = DEFAULT_TRANSFORMS
 
     def __post_init__(self) -> None:
         if not INTENSITY.in_range(self.budget):
@@ -60,6 +65,7 @@ class CloakSettings:
             raise ValueError(f"work_size must be a multiple of {WORK_SIZE.multiple_of} from "
                              f"{MIN_WORK_SIZE} to {MAX_WORK_SIZE}, got {self.work_size}")
         self.extractors  # noqa: B018 (raises ValueError for an unknown or empty choice)
+        check_transforms(self.transforms)
         if self.max_change is not None and not 0.0 < self.max_change <= 1.0:
             raise ValueError(f"max_change must be in (0, 1], got {self.max_change}")
 

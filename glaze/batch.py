@@ -315,7 +315,7 @@ def _asked(args: argparse.Namespace) -> dict:
     return {"model": model, "demo": declared_demo(model), "target_style": target,
             "budget": settings.budget, "steps": settings.steps,
             "defend": list(settings.extractors), "work_size": settings.work_size,
-            "seed": settings.seed}
+            "transforms": [list(pair) for pair in settings.transforms], "seed": settings.seed}
 
 
 def _unfinished(jobs: Sequence[Job], args: argparse.Namespace) -> list[Job]:

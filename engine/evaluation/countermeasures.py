@@ -12,7 +12,6 @@ Each takes and returns an H x W x 3 uint8 image, as the mimic's files hold them:
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +31,7 @@ from ..geometry import fit, resize, whole_view
 from ..models import ModelBundle, ModelLoadError, pick_device
 from ..pixels import image_array, image_tensor
 from ..progress import Progress
+from ..transforms import jpeg
 
 KINDS = ("none", "jpeg", "noise", "resize", "noisy_upscale", "impress")
 UPSCALE = 4
@@ -61,13 +61,6 @@ class Countermeasure:
 # What `strength` means for each kind (the plots' x axes).
 UNITS = {"jpeg": "JPEG quality", "noise": "Gaussian sigma", "resize": "downscale factor",
          "noisy_upscale": "Gaussian sigma before upscaling", "impress": "LPIPS bound"}
-
-
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    """Re-encode as JPEG at `quality` (1-95) and decode again."""
-    buffer = io.BytesIO()
-    Image.fromarray(image[..., :3]).save(buffer, format="JPEG", quality=int(quality))
-    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
 def gaussian_noise(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
