@@ -12,6 +12,7 @@ from glaze.engine.fullres import Seen
 from glaze.engine.geometry import MAX_SIDE, check_size
 from glaze.engine.models import demo_bundle, load_bundle
 from glaze.engine.pixels import check_pixels
+from glaze.engine.transforms import TransformDraw
 
 STYLE = "Impressionism painting by Claude Monet"
 FAST = dict(work_size=64, quality=6)
@@ -63,17 +64,24 @@ def test_an_extractor_left_out_of_defend_leaves_the_loss_and_the_report():
     assert said == []  # refused before the style transfer began
 
 
-def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle):
+@pytest.mark.parametrize("transforms", [(), (("blur", 1.0),)])
+def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle, transforms):
     """Each extractor's term is back-propagated on its own (one encoder's activations held
-    at a time): the gradient must be that of the whole loss in one backward."""
+    at a time), through the step's drawn transform: the gradient must be that of the whole
+    loss in one backward."""
     generator = torch.Generator().manual_seed(4)
     image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
-    settings = CloakSettings(work_size=64, quality=4, intensity=1e-4, max_change=0.1)
+    settings = CloakSettings(work_size=64, quality=4, intensity=1e-4, max_change=0.1,
+                             transforms=transforms)
     seen = Seen(image, torch.ones(1, 1, 64, 96), (64, 96))
     optimizer = CloakOptimizer(bundle, seen, target, settings)
+    draw = TransformDraw(transforms, settings.seed)  # the draws the steps make
+    draw(optimizer.view_image(0).detach())
     optimizer.step()  # a non-zero delta, so that the LPIPS penalty is active too
     seen = optimizer.view_image(1)
-    terms = [F.mse_loss(bundle.encode(seen, name), optimizer.targets[name][1])
+    drawn, moved = draw(seen)
+    assert drawn == (transforms[0][0] if transforms else "none")
+    terms = [F.mse_loss(bundle.encode(moved, name), optimizer.targets[name][1])
              / optimizer.scales[name][1] for name in ("sd", "sdxl", "flux")]
     excess = torch.relu(bundle.perceptual_distance(seen, optimizer.bases[1]).mean()
                         - settings.budget)
