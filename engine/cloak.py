@@ -16,9 +16,10 @@ runs at every step.
 Large images. A mimic never trains on the full-resolution file: it resizes it to its training
 size (512-1024 px) and often crops. So the loss is taken where the mimic looks: on "views"
 of the image (resized to the working size; with `resize_robust`, also resized so the short
-side is 1, 1.5 and 2 working sizes and cropped to a working-size square; engine/geometry.py
-declares them), through a differentiable, antialiased resize (kornia). delta itself lives at
-up to twice the working size and is carried to full resolution by bicubic upsampling, so
+side is 1 and 1.5 working sizes and cropped to a working-size square, and a typical upload's
+1024 px view in working-size tiles; engine/geometry.py declares them), through a
+differentiable, antialiased resize (kornia). delta itself lives at twice the working size
+(at least 1024 px) and is carried to full resolution by bicubic upsampling, so
 the encoder's cost per step does not depend on the image's size, and resizing by the mimic
 keeps the perturbation instead of averaging it away. Each view's share of the original image
 is resized once, before the loop; since resizing is linear, view(x + up(delta)) = view(x) +
@@ -48,13 +49,13 @@ import torch
 import torch.nn.functional as F
 
 from . import fullres
-from .geometry import View, check_size, fit, mimic_views
+from .geometry import UPLOAD_LONG_SIDE, View, check_size, fit, mimic_views, upload_view
 from .models import ModelBundle
 from .pixels import check_pixels
 from .progress import CancelCheck, Progress, ProgressCallback
 from .settings import CloakSettings
 from .transfer import transfer_style
-from .transforms import TransformDraw, upload_view, uploaded
+from .transforms import TransformDraw, uploaded
 
 # A cloak that closes less than this share of the feature distance to its target after a
 # typical upload is reported `incomplete`: it moved the image, not far enough to count on.
@@ -119,7 +120,10 @@ class CloakOptimizer:
         self.defended = settings.extractors
         self.shape = shape = seen.shape
         self.views = cloak_views(shape, settings)
-        delta_long = settings.work_size * (2 if settings.resize_robust else 1)
+        # delta at the largest view's scale: twice the working size, and at least the
+        # typical upload's, so that a 1024 px training view sees it unblurred.
+        delta_long = (max(2 * settings.work_size, UPLOAD_LONG_SIDE) if settings.resize_robust
+                      else settings.work_size)
         delta_shape = fit(shape, min(max(shape), delta_long), multiple=1)
         self.delta = torch.zeros((1, 3, *delta_shape), device=bundle.device, requires_grad=True)
         self.target = target

@@ -18,10 +18,13 @@ if TYPE_CHECKING:
 MAX_SIDE = 8192  # long side, pixels
 MAX_ASPECT = 8.0
 ENCODER_MULTIPLE = 8  # the VAE downsamples by 8: a whole view's sides are multiples of it
-# Short sides of the larger training views a robust cloak also optimizes through, in
-# working sizes: 1x is the usual "resize, center crop"; 1.5x and 2x are random crops of a
-# mimic that trains at a larger resolution than the working size.
-CROP_SCALES = (1.0, 1.5, 2.0)
+# Short sides of the training views a robust cloak also optimizes through, in working
+# sizes: 1x is the usual "resize, center crop"; 1.5x a random crop of a mimic that trains
+# at a larger resolution than the working size.
+CROP_SCALES = (1.0, 1.5)
+# The long side of a typical upload, and what SDXL- and FLUX-era mimics train at: a robust
+# cloak also optimizes this whole view, tile by tile at the working size.
+UPLOAD_LONG_SIDE = 1024
 
 
 def check_size(shape: tuple[int, int]) -> None:
@@ -98,10 +101,32 @@ def random_crop_view(shape: tuple[int, int], short_side: int, size: int,
     return View(resized, (top, left, height, width))
 
 
+def upload_view(shape: tuple[int, int]) -> View:
+    """A typical upload's view: the whole image, its long side at UPLOAD_LONG_SIDE (never
+    enlarged)."""
+    return whole_view(shape, min(UPLOAD_LONG_SIDE, max(shape)))
+
+
+def tile_views(view: View, size: int) -> list[View]:
+    """`view` (a whole view) as crops of at most `size` a side that cover it, spread
+    evenly, overlapping as little as they can."""
+    height, width = view.size
+
+    def starts(length: int) -> list[int]:
+        count = -(-length // size)
+        if count == 1:
+            return [0]
+        return [round(index * (length - size) / (count - 1)) for index in range(count)]
+
+    return [View(view.size, (top, left, min(size, height), min(size, width)))
+            for top in starts(height) for left in starts(width)]
+
+
 def mimic_views(shape: tuple[int, int], work_size: int, robust: bool,
                 rng: random.Random) -> list[View]:
     """The views the cloak's loss is taken on: the whole view first; with `robust`, also
-    the center crop and random crops at the CROP_SCALES."""
+    the center crop, random crops at the CROP_SCALES and a typical upload's whole view in
+    working-size tiles."""
     views = [whole_view(shape, work_size)]
     if not robust:
         return views
@@ -109,6 +134,6 @@ def mimic_views(shape: tuple[int, int], work_size: int, robust: bool,
         short_side = round(work_size * scale)
         view = (center_crop_view(shape, work_size) if scale == 1.0
                 else random_crop_view(shape, short_side, work_size, rng))
-        if view not in views:
-            views.append(view)
-    return views
+        views.append(view)
+    views += tile_views(upload_view(shape), work_size)
+    return list(dict.fromkeys(views))  # in order, each once

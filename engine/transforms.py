@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .geometry import View, whole_view
+from .geometry import UPLOAD_LONG_SIDE
 
 if TYPE_CHECKING:
     import torch
@@ -39,8 +39,8 @@ BLUR_SIGMAS = (0.3, 1.0)
 # re-encoding (most often), noise or blur.
 DEFAULT_TRANSFORMS = (("none", 0.25), ("jpeg", 0.3), ("resize_jpeg", 0.2), ("noise", 0.15),
                       ("blur", 0.1))
-# A typical upload: long side 1024 px (what SDXL- and FLUX-era mimics train at), JPEG q75.
-TYPICAL_UPLOAD = {"long_side": 1024, "quality": 75}
+# A typical upload: long side 1024 px (geometry.upload_view), stored as JPEG at quality 75.
+TYPICAL_UPLOAD = {"long_side": UPLOAD_LONG_SIDE, "quality": 75}
 
 
 def _uniform(generator: torch.Generator, bounds: tuple[float, float]) -> float:
@@ -121,11 +121,6 @@ class TransformDraw:
         index = int(torch.multinomial(self.weights, 1, generator=self.generator))
         name = self.names[index]
         return name, TRANSFORMS[name](images, self.generator)
-
-
-def upload_view(shape: tuple[int, int]) -> View:
-    """A typical upload's geometry: the long side at TYPICAL_UPLOAD's, never enlarged."""
-    return whole_view(shape, min(TYPICAL_UPLOAD["long_side"], max(shape)))
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
