@@ -42,11 +42,11 @@ from PIL import Image
 from glaze.engine.cloak import cloak_toward
 from glaze.engine.evaluation.countermeasures import gaussian_noise
 from glaze.engine.evaluation.synthetic import painting
-from glaze.engine.geometry import View, center_crop_view, fit, whole_view
+from glaze.engine.geometry import UPLOAD_LONG_SIDE, View, center_crop_view, fit, whole_view
 from glaze.engine.models import ModelBundle, load_bundle
 from glaze.engine.pixels import image_array, image_tensor
 from glaze.engine.settings import CloakSettings
-from glaze.engine.transforms import TYPICAL_UPLOAD, jpeg
+from glaze.engine.transforms import jpeg
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample-artwork.png"
 
@@ -77,7 +77,7 @@ def noisy_upscaling_analog(image: np.ndarray) -> np.ndarray:
 
 
 def preprocessings(work_size: int) -> list[Preprocessing]:
-    upload = TYPICAL_UPLOAD["long_side"]
+    upload = UPLOAD_LONG_SIDE
     resized = [] if work_size == 512 else [Preprocessing("resize 512", long_side(512))]
     return [
         Preprocessing(f"working view ({work_size} px)", long_side(work_size)),

@@ -70,7 +70,7 @@ class ExtractorShift:
     distance_before: float  # ||Phi(x) - Phi(Omega(x, T))||, working-size view
     distance_after: float  # the same for the output
     relative_shift: float  # share of that distance the cloak closed
-    after_upload: float  # the same share after a typical upload (transforms.TYPICAL_UPLOAD)
+    after_upload: float  # the same share after a typical upload (transforms.uploaded)
     incomplete: bool  # after_upload < INCOMPLETE_BELOW
 
 

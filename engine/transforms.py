@@ -14,8 +14,9 @@ transformations (EOT): at each step one is drawn, with the weights in
 - `blur`: a slight Gaussian blur of a sigma drawn from BLUR_SIGMAS.
 
 The report's "after a typical upload" shift is measured on a real JPEG (Pillow) of the
-output at TYPICAL_UPLOAD, not on the differentiable stand-in. torch and kornia load on
-first use, so that the settings can name transforms without importing them.
+output at geometry.upload_view and UPLOAD_QUALITY, not on the differentiable stand-in.
+torch and kornia load on first use, so that the settings can name transforms without
+importing them.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from .geometry import UPLOAD_LONG_SIDE
 
 if TYPE_CHECKING:
     import torch
@@ -39,8 +38,9 @@ BLUR_SIGMAS = (0.3, 1.0)
 # re-encoding (most often), noise or blur.
 DEFAULT_TRANSFORMS = (("none", 0.25), ("jpeg", 0.3), ("resize_jpeg", 0.2), ("noise", 0.15),
                       ("blur", 0.1))
-# A typical upload: long side 1024 px (geometry.upload_view), stored as JPEG at quality 75.
-TYPICAL_UPLOAD = {"long_side": UPLOAD_LONG_SIDE, "quality": 75}
+# A typical upload: its geometry is geometry.upload_view (long side 1024 px); it is stored
+# as JPEG at this quality.
+UPLOAD_QUALITY = 75
 
 
 def _uniform(generator: torch.Generator, bounds: tuple[float, float]) -> float:
@@ -139,5 +139,5 @@ def uploaded(images: torch.Tensor) -> torch.Tensor:
     """A 1 x 3 x h x w view in [0, 1] as a typical upload stores it: 8-bit, real JPEG."""
     from .pixels import image_array, image_tensor
 
-    stored = jpeg(image_array(images), TYPICAL_UPLOAD["quality"])
+    stored = jpeg(image_array(images), UPLOAD_QUALITY)
     return image_tensor(stored).to(images.device)

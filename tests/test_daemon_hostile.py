@@ -91,6 +91,21 @@ def _peak_rss_mib(daemon: DaemonProcess) -> float:
     return daemon.peak_rss_kib() / 1024
 
 
+def _port(daemon: DaemonProcess) -> int:
+    return int(daemon.info.endpoint.rsplit(":", 1)[1])
+
+
+def _stream(connection: socket.socket, mebibytes: int) -> None:
+    """Send `mebibytes` MiB on a raw connection, or as much as the daemon reads before it
+    hangs up."""
+    block = bytes(2**20)
+    try:
+        for _ in range(mebibytes):
+            connection.sendall(block)
+    except OSError:
+        pass
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_keyless_peers_get_nothing_buffered(lone_daemon):
     info = lone_daemon.info
@@ -108,13 +123,9 @@ def test_keyless_peers_get_nothing_buffered(lone_daemon):
             peer.send_multipart([big] * 4, copy=False)  # 4 x 200 MB in one message
             for _ in range(600):  # 600 x 1 MiB frames of a message never finished
                 peer.send(big[: 2**20], zmq.SNDMORE, copy=False)
-        raw = socket.create_connection(("127.0.0.1", int(info.endpoint.rsplit(":", 1)[1])))
+        raw = socket.create_connection(("127.0.0.1", _port(lone_daemon)))
         raw.settimeout(scaled(10))
-        try:  # not ZeroMQ at all: the daemon hangs up at the greeting
-            for _ in range(200):
-                raw.sendall(big[: 2**20])
-        except OSError:
-            pass
+        _stream(raw, 200)  # not ZeroMQ at all: the daemon hangs up at the greeting
         time.sleep(scaled(3.0))
         assert client.status()["pid"] == lone_daemon.process.pid
         grown = _peak_rss_mib(lone_daemon) - before
@@ -135,24 +146,19 @@ def test_a_hand_made_handshake_holds_no_more_than_a_chunk(lone_daemon):
     """Before authentication ZeroMQ buffers a handshake frame whole, up to the socket's
     frame limit: pixel buffers travel in chunks, so that limit is 256 KiB, not a layer.
     (With a 1 GiB frame limit, 4 such peers raised the resident size by 815 MB.)"""
-    port = int(lone_daemon.info.endpoint.rsplit(":", 1)[1])
     with Client(lone_daemon.info) as client:
         client.status()
         before = _peak_rss_mib(lone_daemon)
-        peers, chunk = [], bytes(2**20)
+        peers = []
         for _ in range(4):
-            peer = socket.create_connection(("127.0.0.1", port))
+            peer = socket.create_connection(("127.0.0.1", _port(lone_daemon)))
             peer.settimeout(scaled(10))
             peer.sendall(CURVE_GREETING)
             peer.recv(64)  # the daemon's greeting
             peer.sendall(b"\x06" + (200 * 2**20).to_bytes(8, "big"))  # a 200 MB command
             peers.append(peer)
-        for peer in peers:
-            try:  # all but its last MiB; the daemon hangs up at the frame's size
-                for _ in range(199):
-                    peer.sendall(chunk)
-            except OSError:
-                pass
+        for peer in peers:  # all but its last MiB; the daemon hangs up at the frame's size
+            _stream(peer, 199)
         time.sleep(scaled(2.0))
         assert client.status()["pid"] == lone_daemon.process.pid
         grown = _peak_rss_mib(lone_daemon) - before
@@ -189,8 +195,7 @@ def test_idle_connections_do_not_lock_clients_out(tmp_path):
     limited = DaemonProcess(tmp_path, command=command)
     held = []
     try:
-        port = int(limited.info.endpoint.rsplit(":", 1)[1])
-        held = _exhaust_descriptors(limited, port, 1024)
+        held = _exhaust_descriptors(limited, _port(limited), 1024)
         started = time.monotonic()
         with Client(limited.info, timeout=scaled(40)) as client:
             assert client.status()["pid"] == limited.process.pid

@@ -124,7 +124,7 @@ def test_the_after_upload_shift_is_measured_on_that_jpeg(bundle, monkeypatch):
     monkeypatch.setattr("glaze.engine.cloak.uploaded", recording)
     report = cloak(image, bundle, STYLE, settings).report
     assert posted == [(160, 240)] * 2  # the original and the output, at the upload's size
-    monkeypatch.setitem(transforms.TYPICAL_UPLOAD, "quality", 20)
+    monkeypatch.setattr(transforms, "UPLOAD_QUALITY", 20)
     harsher = cloak(image, bundle, STYLE, settings).report
     assert harsher.extractors["sd"].relative_shift == report.extractors["sd"].relative_shift
     assert harsher.extractors["sd"].after_upload != report.extractors["sd"].after_upload
