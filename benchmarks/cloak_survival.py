@@ -20,7 +20,7 @@ where x is the image, x' the cloaked image, t the target and G the geometric par
 a step of each, and their ratio.
 
     python benchmarks/cloak_survival.py                      # 20-30 minutes on 2 CPU cores
-    python benchmarks/cloak_survival.py --extractors sd --steps 24
+    python benchmarks/cloak_survival.py --extractors sd --steps 12 24 48   # the curve
     python benchmarks/cloak_survival.py --model default --device cuda --steps 200
 """
 
@@ -138,21 +138,21 @@ def timed_cloak(image: np.ndarray, bundle: ModelBundle, goal: torch.Tensor,
 
 
 def one_extractor(bundle: ModelBundle, name: str, image: np.ndarray, target: np.ndarray,
-                  args: argparse.Namespace) -> None:
-    base = CloakSettings(intensity=args.intensity, quality=args.steps, defend=name,
+                  args: argparse.Namespace, steps_run: int) -> None:
+    base = CloakSettings(intensity=args.intensity, quality=steps_run, defend=name,
                          work_size=args.work_size)
     goal = whole_view(image.shape[:2], args.work_size).apply(image_tensor(target))
     plain, plain_step = timed_cloak(image, bundle, goal, replace(base, transforms=()))
     eot, eot_step = timed_cloak(image, bundle, goal, base)
-    versions = {f"views, {args.steps} steps": plain, f"EOT, {args.steps} steps": eot}
-    more = round(args.steps * eot_step / plain_step)
-    if more > args.steps:  # else EOT's steps cost no more, and equal steps are equal time
+    versions = {f"views, {steps_run} steps": plain, f"EOT, {steps_run} steps": eot}
+    more = round(steps_run * eot_step / plain_step)
+    if more > steps_run:  # else EOT's steps cost no more, and equal steps are equal time
         versions[f"views, {more} steps (same time)"], _ = timed_cloak(
             image, bundle, goal, replace(base, transforms=(), quality=more))
     steps = preprocessings(args.work_size)
     rows = shifts(bundle, name, image, list(versions.values()), target, steps)
-    print(f"\n{name.upper()}: step {plain_step:.2f} s with the views alone, {eot_step:.2f} s "
-          f"with EOT (x{eot_step / plain_step:.2f}); L_inf "
+    print(f"\n{name.upper()}, {steps_run} steps: a step {plain_step:.2f} s with the views "
+          f"alone, {eot_step:.2f} s with EOT (x{eot_step / plain_step:.2f}); L_inf "
           + ", ".join(f"{np.abs(v.astype(int) - image).max()}/255" for v in versions.values()))
     print(f"{'preprocessing':<26}" + "".join(f"{label:>32}" for label in versions))
     print(f"{'':<26}" + f"{'shift':>23} {'kept':>8}" * len(versions))
@@ -168,7 +168,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=1024, help="long side of the image")
     parser.add_argument("--work-size", type=int, default=512, help="the cloak's working size")
-    parser.add_argument("--steps", type=int, default=12, help="cloak optimizer steps")
+    parser.add_argument("--steps", type=int, nargs="+", default=[12],
+                        help="cloak optimizer steps (several: the shares kept against steps)")
     parser.add_argument("--intensity", default="default", help="LPIPS budget preset or p")
     parser.add_argument("--extractors", nargs="+", default=list(FULL_SIZE),
                         choices=list(FULL_SIZE))
@@ -182,8 +183,8 @@ def main() -> None:
     target = np.asarray(Image.fromarray(painting(512, seed=11)).resize(
         (image.shape[1], image.shape[0]), Image.Resampling.BICUBIC))
     print(f"image {image.shape[1]}x{image.shape[0]}, work size {args.work_size}, "
-          f"{args.steps} steps, intensity {args.intensity}, {torch.get_num_threads()} "
-          "threads; engineering figures, not protection claims")
+          f"{'/'.join(map(str, args.steps))} steps, intensity {args.intensity}, "
+          f"{torch.get_num_threads()} threads; engineering figures, not protection claims")
     for name in args.extractors:
         if args.model:
             bundle = load_bundle(args.model, args.device, args.precision, defend=(name,))
@@ -192,7 +193,8 @@ def main() -> None:
             bundle = full_size_bundle(args.device, args.precision, (name,))
             weights = f"RANDOM-weight full-size {name.upper()} VAE encoder"
         print(f"\n{weights} ({bundle.precision}, {bundle.device})", flush=True)
-        one_extractor(bundle, name, image, target, args)
+        for steps_run in args.steps:
+            one_extractor(bundle, name, image, target, args, steps_run)
 
 
 if __name__ == "__main__":

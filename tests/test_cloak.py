@@ -80,8 +80,8 @@ def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle, transforms):
     seen = Seen(image, torch.ones(1, 1, 64, 96), (64, 96))
     optimizer = CloakOptimizer(bundle, seen, target, settings)
     draw = TransformDraw(transforms, settings.seed)  # the draws the steps make
-    draw(optimizer.view_image(0).detach())
-    optimizer.step()  # a non-zero delta, so that the LPIPS penalty is active too
+    optimizer.step()  # the whole view, clean (no draw): a non-zero delta, so that the LPIPS
+    # penalty is active too
     seen = optimizer.view_image(1)
     drawn, moved = draw(seen)
     assert drawn == (transforms[0][0] if transforms else "none")

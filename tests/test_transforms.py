@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import painting
 from PIL import Image
 
@@ -79,10 +80,24 @@ def test_a_step_through_a_transform_moves_delta(bundle, name):
     settings = CloakSettings(work_size=64, quality=2, transforms=((name, 1.0),),
                              defend="sd")
     optimizer = CloakOptimizer(bundle, Seen(image, torch.ones(1, 1, 40, 56), (40, 56)),
-                               target, settings)
-    stats = optimizer.step()
-    assert stats["transform"] == name
-    assert optimizer.delta.abs().sum() > 0
+                               target, replace(settings, resize_robust=False))
+    assert optimizer.step()["transform"] == "none"  # the whole view's first visit: clean
+    before = optimizer.delta.detach().clone()
+    assert optimizer.step()["transform"] == name
+    assert not torch.equal(optimizer.delta, before)
+
+
+def test_every_other_visit_of_the_whole_view_is_clean(bundle):
+    image, target = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(5))
+    settings = CloakSettings(work_size=64, quality=30, transforms=(("jpeg", 1.0),),
+                             defend="sd")
+    optimizer = CloakOptimizer(bundle, Seen(image[None], torch.ones(1, 1, 96, 128), (96, 128)),
+                               F.interpolate(target[None], (48, 64)), settings)
+    count = len(optimizer.views)
+    assert count > 2
+    drawn = [optimizer.step()["transform"] for _ in range(4 * count)]
+    clean = [step for step, name in enumerate(drawn) if name == "none"]
+    assert clean == [0, 2 * count]  # the whole view (index 0) on its 1st and 3rd visit
 
 
 def test_the_delivered_file_keeps_the_bounds_with_eot(bundle):
