@@ -48,6 +48,15 @@ def test_each_defended_extractor_moves_toward_its_target(bundle):
     assert moved.steps_run == 30 and moved.protection_note  # demo output says so
 
 
+def test_a_short_cloak_can_reach_the_cap(bundle):
+    """A few steps' learning rates add up to more than the cap, so a short cloak (tests,
+    benchmarks, the fastest settings) is not held below it by its step size."""
+    image = painting(96, 128)
+    settings = CloakSettings(intensity=0.3, max_change=0.05, **FAST | WORKING_VIEW)
+    report = cloak(image, bundle, STYLE, settings).report
+    assert report.linf > 0.9 * settings.linf
+
+
 def test_an_extractor_left_out_of_defend_leaves_the_loss_and_the_report():
     image = painting(64, 96)
     settings = CloakSettings(work_size=64, quality=12, defend="sd,sdxl", **WORKING_VIEW)
