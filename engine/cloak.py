@@ -30,9 +30,9 @@ What an upload does. At each step one transformation a posted picture meets (JPE
 platform's resize and JPEG, noise, blur; `CloakSettings.transforms`, engine/transforms.py)
 is drawn and applied, differentiably, to the view before the encoders see it, so that the
 loss is an expectation over them (EOT); every other visit of the whole view is clean. The
-LPIPS bound is taken on the view as delivered, before any transformation. The report adds, per extractor, the shift after a typical upload
-(the whole image at 1024 px, a real JPEG at quality 75): the figure an artist can count on,
-and the one `incomplete` is judged by.
+LPIPS bound is taken on the view as delivered, before any transformation. The report adds,
+per extractor, the shift after a typical upload (the whole image at 1024 px, a real JPEG at
+quality 75): the figure an artist can count on, and the one `incomplete` is judged by.
 
 Transparency. The optimizer sees the image composited over mid-grey, so the RGB under fully
 transparent pixels never drives the loss; those pixels are left exactly as they were.
