@@ -17,7 +17,7 @@ Large images. A mimic never trains on the full-resolution file: it resizes it to
 size (512-1024 px) and often crops. So the loss is taken where the mimic looks: on "views"
 of the image (resized to the working size; with `resize_robust`, also resized so the short
 side is 1 and 1.5 working sizes and cropped to a working-size square, and a typical upload's
-1024 px view in working-size tiles; engine/geometry.py declares them), through a
+whole 1024 px view; engine/geometry.py declares them), through a
 differentiable, antialiased resize (kornia). delta itself lives at twice the working size
 (at least 1024 px) and is carried to full resolution by bicubic upsampling, so
 the encoder's cost per step does not depend on the image's size, and resizing by the mimic

@@ -23,7 +23,9 @@ ENCODER_MULTIPLE = 8  # the VAE downsamples by 8: a whole view's sides are multi
 # at a larger resolution than the working size.
 CROP_SCALES = (1.0, 1.5)
 # The long side of a typical upload, and what SDXL- and FLUX-era mimics train at: a robust
-# cloak also optimizes this whole view, tile by tile at the working size.
+# cloak also optimizes this whole view. Whole, not in working-size tiles: the encoders'
+# group norms and attention see the whole view at once, and tiles kept half the shift a
+# resize to 1024 px leaves (benchmarks/cloak_survival.py).
 UPLOAD_LONG_SIDE = 1024
 
 
@@ -107,26 +109,10 @@ def upload_view(shape: tuple[int, int]) -> View:
     return whole_view(shape, min(UPLOAD_LONG_SIDE, max(shape)))
 
 
-def tile_views(view: View, size: int) -> list[View]:
-    """`view` (a whole view) as crops of at most `size` a side that cover it, spread
-    evenly, overlapping as little as they can."""
-    height, width = view.size
-
-    def starts(length: int) -> list[int]:
-        count = -(-length // size)
-        if count == 1:
-            return [0]
-        return [round(index * (length - size) / (count - 1)) for index in range(count)]
-
-    return [View(view.size, (top, left, min(size, height), min(size, width)))
-            for top in starts(height) for left in starts(width)]
-
-
 def mimic_views(shape: tuple[int, int], work_size: int, robust: bool,
                 rng: random.Random) -> list[View]:
     """The views the cloak's loss is taken on: the whole view first; with `robust`, also
-    the center crop, random crops at the CROP_SCALES and a typical upload's whole view in
-    working-size tiles."""
+    the center crop, random crops at the CROP_SCALES and a typical upload's whole view."""
     views = [whole_view(shape, work_size)]
     if not robust:
         return views
@@ -135,5 +121,5 @@ def mimic_views(shape: tuple[int, int], work_size: int, robust: bool,
         view = (center_crop_view(shape, work_size) if scale == 1.0
                 else random_crop_view(shape, short_side, work_size, rng))
         views.append(view)
-    views += tile_views(upload_view(shape), work_size)
+    views.append(upload_view(shape))
     return list(dict.fromkeys(views))  # in order, each once
