@@ -78,9 +78,9 @@ def test_bad_transform_settings_are_refused(weights, message):
 def test_a_step_through_a_transform_moves_delta(bundle, name):
     image, target = random_images(5), random_images(6)
     settings = CloakSettings(work_size=64, quality=2, transforms=((name, 1.0),),
-                             defend="sd")
+                             defend="sd", resize_robust=False)
     optimizer = CloakOptimizer(bundle, Seen(image, torch.ones(1, 1, 40, 56), (40, 56)),
-                               target, replace(settings, resize_robust=False))
+                               target, settings)
     assert optimizer.step()["transform"] == "none"  # the whole view's first visit: clean
     before = optimizer.delta.detach().clone()
     assert optimizer.step()["transform"] == name
