@@ -7,17 +7,29 @@ precision, the median time of a bare SD encoder forward+backward, of one whole c
 (encoders + LPIPS + resizes + Adam) defending against SD alone and against all three,
 measured alternately in the same run, and the ratios.
 
+With `--memory`, it also measures what a SD encoder forward+backward holds at its peak over
+what was held before (the weights, torch's kernels), with and without gradient
+checkpointing, and its time, each in a process of its own (CPU: the resident high-water
+mark; CUDA: torch's allocator). The activations grow with the view's pixels; the cloak
+checkpoints views larger than a working-size square, such as a typical upload's.
+
     python benchmarks/cloak_step.py --sizes 512 --precisions bf16 --repeats 3
+    python benchmarks/cloak_step.py --sizes --memory 512x512 720x1024   # a few minutes
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL
+from large_image import MIB, status_kib  # this folder's
 
 from glaze.engine.cloak import CloakOptimizer
 from glaze.engine.demo import demo_pipeline
@@ -106,26 +118,92 @@ def measure(bundle: ModelBundle, size: int, repeats: int,
     return statistics.median(encoder), [statistics.median(times) for times in steps]
 
 
+def step_table(sizes: list[int], precisions: list[str], repeats: int,
+               device: str | None) -> None:
+    print(f"{'size':>6} {'precision':>9} {'encoder f+b (s)':>16} {'step, SD (s)':>13} "
+          f"{'step, 3 (s)':>12} {'step/enc':>8} {'3/1':>6}")
+    for precision in precisions:
+        bundle = full_size_bundle(device, precision, tuple(FULL_SIZE))
+        for size in sizes:
+            encoder, (one, three) = measure(bundle, size, repeats, ("sd", ",".join(FULL_SIZE)))
+            print(f"{size:>6} {precision:>9} {encoder:>16.3f} {one:>13.3f} {three:>12.3f} "
+                  f"{one / encoder:>8.2f} {three / one:>6.2f}", flush=True)
+
+
+def view_shape(text: str) -> tuple[int, int]:
+    height, width = text.split("x")
+    return int(height), int(width)
+
+
+def peak(device: str | None, precision: str, view: tuple[int, int],
+         checkpointed: bool) -> dict[str, float]:
+    """One SD encoder forward+backward on a `view` (h, w) image, in this process: MiB held
+    at the peak over what was held before it, and seconds."""
+    bundle = full_size_bundle(device, precision)
+    cuda = bundle.device.type == "cuda"
+
+    def forward_backward(image: torch.Tensor) -> None:
+        bundle.encode(image.requires_grad_(True), checkpointed=checkpointed).square().mean(
+        ).backward()
+
+    forward_backward(torch.rand(1, 3, 64, 64, device=bundle.device))  # kernels, small
+    image = torch.rand(1, 3, *view, device=bundle.device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # the high-water mark restarts here
+        base = status_kib("VmRSS") * 1024
+    seconds = timed(lambda: forward_backward(image))
+    top = torch.cuda.max_memory_allocated() if cuda else status_kib("VmHWM") * 1024
+    return {"peak_mib": (top - base) / MIB, "seconds": seconds}
+
+
+def memory_table(views: list[str], precisions: list[str], device: str | None) -> None:
+    print("\nSD encoder forward+backward, peak over what was held before it; one each")
+    print(f"{'view':>10} {'precision':>9} {'plain MiB':>10} {'ckpt MiB':>9} {'plain s':>8} "
+          f"{'ckpt s':>7}")
+    for precision in precisions:
+        for view in views:
+            rows = []
+            for checkpointed in (False, True):
+                child = subprocess.run(
+                    [sys.executable, __file__, "--peak-of", view, "--precisions", precision,
+                     *(["--device", device] if device else []),
+                     *(["--checkpointed"] if checkpointed else [])],
+                    capture_output=True, text=True)
+                if child.returncode:
+                    sys.exit(f"{view}: {child.stderr.strip().splitlines()[-1]}")
+                rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+            plain, checkpointed_row = rows
+            print(f"{view:>10} {precision:>9} {plain['peak_mib']:>10.0f} "
+                  f"{checkpointed_row['peak_mib']:>9.0f} {plain['seconds']:>8.1f} "
+                  f"{checkpointed_row['seconds']:>7.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[512])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[512])
     parser.add_argument("--precisions", nargs="+", default=["bf16"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device")
+    parser.add_argument("--memory", nargs="*", metavar="HxW", default=[],
+                        help="views whose peak memory to measure, plain and checkpointed")
+    parser.add_argument("--peak-of", help=argparse.SUPPRESS)  # a child's view
+    parser.add_argument("--checkpointed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peak_of:
+        print(json.dumps(peak(args.device, args.precisions[0], view_shape(args.peak_of),
+                              args.checkpointed)))
+        return
     device = pick_device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"median of {args.repeats}")
-    print(f"{'size':>6} {'precision':>9} {'encoder f+b (s)':>16} {'step, SD (s)':>13} "
-          f"{'step, 3 (s)':>12} {'step/enc':>8} {'3/1':>6}")
-    for precision in args.precisions:
-        bundle = full_size_bundle(args.device, precision, tuple(FULL_SIZE))
-        for size in args.sizes:
-            encoder, (one, three) = measure(bundle, size, args.repeats,
-                                            ("sd", ",".join(FULL_SIZE)))
-            print(f"{size:>6} {precision:>9} {encoder:>16.3f} {one:>13.3f} {three:>12.3f} "
-                  f"{one / encoder:>8.2f} {three / one:>6.2f}", flush=True)
+    if args.sizes:
+        step_table(args.sizes, args.precisions, args.repeats, args.device)
+    if args.memory:
+        memory_table(args.memory, args.precisions, args.device)
 
 
 if __name__ == "__main__":

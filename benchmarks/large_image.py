@@ -33,7 +33,7 @@ import numpy as np
 MIB = 1 << 20
 
 
-def _status_kib(field: str) -> int:
+def status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -88,7 +88,7 @@ def one_size(path: Path, steps: int, work_size: int) -> dict:
     cloak_module.cloak(warm, bundle, "warm-up", settings)
     spent.update(optimizer=0.0, transfer=0.0)
     Path("/proc/self/clear_refs").write_text("5")  # the high-water mark restarts here
-    base = _status_kib("VmRSS")
+    base = status_kib("VmRSS")
     phases = {}
     start = time.perf_counter()
     loaded = read_image(path)
@@ -103,7 +103,7 @@ def one_size(path: Path, steps: int, work_size: int) -> dict:
     output.unlink()
     return {"size": loaded.pixels.shape[0], "wall": wall, **phases, **spent,
             "outside": wall - spent["optimizer"] - spent["transfer"],
-            "base_mib": base / 1024, "peak_over_mib": (_status_kib("VmHWM") - base) / 1024,
+            "base_mib": base / 1024, "peak_over_mib": (status_kib("VmHWM") - base) / 1024,
             "image_mib": loaded.pixels.nbytes / MIB}
 
 

@@ -39,6 +39,7 @@ from huggingface_hub.errors import (
 )
 from safetensors.torch import load_model, save_model
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import checkpoint
 
 from glaze.daemon.options import DEFEND
 
@@ -187,20 +188,43 @@ class ModelBundle:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
+    def attention(self) -> contextlib.AbstractContextManager:
+        """The attention-kernel context for encoder passes."""
+        if self.device.type == "cpu":
+            # The default SDPA kernel's backward is slow on CPU; the math kernel is faster.
+            return sdpa_kernel(SDPBackend.MATH)
+        return contextlib.nullcontext()
+
     def compute(self) -> contextlib.ExitStack:
         """The autocast and attention-kernel context for encoder passes."""
         stack = contextlib.ExitStack()
-        if self.device.type == "cpu":
-            # The default SDPA kernel's backward is slow on CPU; the math kernel is faster.
-            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        stack.enter_context(self.attention())
         if self.precision != torch.float32:
             stack.enter_context(torch.autocast(self.device.type, dtype=self.precision))
         return stack
 
-    def encode(self, images: torch.Tensor, extractor: str = "sd") -> torch.Tensor:
+    def _recomputed(self, block: torch.nn.Module, *args: torch.Tensor) -> torch.Tensor:
+        """`block` run under gradient checkpointing: its activations are recomputed in the
+        backward, under the forward's attention kernel (checkpoint restores autocast itself,
+        and a recomputation with another kernel would not match the forward)."""
+        return checkpoint(block.__call__, *args, use_reentrant=False,
+                          context_fn=lambda: (contextlib.nullcontext(), self.attention()))
+
+    def _checkpointing(self, vae: AutoencoderKL, enabled: bool) -> None:
+        if enabled != vae.is_gradient_checkpointing:
+            if enabled:
+                vae.enable_gradient_checkpointing(self._recomputed)
+            else:
+                vae.disable_gradient_checkpointing()
+
+    def encode(self, images: torch.Tensor, extractor: str = "sd",
+               checkpointed: bool = False) -> torch.Tensor:
         """Phi: the latent of N x 3 x H x W images in [0, 1] as `extractor`'s diffusion model
-        sees it (its VAE's mean, shifted and scaled; differentiable)."""
+        sees it (its VAE's mean, shifted and scaled; differentiable). `checkpointed` keeps
+        only each encoder block's input for the backward and recomputes the rest there:
+        less memory for large views, for one more forward pass."""
         phi = self.extractor(extractor)
+        self._checkpointing(phi.vae, checkpointed)
         x = (images.to(self.device) * 2 - 1).to(phi.vae.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -258,3 +258,29 @@ def test_presets():
         CloakSettings(work_size=1 << 20)  # would ask for terabytes
     with pytest.raises(ValueError, match="steps"):
         CloakSettings(quality=10**9)
+
+
+def test_views_larger_than_the_working_size_are_checkpointed_for_the_same_steps(
+        bundle, monkeypatch):
+    generator = torch.Generator().manual_seed(6)
+    image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
+    settings = CloakSettings(work_size=64, quality=8, transforms=())
+    seen = Seen(image, torch.ones(1, 1, 64, 96), (64, 96))
+    checkpointed, plain = (CloakOptimizer(bundle, seen, target, settings) for _ in range(2))
+    plain.checkpointed = [False] * len(plain.views)
+    encode, calls = bundle.encode, []
+
+    def spy(images, extractor="sd", checkpointed=False):
+        if images.requires_grad:
+            calls.append((images.shape[-2] * images.shape[-1], checkpointed))
+        return encode(images, extractor, checkpointed)
+
+    monkeypatch.setattr(bundle, "encode", spy)
+    for _ in checkpointed.views:
+        checkpointed.step()
+    # The upload's view (64 x 96 here) is larger than a working-size square; the others not.
+    assert (64 * 96, True) in calls and (64 * 64, False) in calls
+    assert all(flag == (pixels > 64 * 64) for pixels, flag in calls)
+    for _ in plain.views:
+        plain.step()
+    torch.testing.assert_close(checkpointed.delta, plain.delta, rtol=1e-5, atol=1e-7)

@@ -201,3 +201,49 @@ def test_the_demo_bundle_runs_single_threaded_on_the_cpu():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=scaled(300))
     assert done.stdout.strip() == "1", done.stderr
+
+
+def _with_attention(bundle, precision: torch.dtype):
+    """The demo bundle with a small SD extractor that has the mid-block attention the
+    full-size encoders have (the demo's has none)."""
+    from dataclasses import replace
+
+    from diffusers import AutoencoderKL
+
+    from glaze.engine.models import Extractor
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+                        down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2).eval()
+    return replace(bundle, extractors={"sd": Extractor("sd", vae, "test")},
+                   precision=precision)
+
+
+@pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16])
+def test_a_checkpointed_encode_keeps_less_for_the_same_gradient(bundle, precision):
+    """Checkpointing recomputes each encoder block in the backward, under the forward's
+    attention kernel and autocast: the same gradient, and much less kept between the
+    passes."""
+    model = _with_attention(bundle, precision)
+    image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    gradients, kept = [], []
+    for checkpointed in (False, True):
+        storages = {}
+
+        def pack(tensor):
+            storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        x = image.clone().requires_grad_(True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            latent = model.encode(x, checkpointed=checkpointed)
+        latent.square().mean().backward()
+        gradients.append(x.grad)
+        kept.append(sum(storages.values()))
+    assert kept[1] < kept[0] / 4
+    tolerance = 1e-6 if precision == torch.float32 else 1e-2
+    torch.testing.assert_close(gradients[1], gradients[0], rtol=tolerance, atol=tolerance)
+    # Off again for the next plain pass.
+    model.encode(image.clone().requires_grad_(True))
+    assert not model.extractors["sd"].vae.is_gradient_checkpointing
