@@ -231,7 +231,7 @@ def test_a_checkpointed_encode_keeps_less_for_the_same_gradient(bundle, precisio
     for checkpointed in (False, True):
         storages = {}
 
-        def pack(tensor):
+        def pack(tensor, storages=storages):
             storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
             return tensor
 

@@ -14,6 +14,7 @@ from PIL import Image
 from glaze.engine import CloakSettings, transforms
 from glaze.engine.cloak import CloakOptimizer, cloak
 from glaze.engine.fullres import Seen
+from glaze.engine.geometry import upload_view
 from glaze.engine.pixels import image_array
 
 STYLE = "Impressionism painting by Claude Monet"
@@ -87,7 +88,7 @@ def test_a_step_through_a_transform_moves_delta(bundle, name):
     assert not torch.equal(optimizer.delta, before)
 
 
-def test_every_other_visit_of_the_whole_view_is_clean(bundle):
+def test_every_other_visit_of_the_whole_and_the_upload_view_is_clean(bundle):
     image, target = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(5))
     settings = CloakSettings(work_size=64, quality=30, transforms=(("jpeg", 1.0),),
                              defend="sd")
@@ -97,7 +98,10 @@ def test_every_other_visit_of_the_whole_view_is_clean(bundle):
     assert count > 2
     drawn = [optimizer.step()["transform"] for _ in range(4 * count)]
     clean = [step for step, name in enumerate(drawn) if name == "none"]
-    assert clean == [0, 2 * count]  # the whole view (index 0) on its 1st and 3rd visit
+    upload = optimizer.views.index(upload_view((96, 128)))
+    assert upload > 0
+    # The whole view (index 0) and the upload's on their 1st and 3rd visits; no other.
+    assert clean == [0, upload, 2 * count, 2 * count + upload]
 
 
 def test_the_delivered_file_keeps_the_bounds_with_eot(bundle):
