@@ -137,7 +137,7 @@ class CloakOptimizer:
         # weights, the SD encoder's forward and backward (bf16, CPU) peaked at 1.8 GiB on
         # 512 x 512 and 5.9 GiB on the typical upload's 1024 x 720. Views larger than a
         # working-size square recompute each encoder block in the backward instead: 3.2 GiB
-        # there, for a quarter more time on that view.
+        # there, for up to a sixth more time on that view (benchmarks/cloak_step.py --memory).
         self.checkpointed = [view.box[2] * view.box[3] > settings.work_size ** 2
                              for view in self.views]
         # The views the report measures (the whole view, the typical upload's) see the
