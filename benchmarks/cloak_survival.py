@@ -142,7 +142,7 @@ def timed_cloak(image: np.ndarray, bundle: ModelBundle, goal: torch.Tensor,
 def one_extractor(bundle: ModelBundle, name: str, image: np.ndarray, target: np.ndarray,
                   args: argparse.Namespace, steps_run: int) -> None:
     base = CloakSettings(intensity=args.intensity, quality=steps_run, defend=name,
-                         work_size=args.work_size)
+                         work_size=args.work_size, seed=args.seed)
     goal = whole_view(image.shape[:2], args.work_size).apply(image_tensor(target))
     plain, plain_step = timed_cloak(image, bundle, goal, replace(base, transforms=()))
     eot, eot_step = timed_cloak(image, bundle, goal, base)
@@ -173,6 +173,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[12],
                         help="cloak optimizer steps (several: the shares kept against steps)")
     parser.add_argument("--intensity", default="default", help="LPIPS budget preset or p")
+    parser.add_argument("--seed", type=int, default=CloakSettings().seed,
+                        help="the cloaks' seed (their random crop and transform draws)")
     parser.add_argument("--extractors", nargs="+", default=list(FULL_SIZE),
                         choices=list(FULL_SIZE))
     parser.add_argument("--model", help="a bundle to measure instead (folder or hub id; "
@@ -186,6 +188,7 @@ def main() -> None:
         (image.shape[1], image.shape[0]), Image.Resampling.BICUBIC))
     print(f"image {image.shape[1]}x{image.shape[0]}, work size {args.work_size}, "
           f"{'/'.join(map(str, args.steps))} steps, intensity {args.intensity}, "
+          f"seed {args.seed}, "
           f"{torch.get_num_threads()} threads; engineering figures, not protection claims")
     for name in args.extractors:
         if args.model:
