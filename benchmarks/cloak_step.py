@@ -25,11 +25,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL
-from large_image import MIB, status_kib  # this folder's
+from large_image import MIB, peak_bytes, restart_peak  # this folder's
 
 from glaze.engine.cloak import CloakOptimizer
 from glaze.engine.demo import demo_pipeline
@@ -152,10 +151,9 @@ def peak(device: str | None, precision: str, view: tuple[int, int],
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        Path("/proc/self/clear_refs").write_text("5")  # the high-water mark restarts here
-        base = status_kib("VmRSS") * 1024
+        base = restart_peak()
     seconds = timed(lambda: forward_backward(image))
-    top = torch.cuda.max_memory_allocated() if cuda else status_kib("VmHWM") * 1024
+    top = torch.cuda.max_memory_allocated() if cuda else peak_bytes()
     return {"peak_mib": (top - base) / MIB, "seconds": seconds}
 
 

@@ -33,11 +33,22 @@ import numpy as np
 MIB = 1 << 20
 
 
-def status_kib(field: str) -> int:
+def _status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def restart_peak() -> int:
+    """Restart this process's resident high-water mark (Linux); the resident bytes now."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_kib("VmRSS") * 1024
+
+
+def peak_bytes() -> int:
+    """This process's resident high-water mark since `restart_peak`."""
+    return _status_kib("VmHWM") * 1024
 
 
 def painting_file(size: int, folder: Path) -> Path:
@@ -87,8 +98,7 @@ def one_size(path: Path, steps: int, work_size: int) -> dict:
     warm = np.random.default_rng(0).integers(0, 256, (1024, 1024, 4), np.uint8)
     cloak_module.cloak(warm, bundle, "warm-up", settings)
     spent.update(optimizer=0.0, transfer=0.0)
-    Path("/proc/self/clear_refs").write_text("5")  # the high-water mark restarts here
-    base = status_kib("VmRSS")
+    base = restart_peak()
     phases = {}
     start = time.perf_counter()
     loaded = read_image(path)
@@ -103,7 +113,7 @@ def one_size(path: Path, steps: int, work_size: int) -> dict:
     output.unlink()
     return {"size": loaded.pixels.shape[0], "wall": wall, **phases, **spent,
             "outside": wall - spent["optimizer"] - spent["transfer"],
-            "base_mib": base / 1024, "peak_over_mib": (status_kib("VmHWM") - base) / 1024,
+            "base_mib": base / MIB, "peak_over_mib": (peak_bytes() - base) / MIB,
             "image_mib": loaded.pixels.nbytes / MIB}
 
 
