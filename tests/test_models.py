@@ -4,14 +4,17 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from diffusers import AutoencoderKL
 from timing import scaled
 
 from glaze.engine.models import (
     BUNDLE_FILE,
+    Extractor,
     ModelLoadError,
     demo_bundle,
     load_bundle,
@@ -206,12 +209,6 @@ def test_the_demo_bundle_runs_single_threaded_on_the_cpu():
 def _with_attention(bundle, precision: torch.dtype):
     """The demo bundle with a small SD extractor that has the mid-block attention the
     full-size encoders have (the demo's has none)."""
-    from dataclasses import replace
-
-    from diffusers import AutoencoderKL
-
-    from glaze.engine.models import Extractor
-
     torch.manual_seed(0)
     vae = AutoencoderKL(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
                         down_block_types=("DownEncoderBlock2D",) * 2,
