@@ -26,10 +26,10 @@ from pathlib import Path
 
 from diffusers import StableDiffusionPipeline
 
-from glaze.daemon.options import candidate_styles
 from glaze.engine import target
 from glaze.engine.evaluation.synthetic import painting
 from glaze.engine.models import GenerationSettings, ModelBundle, demo_bundle
+from glaze.options import candidate_styles
 
 FORMER = dict(centroid_images=4, centroid_steps=30)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import platformdirs
 
-from glaze.daemon.options import Setting
 from glaze.engine.sources import upgraded_choice
+from glaze.options import Setting
 
 DEFAULT_MODEL = "demo"
 

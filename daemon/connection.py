@@ -17,6 +17,11 @@ from pathlib import Path
 
 import platformdirs
 
+try:  # the plug-ins' vendored client carries it beside this module
+    from .processes import pid_alive
+except ImportError:
+    from glaze.processes import pid_alive  # noqa: F401  (the client and control use it)
+
 FILE_NAME = "daemon.json"
 LOCK_NAME = "daemon.lock"
 # Written beside this module by `glaze install` into each plug-in's copy of the client: how
@@ -181,25 +186,6 @@ def live_connection() -> ConnectionInfo | None:
     if info is None or StartLock().holder() != info.pid:
         return None
     return info
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # query-limited
-        if handle:
-            ctypes.windll.kernel32.CloseHandle(handle)
-        return bool(handle)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_connection(pid: int, path: Path | None = None) -> None:

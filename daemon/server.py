@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from glaze import __version__
+from glaze import __version__, options
 from glaze.engine import Cancelled, CloakSettings, ModelBundle, resolve_target
 from glaze.engine.cloak import cloak
 from glaze.engine.pixels import from_buffer, to_buffer
 from glaze.engine.progress import Progress
 
-from . import options, protocol
+from . import protocol
 from .connection import ConnectionInfo, new_key, remove_connection, write_connection
 from .protocol import ProtocolError
 

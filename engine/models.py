@@ -41,7 +41,7 @@ from safetensors.torch import load_model, save_model
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
-from glaze.daemon.options import DEFEND
+from glaze.options import DEFEND
 
 from .demo import demo_extractors, demo_pipeline
 from .sources import (

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from glaze.daemon.options import DEFEND, INTENSITY, QUALITY, SEED, WORK_SIZE
+from glaze.options import DEFEND, INTENSITY, QUALITY, SEED, WORK_SIZE
 
 from .transforms import DEFAULT_TRANSFORMS, check_transforms
 
-# The presets, defaults and ranges are declared once, in glaze.daemon.options (standard
+# The presets, defaults and ranges are declared once, in glaze.options (standard
 # library only), which the command line, the plug-ins and the daemon read too.
 # Perceptual budget p (LPIPS) per intensity preset; the paper's default is 0.05.
 INTENSITIES = dict(INTENSITY.presets)

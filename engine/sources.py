@@ -45,7 +45,7 @@ class ExtractorSource:
 
 
 OWN = "bundle"
-# The feature extractors of the model families mimics fine-tune (glaze.daemon.options.DEFEND
+# The feature extractors of the model families mimics fine-tune (glaze.options.DEFEND
 # names and labels them), where a bundle that declares none of its own takes them from.
 # sd: the bundle's own VAE (SD 1.5's kl-f8, which SD 2.x shares). sdxl: the SDXL VAE with
 # its fp16 fix (SDXL, Illustrious and Pony all train on its latents). flux: the 16-channel

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import platformdirs
 
+from glaze.processes import pid_alive
+
 APP = "glaze"
 
 
@@ -28,8 +30,6 @@ def cache_dir() -> Path:
 def remove_stale_parts(path: Path) -> None:
     """Remove the temporary files an earlier, killed write of `path` left beside it
     (.NAME.PID.HEX.part, whose process is gone)."""
-    from glaze.daemon.connection import pid_alive
-
     for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
         pid = part.name[len(path.name) + 2:].split(".")[0]
         if pid.isdigit() and not pid_alive(int(pid)):

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glaze.daemon.options import candidate_styles
+from glaze.options import candidate_styles
 
 from . import storage
 from .fullres import reduction, seen

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from glaze import __version__
-from glaze.daemon.options import OUTPUT_TAG
+from glaze.options import OUTPUT_TAG
 
 ARTWORKS_FOR_CENTROID = 20  # first artworks of a batch that choose a new profile's target
 LINE_EVERY_S = 10.0  # progress lines where no bar can be drawn
@@ -194,8 +194,8 @@ class ViaDaemon:
 
     def __call__(self, pixels: np.ndarray, progress) -> tuple[np.ndarray, dict]:
         from glaze.daemon.client import DaemonError
-        from glaze.daemon.options import wire_settings
         from glaze.daemon.protocol import layout_for
+        from glaze.options import wire_settings
 
         rgba = pixels if pixels.shape[2] == 4 else np.dstack(
             [pixels, np.full(pixels.shape[:2], 255, np.uint8)])
@@ -265,8 +265,8 @@ def _describe(job: Job) -> str:
 
 
 def _settings(args: argparse.Namespace):
-    from glaze.daemon.options import SETTINGS
     from glaze.engine import CloakSettings
+    from glaze.options import SETTINGS
 
     given = {setting.name: getattr(args, setting.name) for setting in SETTINGS if setting.cloak}
     return CloakSettings(**{name: value for name, value in given.items() if value is not None})

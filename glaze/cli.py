@@ -62,9 +62,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_setting_options(parser: argparse.ArgumentParser) -> None:
-    """The cloak settings as options, one per declaration in glaze.daemon.options: their
+    """The cloak settings as options, one per declaration in glaze.options: their
     names, defaults and help are the ones the daemon and both plug-ins use."""
-    from glaze.daemon.options import SETTINGS
+    from glaze.options import SETTINGS
 
     for setting in SETTINGS:
         text = setting.describe()
@@ -151,10 +151,10 @@ def _serve_here(args: argparse.Namespace) -> int:
     from glaze.daemon.config import configured
     from glaze.daemon.connection import StartLock
     from glaze.daemon.control import LOCK_HELD_EXIT
-    from glaze.daemon.options import DEFEND
     from glaze.daemon.protocol import MAX_LAYER_BYTES
     from glaze.daemon.server import serve
     from glaze.engine import ModelLoadError, load_bundle
+    from glaze.options import DEFEND
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     lock = StartLock()  # held until this process exits, before the models load
@@ -226,7 +226,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_styles(args: argparse.Namespace) -> int:
-    from glaze.daemon.options import candidate_styles
+    from glaze.options import candidate_styles
 
     print("\n".join(candidate_styles()))
     return 0
@@ -303,7 +303,7 @@ def _configured_model() -> str:
 def _fill_saved_settings(args: argparse.Namespace) -> None:
     """Saved settings left unset on the command line take the settings file's value."""
     from glaze.daemon.config import configured
-    from glaze.daemon.options import SETTINGS
+    from glaze.options import SETTINGS
 
     for setting in SETTINGS:
         if setting.saved and setting.name in args and getattr(args, setting.name) is None:

@@ -110,7 +110,7 @@ def _engine(report: Callable[[str], None]) -> None:
 
 def _model(report: Callable[[str], None]) -> None:
     from glaze.daemon.config import config_path, configured, configured_model
-    from glaze.daemon.options import DEFEND
+    from glaze.options import DEFEND
 
     try:
         model, defend = configured_model(), configured(DEFEND)

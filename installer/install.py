@@ -15,8 +15,8 @@ from pathlib import Path
 from glaze.daemon.config import DEFAULT_MODEL, config_path, read_config
 from glaze.daemon.connection import state_dir
 from glaze.daemon.control import log_path, stop
-from glaze.daemon.options import DEFEND
 from glaze.engine.sources import DEFAULT, DEMO, model_source
+from glaze.options import DEFEND
 
 from . import autostart, models
 from .hostpython import HostPython, HostPythonError, ask, gimp_python, krita_python

@@ -16,9 +16,10 @@ from glaze.daemon.connection import INSTALLATION_FILE
 
 from .hostpython import HostPython
 
-CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py",
-                  "options.py")
-CLIENT_DATA = ("target_styles.txt",)  # options.STYLES_FILE
+# The client's modules, from glaze.daemon, and the standard-library modules it shares with
+# the engine, from glaze (options.STYLES_FILE is the options' data file).
+CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py")
+SHARED_MODULES = ("options.py", "processes.py", "target_styles.txt")
 CLIENT_PACKAGE = "glaze_client"
 REQUIREMENTS = ("pyzmq>=25", "msgpack>=1.0", "platformdirs>=4")
 
@@ -72,9 +73,10 @@ def copy_client(into: Path, installation: dict) -> None:
     what it needs to know of this installation (how to start the daemon, where it is)."""
     package = into / CLIENT_PACKAGE
     package.mkdir(parents=True, exist_ok=True)
-    source = files("glaze.daemon")
-    for name in CLIENT_MODULES + CLIENT_DATA:
-        (package / name).write_bytes((source / name).read_bytes())
+    for source, names in ((files("glaze.daemon"), CLIENT_MODULES),
+                          (files("glaze"), SHARED_MODULES)):
+        for name in names:
+            (package / name).write_bytes((source / name).read_bytes())
     (package / INSTALLATION_FILE).write_text(json.dumps(installation, indent=2) + "\n")
 
 

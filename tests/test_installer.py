@@ -22,7 +22,6 @@ from PIL import Image
 from timing import scaled
 
 from glaze.daemon.config import configured, configured_model
-from glaze.daemon.options import DEFEND
 from glaze.installer import kritarc
 from glaze.installer.autostart import autostart_files, systemd_unit
 from glaze.installer.doctor import client_check
@@ -36,6 +35,7 @@ from glaze.installer.hostpython import (
 from glaze.installer.locations import Environment, gimp_hosts, krita_hosts
 from glaze.installer.manifest import FileSpec, Manifest
 from glaze.installer.models import ModelFetchError, fetch, model_choice
+from glaze.options import DEFEND
 
 KRITA = shutil.which("krita") is not None
 needs_krita = pytest.mark.skipif(not KRITA, reason="needs Krita (.ci/run installs it)")

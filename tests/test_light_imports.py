@@ -42,3 +42,13 @@ def test_the_engine_face_loads_its_names_on_first_use():
                           timeout=scaled(300))
     assert done.returncode == 0, done.stderr
     assert "'CloakResult'" in done.stdout and "'load_bundle'" in done.stdout
+
+
+def test_the_engine_imports_nothing_of_the_daemon():
+    """The engine is a library: the daemon uses it, never the other way round."""
+    code = ("import sys, glaze.engine.cloak, glaze.engine.evaluation.run, glaze.engine.target; "
+            "print(sorted(name for name in sys.modules if name.startswith('glaze.daemon')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=scaled(300))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

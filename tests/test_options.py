@@ -1,4 +1,4 @@
-"""The declared settings (glaze.daemon.options) are what the daemon, the command line and
+"""The declared settings (glaze.options) are what the daemon, the command line and
 the engine take: every declared setting with its default, every preset by name."""
 
 import json
@@ -6,9 +6,9 @@ import json
 import pytest
 from daemon_helpers import DaemonProcess, layer
 
+from glaze import options
 from glaze.batch import _settings
 from glaze.cli import _fill_saved_settings, build_parser
-from glaze.daemon import options
 from glaze.daemon.client import Client, JobCancelled, RequestRejected, offered_options
 from glaze.daemon.protocol import layout_for
 from glaze.engine import CloakSettings

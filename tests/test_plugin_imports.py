@@ -5,7 +5,7 @@ import ast
 import sys
 from pathlib import Path
 
-from glaze.installer.runtime import CLIENT_MODULES
+from glaze.installer.runtime import CLIENT_MODULES, SHARED_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 KRITA_ALLOWED = {"krita", "pykrita", "PyQt5", "PyQt6", "glaze_client", "glaze"}
@@ -14,6 +14,9 @@ KRITA_ALLOWED = {"krita", "pykrita", "PyQt5", "PyQt6", "glaze_client", "glaze"}
 GIMP_SHARED = ROOT / "gimp_plugin" / "glaze_shared"
 GIMP_ALLOWED = {"gi", "glaze_client", "glaze"} | {path.stem for path in GIMP_SHARED.glob("*.py")}
 CLIENT_ALLOWED = {"zmq", "msgpack", "platformdirs"}
+# Vendored, the client finds the modules it shares with the engine beside it; in this
+# repository, in the glaze package.
+SHARED = {name.removesuffix(".py") for name in SHARED_MODULES if name.endswith(".py")}
 
 
 def imported_roots(folder: Path) -> dict[str, set[str]]:
@@ -53,16 +56,20 @@ def test_gimp_plugin_imports():
 def test_shared_client_imports():
     client = {name: files for name, files in imported_roots(ROOT / "daemon").items()
               if files & set(CLIENT_MODULES)}
-    assert outside_stdlib(client, CLIENT_ALLOWED) == {}
+    assert outside_stdlib(client, CLIENT_ALLOWED | {"glaze"}) == {}
+    shared = imported_roots(ROOT / "glaze")
+    assert outside_stdlib({name: files for name, files in shared.items()
+                           if files & set(SHARED_MODULES)}, set()) == {}
 
 
 def test_the_vendored_client_imports_only_its_own_modules():
-    """glaze install copies CLIENT_MODULES alone: a relative import of another daemon
-    module would break every plug-in."""
+    """glaze install copies CLIENT_MODULES and SHARED_MODULES alone: a relative import of
+    another daemon module would break every plug-in."""
     for name in CLIENT_MODULES:
         tree = ast.parse((ROOT / "daemon" / name).read_text())
         relative = {module for node in ast.walk(tree)
                     if isinstance(node, ast.ImportFrom) and node.level == 1
                     for module in ([node.module] if node.module
                                    else [alias.name for alias in node.names])}
-        assert relative <= {module.removesuffix(".py") for module in CLIENT_MODULES}, name
+        own = {module.removesuffix(".py") for module in CLIENT_MODULES}
+        assert relative <= own | SHARED, name

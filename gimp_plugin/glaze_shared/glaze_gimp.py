@@ -27,7 +27,7 @@ try:
         offered_options,
     )
 except ImportError:
-    from glaze.daemon import options  # noqa: E402
+    from glaze import options  # noqa: E402
     from glaze.daemon.client import (  # noqa: E402
         Client,
         DaemonError,

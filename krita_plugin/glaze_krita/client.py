@@ -20,7 +20,7 @@ try:
     )
 except ImportError:
     try:
-        from glaze.daemon import options
+        from glaze import options
         from glaze.daemon.client import (
             Client,
             DaemonError,
