@@ -5,13 +5,13 @@
 with |delta| <= linf everywhere as a hard safety cap.
 
 Several extractors. Phi is the set of image encoders the user defends against (SD 1/2,
-SDXL, FLUX.1: `CloakSettings.defend`). The target is Omega's one style-transferred image,
-encoded by each extractor. Each extractor's feature term is its squared distance to its
-target divided by the squared distance the image starts at, and the terms are averaged:
-every term starts at 1 whatever its latent's scale or channel count (SDXL's latents are
-scaled by 0.13, FLUX's have 16 channels), so none dominates, and the average keeps the
-feature term on the scale alpha was chosen for with one extractor. Every defended encoder
-runs at every step.
+SDXL, FLUX.1, FLUX.2, Qwen-Image: `CloakSettings.defend`; engine/extractors.py). The target
+is Omega's one style-transferred image, encoded by each extractor. Each extractor's feature
+term is its squared distance to its target divided by the squared distance the image starts
+at, and the terms are averaged: every term starts at 1 whatever its latent's scale or
+channel count (SDXL's latents are scaled by 0.13, FLUX.2's have 128), so none dominates,
+and the average keeps the feature term on the scale alpha was chosen for with one
+extractor. Every defended encoder runs at every step.
 
 Large images. A mimic never trains on the full-resolution file: it resizes it to its training
 size (512-1024 px) and often crops. So the loss is taken where the mimic looks: on "views"
@@ -125,7 +125,8 @@ class CloakOptimizer:
         self.bundle, self.settings = bundle, settings
         self.defended = settings.extractors
         self.shape = shape = seen.shape
-        self.views = cloak_views(shape, settings)
+        self.multiple = bundle.size_multiple(self.defended)
+        self.views = cloak_views(shape, settings, bundle)
         # delta at the largest view's scale: twice the working size, and at least the
         # typical upload's, so that a 1024 px training view sees it unblurred.
         delta_long = (max(2 * settings.work_size, UPLOAD_LONG_SIDE) if settings.resize_robust
@@ -146,7 +147,7 @@ class CloakOptimizer:
         # changed its shift 2.5-fold. At 24 steps (two seeds' mean) the upload view's clean
         # visits raised the shift after a resize to 1024 px from 0.14 to 0.26, held the
         # shift after a typical upload, and lowered the others by 0.01-0.07.
-        self.alternately_clean = [index == 0 or view == upload_view(shape)
+        self.alternately_clean = [index == 0 or view == self.upload_view
                                   for index, view in enumerate(self.views)]
         with torch.no_grad():
             self.bases = [view.apply(seen.image) for view in self.views]
@@ -163,6 +164,11 @@ class CloakOptimizer:
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=steps, eta_min=settings.linf / 100)
         self.steps_run = 0
+
+    @property
+    def upload_view(self) -> View:
+        """A typical upload's view, at the defended extractors' size multiple."""
+        return upload_view(self.shape, self.multiple)
 
     def view_image(self, index: int) -> torch.Tensor:
         """The perturbed image as view `index` sees it."""
@@ -217,17 +223,20 @@ def first_rate(linf: float, steps: int) -> float:
     return linf * min(max(RATE_SHARE, RATE_SUM / steps), RATE_SHARE_MAX)
 
 
-def cloak_views(shape: tuple[int, int], settings: CloakSettings) -> list[View]:
-    """The views the cloak of an image of `shape` optimizes through (the whole view first)."""
+def cloak_views(shape: tuple[int, int], settings: CloakSettings,
+                bundle: ModelBundle) -> list[View]:
+    """The views the cloak of an image of `shape` optimizes through (the whole view first),
+    their sides multiples of what the defended extractors need."""
     return mimic_views(shape, settings.work_size, settings.resize_robust,
-                       random.Random(settings.seed))
+                       random.Random(settings.seed), bundle.size_multiple(settings.extractors))
 
 
-def see(image: np.ndarray, settings: CloakSettings, device: torch.device) -> fullres.Seen:
+def see(image: np.ndarray, settings: CloakSettings, bundle: ModelBundle) -> fullres.Seen:
     """`image` as the optimizer sees it: over grey, reduced as far as its views allow."""
     shape = image.shape[:2]
-    sizes = [view.size for view in [*cloak_views(shape, settings), upload_view(shape)]]
-    return fullres.seen(image, device, fullres.reduction(shape, sizes))
+    upload = upload_view(shape, bundle.size_multiple(settings.extractors))
+    sizes = [view.size for view in [*cloak_views(shape, settings, bundle), upload]]
+    return fullres.seen(image, bundle.device, fullres.reduction(shape, sizes))
 
 
 def _distances(bundle: ModelBundle, name: str, images: list[torch.Tensor],
@@ -249,7 +258,7 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, original: fullres.S
     view sees it, and the shift after a typical upload (the whole image at its size, a real
     JPEG); both images reduced alike, so that only the cloak tells them apart."""
     delivered = fullres.seen(output, bundle.device, original.factor).image
-    view, upload = optimizer.views[0], upload_view(optimizer.shape)
+    view, upload = optimizer.views[0], optimizer.upload_view
     with torch.no_grad():
         seen = view.apply(delivered)
         lpips_value = bundle.perceptual_distance(seen, optimizer.bases[0]).item()
@@ -292,7 +301,7 @@ def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
     settings = settings or CloakSettings()
     check_pixels(image)
     check_size(image.shape[:2])
-    optimizer = CloakOptimizer(bundle, see(image, settings, bundle.device),
+    optimizer = CloakOptimizer(bundle, see(image, settings, bundle),
                                target.to(bundle.device), settings)
     return _optimize(optimizer, image, settings, Progress(progress, cancel))
 
@@ -315,8 +324,8 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
     for name in settings.extractors:  # a missing extractor is refused before any work
         bundle.extractor(name)
     tracker.report(0.0, "style transfer")
-    seen = see(image, settings, bundle.device)
-    whole = cloak_views(shape, settings)[0]
+    seen = see(image, settings, bundle)
+    whole = cloak_views(shape, settings, bundle)[0]
     with torch.no_grad():
         target = transfer_style(bundle, whole.apply(seen.image), target_style,
                                 settings.strength, settings.seed,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderKLFlux2,
+    AutoencoderKLQwenImage,
     DDIMScheduler,
     EulerDiscreteScheduler,
     StableDiffusionImg2ImgPipeline,
@@ -35,25 +37,44 @@ def demo_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
+TINY_ENCODER = dict(block_out_channels=(16, 32, 32, 32), layers_per_block=1,
+                    down_block_types=("DownEncoderBlock2D",) * 4,
+                    up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
+                    sample_size=64, mid_block_add_attention=False)
+
+
 def demo_vae(latent_channels: int = 4, **config) -> AutoencoderKL:
     """A tiny kl-f8 VAE (random weights): 8x downsampling like SD's, no mid-block attention,
     so it is cheap at any working size."""
-    return AutoencoderKL(
-        block_out_channels=(16, 32, 32, 32), layers_per_block=1,
-        latent_channels=latent_channels, down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8, sample_size=64,
-        mid_block_add_attention=False, **config).eval()
+    return AutoencoderKL(latent_channels=latent_channels, **TINY_ENCODER, **config).eval()
 
 
-def demo_extractors(seed: int = 0) -> dict[str, AutoencoderKL]:
-    """Tiny random stand-ins for the SDXL VAE (4 channels, SDXL's scaling factor) and the
-    FLUX.1 VAE (16 channels, no quant convs, FLUX's scaling and shift); the demo pipeline's
-    own VAE stands for SD's."""
+def demo_flux2_vae() -> AutoencoderKLFlux2:
+    """A tiny FLUX.2-shaped VAE: 32 latent channels, quant convs, and BatchNorm running
+    statistics that are not the identity, so that the normalization the Flux2 pipeline
+    applies is seen to be applied."""
+    vae = AutoencoderKLFlux2(latent_channels=32, **TINY_ENCODER)
+    vae.bn.running_mean.normal_(0.0, 0.5)
+    vae.bn.running_var.uniform_(0.5, 2.0)
+    return vae.eval()
+
+
+def demo_qwen_vae() -> AutoencoderKLQwenImage:
+    """A tiny Qwen-Image-shaped VAE: causal 3-D convolutions, 16 channels, 8x downsampling,
+    Qwen-Image's per-channel latent statistics (its config's defaults)."""
+    return AutoencoderKLQwenImage(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2],
+                                  num_res_blocks=1).eval()
+
+
+def demo_extractors(seed: int = 0) -> dict[str, torch.nn.Module]:
+    """Tiny random stand-ins for the other families' VAEs: SDXL (4 channels, SDXL's scaling
+    factor), FLUX.1 (16 channels, no quant convs, FLUX's scaling and shift), FLUX.2 and
+    Qwen-Image; the demo pipeline's own VAE stands for SD's."""
     torch.manual_seed(seed + 1)
     sdxl = demo_vae(4, scaling_factor=0.13025)
     flux = demo_vae(16, use_quant_conv=False, use_post_quant_conv=False,
                     scaling_factor=0.3611, shift_factor=0.1159)
-    return {"sdxl": sdxl, "flux": flux}
+    return {"sdxl": sdxl, "flux": flux, "flux2": demo_flux2_vae(), "qwen": demo_qwen_vae()}
 
 
 def demo_text_config(tokenizer: CLIPTokenizer) -> CLIPTextConfig:

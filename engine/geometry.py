@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 MAX_SIDE = 8192  # long side, pixels
 MAX_ASPECT = 8.0
-ENCODER_MULTIPLE = 8  # the VAE downsamples by 8: a whole view's sides are multiples of it
+# The VAEs downsample by 8: a view's sides are multiples of it, or of the larger multiple
+# the defended extractors ask (extractors.Extractor.size_multiple; FLUX.2 patchifies 2x2).
+ENCODER_MULTIPLE = 8
 # Short sides of the training views a robust cloak also optimizes through, in working
 # sizes: 1x is the usual "resize, center crop"; 1.5x a random crop of a mimic that trains
 # at a larger resolution than the working size.
@@ -70,9 +72,10 @@ def fit(shape: tuple[int, int], long_side: int,
                  for side in (height, width))
 
 
-def whole_view(shape: tuple[int, int], long_side: int) -> View:
-    """The whole image with its long side at `long_side` (the encoder's multiple)."""
-    size = fit(shape, long_side)
+def whole_view(shape: tuple[int, int], long_side: int,
+               multiple: int = ENCODER_MULTIPLE) -> View:
+    """The whole image with its long side at `long_side` (rounded to `multiple`)."""
+    size = fit(shape, long_side, multiple)
     return View(size, (0, 0, *size))
 
 
@@ -103,23 +106,25 @@ def random_crop_view(shape: tuple[int, int], short_side: int, size: int,
     return View(resized, (top, left, height, width))
 
 
-def upload_view(shape: tuple[int, int]) -> View:
+def upload_view(shape: tuple[int, int], multiple: int = ENCODER_MULTIPLE) -> View:
     """A typical upload's view: the whole image, its long side at UPLOAD_LONG_SIDE (never
     enlarged)."""
-    return whole_view(shape, min(UPLOAD_LONG_SIDE, max(shape)))
+    return whole_view(shape, min(UPLOAD_LONG_SIDE, max(shape)), multiple)
 
 
 def mimic_views(shape: tuple[int, int], work_size: int, robust: bool,
-                rng: random.Random) -> list[View]:
+                rng: random.Random, multiple: int = ENCODER_MULTIPLE) -> list[View]:
     """The views the cloak's loss is taken on: the whole view first; with `robust`, also
-    the center crop, random crops at the CROP_SCALES and a typical upload's whole view."""
-    views = [whole_view(shape, work_size)]
+    the center crop, random crops at the CROP_SCALES and a typical upload's whole view;
+    every side a multiple of `multiple`."""
+    views = [whole_view(shape, work_size, multiple)]
     if not robust:
         return views
+    crop = max(multiple, work_size - work_size % multiple)
     for scale in CROP_SCALES:
         short_side = round(work_size * scale)
-        view = (center_crop_view(shape, work_size) if scale == 1.0
-                else random_crop_view(shape, short_side, work_size, rng))
+        view = (center_crop_view(shape, crop) if scale == 1.0
+                else random_crop_view(shape, short_side, crop, rng))
         views.append(view)
-    views.append(upload_view(shape))
+    views.append(upload_view(shape, multiple))
     return list(dict.fromkeys(views))  # in order, each once

@@ -4,10 +4,11 @@ A bundle is a diffusers Stable Diffusion folder (a hub id or a local path; hub d
 cached where huggingface_hub caches) plus an optional `glaze_bundle.json` that says how to
 run it. The demo bundle is saved and loaded through exactly the same path.
 
-Phi is a set of extractors, one VAE encoder per model family a mimic may fine-tune (SD 1/2,
-SDXL, FLUX.1: sources.EXTRACTOR_SOURCES). The bundle's own VAE is the SD one; the others are
-loaded from their own hub ids or folders, or from the bundle's folder when its bundle file
-declares them, and keep only their encoders.
+Phi is a set of extractors, one image encoder per model family a mimic may fine-tune (SD 1/2,
+SDXL, FLUX.1, FLUX.2, Qwen-Image: sources.EXTRACTOR_SOURCES), each an extractors.Extractor
+part. The bundle's own VAE is the SD one; the others are loaded from their own hub ids or
+folders, or from the bundle's folder when its bundle file declares them, and keep only
+their encoders.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,7 +27,6 @@ from typing import TypeVar
 import lpips
 import torch
 from diffusers import (
-    AutoencoderKL,
     DPMSolverMultistepScheduler,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
@@ -44,6 +45,7 @@ from torch.utils.checkpoint import checkpoint
 from glaze.options import DEFEND
 
 from .demo import demo_extractors, demo_pipeline
+from .extractors import PARTS, Extractor, KLExtractor, config_dict
 from .sources import (
     BUNDLE_FILE,
     DEFAULT,
@@ -90,29 +92,9 @@ OWN_VAE = ExtractorSource(OWN, "vae")  # the extractor that is the bundle's own 
 EXTRACTORS_FOLDER = "extractors"  # where a saved bundle keeps its other extractors
 
 
-@dataclass
-class Extractor:
-    """One feature extractor Phi: a VAE encoder, read in its diffusion model's latent space
-    ((mean - shift) * scaling, as that model's training sees it)."""
-
-    name: str  # a DEFEND choice: sd, sdxl, flux
-    vae: AutoencoderKL
-    source: str  # where it was loaded from ("demo" for the built-in tiny ones)
-
-    @property
-    def scaling(self) -> float:
-        return float(self.vae.config.scaling_factor)
-
-    @property
-    def shift(self) -> float:
-        return float(self.vae.config.get("shift_factor") or 0.0)
-
-    @cached_property
-    def identity(self) -> str:
-        """A key for caches made with this extractor, beside its bundle's identity: its name
-        and architecture (where it was loaded from is the bundle's choice)."""
-        text = json.dumps([self.name, config_dict(self.vae)], sort_keys=True, default=str)
-        return f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+def extractor_part(name: str, model: torch.nn.Module, source: str) -> Extractor:
+    """The extractor part of DEFEND choice `name` (its declared kind) around `model`."""
+    return PARTS[EXTRACTOR_SOURCES[name].kind](name, model, source)
 
 
 @dataclass
@@ -134,8 +116,8 @@ class ModelBundle:
         self.pipeline.set_progress_bar_config(disable=True)
         self.pipeline.to(self.device)
         self.extractors = self.extractors or {
-            "sd": Extractor("sd", self.pipeline.vae, self.source)}
-        encoders = [phi.vae for phi in self.extractors.values()]
+            "sd": KLExtractor("sd", self.pipeline.vae, self.source)}
+        encoders = [phi.model for phi in self.extractors.values()]
         for model in (self.pipeline.vae, self.pipeline.unet, self.pipeline.text_encoder,
                       *encoders):
             model.to(self.device).requires_grad_(False).eval()
@@ -146,8 +128,9 @@ class ModelBundle:
             # busy core (13 s with 2 on an idle machine).
             torch.set_num_threads(1)
         if self.channels_last:
-            for vae in encoders:
-                vae.to(memory_format=torch.channels_last)
+            for phi in self.extractors.values():
+                if phi.channels_last:
+                    phi.model.to(memory_format=torch.channels_last)
 
     @property
     def channels_last(self) -> bool:
@@ -163,6 +146,12 @@ class ModelBundle:
             raise ValueError(f"the model bundle {self.name} has no {name!r} feature extractor "
                              f"(it has {', '.join(self.extractors)}): defend against those, "
                              "or load it with that extractor") from None
+
+    def size_multiple(self, names: Sequence[str] | None = None) -> int:
+        """What the sides of an image the extractors `names` (None: all) see must be
+        multiples of."""
+        chosen = self.extractors if names is None else names
+        return math.lcm(*(self.extractor(name).size_multiple for name in chosen))
 
     @property
     def protection_note(self) -> str | None:
@@ -203,34 +192,27 @@ class ModelBundle:
             stack.enter_context(torch.autocast(self.device.type, dtype=self.precision))
         return stack
 
-    def _recomputed(self, block: torch.nn.Module, *args: torch.Tensor) -> torch.Tensor:
+    def _recomputed(self, block: Callable[..., torch.Tensor], *args) -> torch.Tensor:
         """`block` run under gradient checkpointing: its activations are recomputed in the
         backward, under the forward's attention kernel (checkpoint restores autocast itself,
         and a recomputation with another kernel would not match the forward)."""
-        return checkpoint(block.__call__, *args, use_reentrant=False,
+        return checkpoint(block, *args, use_reentrant=False,
                           context_fn=lambda: (contextlib.nullcontext(), self.attention()))
-
-    def _checkpointing(self, vae: AutoencoderKL, enabled: bool) -> None:
-        if enabled != vae.is_gradient_checkpointing:
-            if enabled:
-                vae.enable_gradient_checkpointing(self._recomputed)
-            else:
-                vae.disable_gradient_checkpointing()
 
     def encode(self, images: torch.Tensor, extractor: str = "sd",
                checkpointed: bool = False) -> torch.Tensor:
         """Phi: the latent of N x 3 x H x W images in [0, 1] as `extractor`'s diffusion model
-        sees it (its VAE's mean, shifted and scaled; differentiable). `checkpointed` keeps
+        sees it (extractors.Extractor.normalized; differentiable). `checkpointed` keeps
         only each encoder block's input for the backward and recomputes the rest there:
         less memory for large views, for one more forward pass."""
         phi = self.extractor(extractor)
-        self._checkpointing(phi.vae, checkpointed)
-        x = (images.to(self.device) * 2 - 1).to(phi.vae.dtype)
-        if self.channels_last:
+        phi.bound_memory(checkpointed, self._recomputed)
+        x = (images.to(self.device) * 2 - 1).to(phi.model.dtype)
+        if self.channels_last and phi.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.compute():
-            latent = phi.vae.encode(x).latent_dist.mean
-        return (latent.float() - phi.shift) * phi.scaling
+            latent = phi.latent(x)
+        return phi.normalized(latent.float())
 
     def perceptual_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """LPIPS between N x 3 x H x W images in [0, 1], one value per image."""
@@ -245,23 +227,14 @@ class ModelBundle:
         extractors = {}
         for name, phi in self.extractors.items():
             where = OWN_VAE
-            if phi.vae is not self.pipeline.vae:
-                where = ExtractorSource(OWN, f"{EXTRACTORS_FOLDER}/{name}")
-                phi.vae.save_pretrained(folder / where.subfolder)
+            if phi.model is not self.pipeline.vae:
+                where = ExtractorSource(OWN, f"{EXTRACTORS_FOLDER}/{name}", phi.kind)
+                phi.save(folder / where.subfolder)
             extractors[name] = asdict(where)
         meta = {"format": 1, "name": self.name, "demo": self.demo,
                 "generation": asdict(self.generation), "extractors": extractors}
         (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return folder
-
-
-def config_dict(model: torch.nn.Module) -> dict:
-    """A model's architecture, without what changes with where and how it was saved."""
-    config = model.config
-    items = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    return {key: value for key, value in items.items()
-            if not key.startswith("_") and key not in ("transformers_version", "dtype",
-                                                        "torch_dtype")}
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -325,9 +298,9 @@ def demo_bundle(device: str | None = None, precision: str | None = None,
     """The tiny random bundle (no download, NO protection)."""
     dev = pick_device(device)
     pipeline = demo_pipeline(seed)
-    extractors = {"sd": Extractor("sd", pipeline.vae, DEMO)}
-    extractors |= {name: Extractor(name, vae, DEMO)
-                   for name, vae in demo_extractors(seed).items()}
+    extractors = {"sd": KLExtractor("sd", pipeline.vae, DEMO)}
+    extractors |= {name: extractor_part(name, model, DEMO)
+                   for name, model in demo_extractors(seed).items()}
     return ModelBundle(
         name=f"demo-seed{seed}", pipeline=pipeline,
         perceptual=perceptual_model(random_backbone=True, seed=seed), device=dev,
@@ -391,16 +364,16 @@ def fetch_hub(location: str) -> Path:
 
 def load_extractor(name: str, source: ExtractorSource, bundle_location: str,
                    dtype: torch.dtype = torch.float32) -> Extractor:
-    """One extractor's VAE, encoder only, from a folder or a hub id (cached, else fetched);
-    OWN means the bundle's own folder or hub repo."""
+    """One extractor's encoder, from a folder or a hub id (cached, else fetched), through
+    the part its source's kind names; OWN means the bundle's own folder or hub repo."""
     location = bundle_location if source.location == OWN else source.location
-    where = ExtractorSource(location, source.subfolder)
+    where = ExtractorSource(location, source.subfolder, source.kind)
+    part = PARTS[source.kind]
 
-    def load(local_files_only: bool) -> AutoencoderKL:
-        return AutoencoderKL.from_pretrained(location, subfolder=source.subfolder, dtype=dtype,
-                                             local_files_only=local_files_only)
+    def load(local_files_only: bool) -> torch.nn.Module:
+        return part.load(location, source.subfolder, dtype, local_files_only)
     try:
-        vae = cached_or_fetched(location, load, bundle_location)
+        model = cached_or_fetched(location, load, bundle_location)
     except (ModelLoadError, OSError, ValueError) as error:
         others = ",".join(other for other in DEFEND.choices if other != name)
         fetch = "" if isinstance(error, ModelLoadError) else \
@@ -408,8 +381,7 @@ def load_extractor(name: str, source: ExtractorSource, bundle_location: str,
         raise ModelLoadError(
             f"the {DEFEND.choices[name]} feature extractor ({where.describe()}) could not be "
             f"loaded: {error}{fetch}; or defend without it (--defend {others})") from error
-    vae.decoder = vae.post_quant_conv = None  # the loss needs the encoder only
-    return Extractor(name, vae, where.describe())
+    return part(name, model, where.describe())
 
 
 def _optional_file(folder: Path, name: str) -> Path | None:
@@ -480,7 +452,7 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
     extractors = {}
     for wanted in _wanted(defend, list(declared), name):
         where = declared[wanted]
-        extractors[wanted] = (Extractor(wanted, pipeline.vae, location) if where == OWN_VAE
+        extractors[wanted] = (KLExtractor(wanted, pipeline.vae, location) if where == OWN_VAE
                               else load_extractor(wanted, where, location, weights))
     return ModelBundle(
         name=name, pipeline=pipeline,

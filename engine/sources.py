@@ -30,30 +30,35 @@ ALTERNATIVES = (f"`{DEFAULT}` ({DEFAULT_HUB_ID})", "sd2-community/stable-diffusi
                 "text_encoder/, tokenizer/, scheduler/)")
 
 
-
-
 @dataclass(frozen=True)
 class ExtractorSource:
-    """Where one feature extractor's VAE comes from: a hub id or a folder, and the subfolder
-    in it. OWN stands for the bundle's own folder (or hub repo)."""
+    """Where one feature extractor's VAE comes from: a hub id or a folder, the subfolder in
+    it, and the kind of encoder it is (engine/extractors.py's part of that name). OWN
+    stands for the bundle's own folder (or hub repo)."""
 
     location: str
     subfolder: str | None = None
+    kind: str = "kl"
 
     def describe(self) -> str:
         return self.location + (f" ({self.subfolder}/)" if self.subfolder else "")
 
 
 OWN = "bundle"
-# The feature extractors of the model families mimics fine-tune (glaze.options.DEFEND
-# names and labels them), where a bundle that declares none of its own takes them from.
+# The feature extractors of the model families mimics fine-tune (glaze.options.DEFEND names
+# and labels them), where a bundle that declares none of its own takes them from.
 # sd: the bundle's own VAE (SD 1.5's kl-f8, which SD 2.x shares). sdxl: the SDXL VAE with
 # its fp16 fix (SDXL, Illustrious and Pony all train on its latents). flux: the 16-channel
-# FLUX.1 VAE, shared by FLUX.1 and Chroma; schnell's copy is not gated.
+# FLUX.1 VAE, shared by FLUX.1, Chroma, Z-Image and HiDream-I1; schnell's copy is not
+# gated. flux2: the 32-channel FLUX.2 VAE (Apache-2.0), shared by FLUX.2 dev and klein,
+# ERNIE-Image and Ideogram 4; klein 4B's copy is not gated (FLUX.2 dev's is). qwen: the
+# Qwen-Image VAE (Apache-2.0), shared by Qwen-Image, Anima, Krea 2 and Wan 2.x.
 EXTRACTOR_SOURCES = {
     "sd": ExtractorSource(OWN, "vae"),
     "sdxl": ExtractorSource("madebyollin/sdxl-vae-fp16-fix"),
     "flux": ExtractorSource("black-forest-labs/FLUX.1-schnell", "vae"),
+    "flux2": ExtractorSource("black-forest-labs/FLUX.2-klein-4B", "vae", kind="flux2"),
+    "qwen": ExtractorSource("Qwen/Qwen-Image", "vae", kind="qwenimage"),
 }
 
 

@@ -62,7 +62,8 @@ def artist_centroid(bundle: ModelBundle, artworks: Iterable[np.ndarray]) -> Cent
     supported format)."""
     descriptors: dict[str, list[np.ndarray]] = {name: [] for name in bundle.extractors}
     for artwork in artworks:
-        view = whole_view(artwork.shape[:2], bundle.generation.centroid_size)
+        view = whole_view(artwork.shape[:2], bundle.generation.centroid_size,
+                          bundle.size_multiple())
         reduced = seen(artwork, bundle.device, reduction(artwork.shape[:2], [view.size]))
         image = view.apply(reduced.image)
         with torch.no_grad():

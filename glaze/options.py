@@ -145,12 +145,13 @@ TARGET = Setting("target", "Target style", "set the profile's target style inste
                  placeholder="chosen for the profile automatically",
                  suggestions=candidate_styles)
 # The image encoders a cloak is optimized against, one per model family that mimics
-# fine-tune (engine/sources.py names their weights).
+# fine-tune (engine/sources.py names their weights); the default defends them all.
+FAMILIES = {"sd": "Stable Diffusion 1 and 2", "sdxl": "SDXL, Illustrious, Pony",
+            "flux": "FLUX.1, Chroma, Z-Image", "flux2": "FLUX.2, ERNIE-Image",
+            "qwen": "Qwen-Image, Anima, Wan"}
 DEFEND = Setting(
     "defend", "Defend against", "the model families whose image encoders the cloak is tuned "
-    "against", "sd,sdxl,flux", saved=True,
-    choices={"sd": "Stable Diffusion 1 and 2", "sdxl": "SDXL, Illustrious, Pony",
-             "flux": "FLUX.1, Chroma"})
+    "against", ",".join(FAMILIES), saved=True, choices=FAMILIES)
 JPEG_QUALITY = Setting("jpeg_quality", "JPEG quality", "JPEG quality of an exported file",
                        95, kind=int, minimum=50, maximum=100, cloak=False)
 

@@ -9,26 +9,35 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import AutoencoderKL
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderKLFlux2,
+    AutoencoderKLQwenImage,
+    Flux2Pipeline,
+    QwenImageEditPipeline,
+)
 from timing import scaled
 
 from glaze.engine.models import (
     BUNDLE_FILE,
-    Extractor,
     ModelLoadError,
     demo_bundle,
+    extractor_part,
     load_bundle,
+    load_extractor,
     pick_precision,
 )
 from glaze.engine.sources import (
     DEFAULT_HUB_ID,
     EXTRACTOR_SOURCES,
     RETIRED,
+    ExtractorSource,
     model_source,
     retired_note,
     upgraded_choice,
 )
 from glaze.engine.transfer import transfer_style
+from glaze.options import DEFEND
 
 DEAD_ENDPOINT = "http://127.0.0.1:9"  # the discard port: connections are refused at once
 
@@ -47,14 +56,21 @@ def test_demo_bundle_round_trips_through_the_real_loading_path(bundle, tmp_path)
     assert loaded.demo and loaded.protection_note == bundle.protection_note
     assert loaded.identity == bundle.identity and loaded.generation == bundle.generation
     images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
-    assert list(loaded.extractors) == ["sd", "sdxl", "flux"]
+    assert list(loaded.extractors) == list(DEFEND.choices)  # every family, tiny
     for name in loaded.extractors:
         assert torch.equal(loaded.encode(images, name), bundle.encode(images, name)), name
         assert loaded.extractors[name].identity == bundle.extractors[name].identity
+        assert type(loaded.extractors[name]) is type(bundle.extractors[name]), name
     assert loaded.encode(images, "flux").shape[1] == 16  # FLUX-shaped: 16 latent channels
+    assert loaded.encode(images, "flux2").shape[1:] == (128, 4, 6)  # 32 channels, patchified
+    assert loaded.encode(images, "qwen").shape[1:] == (16, 8, 12)  # one frame, 16 channels
     assert loaded.extractors["flux"].shift == pytest.approx(0.1159)
     assert loaded.extractors["sdxl"].scaling == pytest.approx(0.13025)
-    assert loaded.extractors["flux"].vae.decoder is None  # encoders only, for the loss
+    for name in ("flux", "flux2", "qwen"):  # encoders only, for the loss
+        assert loaded.extractors[name].model.decoder is None, name
+    # FLUX.2's BatchNorm statistics came along (an AutoencoderKL would have dropped them)
+    assert torch.equal(loaded.extractors["flux2"].model.bn.running_var,
+                       bundle.extractors["flux2"].model.bn.running_var)
     noisy = (images + 0.05 * torch.randn_like(images)).clamp(0, 1)
     assert torch.equal(loaded.perceptual_distance(images, noisy),
                        bundle.perceptual_distance(images, noisy))
@@ -68,7 +84,7 @@ def test_a_diffusers_folder_without_bundle_file_is_a_real_bundle(bundle, tmp_pat
     (folder / BUNDLE_FILE).unlink()
     loaded = load_bundle(folder, defend=["sd"])  # the LPIPS weights in the folder are used
     assert not loaded.demo and loaded.protection_note is None
-    assert list(loaded.extractors) == ["sd"] and loaded.extractors["sd"].vae is \
+    assert list(loaded.extractors) == ["sd"] and loaded.extractors["sd"].model is \
         loaded.pipeline.vae  # the bundle's own VAE is the SD extractor
 
 
@@ -107,9 +123,9 @@ def cache_default_models(bundle, hub: Path) -> None:
     meta = json.loads((folder / BUNDLE_FILE).read_text())
     del meta["extractors"]  # extractors from their own hub ids, as for the real default
     (folder / BUNDLE_FILE).write_text(json.dumps(meta))
-    for name in ("sdxl", "flux"):
-        source = EXTRACTOR_SOURCES[name]
-        cache_as_hub(bundle.extractors[name].vae, hub, source.location, source.subfolder)
+    for name, source in EXTRACTOR_SOURCES.items():
+        if name != "sd":
+            cache_as_hub(bundle.extractors[name].model, hub, source.location, source.subfolder)
 
 
 def load_in_a_child(env: dict, *names: str) -> str:
@@ -138,7 +154,8 @@ def test_default_is_a_model_that_exists_and_loads_from_the_cache(bundle, tmp_pat
     env.pop("HF_HUB_OFFLINE", None)
     said = load_in_a_child(env, "default")
     assert "loaded default demo-seed0 True" in said
-    assert "sdxl=madebyollin/sdxl-vae-fp16-fix flux=black-forest-labs/FLUX.1-schnell (vae/)" \
+    assert "sdxl=madebyollin/sdxl-vae-fp16-fix flux=black-forest-labs/FLUX.1-schnell (vae/) " \
+        "flux2=black-forest-labs/FLUX.2-klein-4B (vae/) qwen=Qwen/Qwen-Image (vae/)" \
         in said  # each from its own hub id (and subfolder), out of the cache
 
 
@@ -148,14 +165,15 @@ def test_a_missing_extractor_says_how_to_fetch_it_or_leave_it_out(bundle, tmp_pa
     shutil.rmtree(tmp_path / "hub" / f"models--{flux.replace('/', '--')}")
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
     said = load_in_a_child(env, "default")
-    assert "refused default" in said and "FLUX.1, Chroma feature extractor" in said
-    assert "glaze install --models default" in said and "--defend sd,sdxl" in said
+    assert "refused default" in said and f"{DEFEND.choices['flux']} feature extractor" in said
+    assert "glaze install --models default" in said and "--defend sd,sdxl,flux2,qwen" in said
     # `glaze install` fetches what is defended: without FLUX, no extractor is missing and
     # it goes on to LPIPS's backbone (which torchvision cannot download here)
     fetch = ("import sys; from glaze.installer.models import ModelFetchError, fetch\n"
              "try:\n    fetch('default', sys.argv[1], report=lambda line: None)\n"
              "except ModelFetchError as error:\n    print(error)")
-    for defend, expected in (("sd,sdxl", "LPIPS's backbone"), ("flux", "FLUX.1, Chroma feature")):
+    for defend, expected in (("sd,sdxl,flux2,qwen", "LPIPS's backbone"),
+                             ("flux", f"{DEFEND.choices['flux']} feature")):
         done = subprocess.run([sys.executable, "-c", fetch, defend], env=env,
                               capture_output=True, text=True, timeout=scaled(300))
         assert expected in done.stdout, done.stdout + done.stderr
@@ -206,23 +224,34 @@ def test_the_demo_bundle_runs_single_threaded_on_the_cpu():
     assert done.stdout.strip() == "1", done.stderr
 
 
-def _with_attention(bundle, precision: torch.dtype):
-    """The demo bundle with a small SD extractor that has the mid-block attention the
-    full-size encoders have (the demo's has none)."""
+ATTENTION_ENCODERS = {  # small encoders with the mid-block attention of full-size ones
+    "sd": lambda: AutoencoderKL(
+        block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2),
+    "flux2": lambda: AutoencoderKLFlux2(
+        block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2),
+    "qwen": lambda: AutoencoderKLQwenImage(base_dim=16, z_dim=16, dim_mult=[1, 2],
+                                           num_res_blocks=1, temperal_downsample=[False]),
+}
+
+
+def _with_attention(bundle, name: str, precision: torch.dtype):
+    """The demo bundle with one small extractor of `name`'s kind that has the mid-block
+    attention the full-size encoders have (the demo's KL ones have none)."""
     torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-                        down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2).eval()
-    return replace(bundle, extractors={"sd": Extractor("sd", vae, "test")},
-                   precision=precision)
+    part = extractor_part(name, ATTENTION_ENCODERS[name]().eval(), "test")
+    return replace(bundle, extractors={name: part}, precision=precision)
 
 
+@pytest.mark.parametrize("name", list(ATTENTION_ENCODERS))
 @pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16])
-def test_a_checkpointed_encode_keeps_less_for_the_same_gradient(bundle, precision):
+def test_a_checkpointed_encode_keeps_less_for_the_same_gradient(bundle, name, precision):
     """Checkpointing recomputes each encoder block in the backward, under the forward's
     attention kernel and autocast: the same gradient, and much less kept between the
-    passes."""
-    model = _with_attention(bundle, precision)
+    passes. diffusers checkpoints the KL kinds; Qwen-Image's blocks, which diffusers does
+    not checkpoint, are recomputed by the extractor part itself."""
+    model = _with_attention(bundle, name, precision)
     image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     gradients, kept = [], []
     for checkpointed in (False, True):
@@ -234,13 +263,62 @@ def test_a_checkpointed_encode_keeps_less_for_the_same_gradient(bundle, precisio
 
         x = image.clone().requires_grad_(True)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            latent = model.encode(x, checkpointed=checkpointed)
+            latent = model.encode(x, name, checkpointed=checkpointed)
         latent.square().mean().backward()
         gradients.append(x.grad)
         kept.append(sum(storages.values()))
-    assert kept[1] < kept[0] / 4
+    assert kept[1] < kept[0] / 4, kept
     tolerance = 1e-6 if precision == torch.float32 else 1e-2
     torch.testing.assert_close(gradients[1], gradients[0], rtol=tolerance, atol=tolerance)
-    # Off again for the next plain pass.
-    model.encode(image.clone().requires_grad_(True))
-    assert not model.extractors["sd"].vae.is_gradient_checkpointing
+    # Off again for the next plain pass: the same memory as before.
+    storages = {}
+    with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: storages.setdefault(t.untyped_storage().data_ptr(),
+                                          t.untyped_storage().nbytes()) and t, lambda t: t):
+        model.encode(image.clone().requires_grad_(True), name)
+    assert sum(storages.values()) == kept[0]
+
+
+def test_flux2_features_are_what_the_flux2_pipeline_feeds_its_transformer(bundle):
+    """The mean, patchified 2x2 and normalized by the VAE's BatchNorm running statistics."""
+    phi = bundle.extractors["flux2"]
+    pipeline = Flux2Pipeline(scheduler=None, vae=phi.model, text_encoder=None, tokenizer=None,
+                             transformer=None)
+    images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = pipeline._encode_vae_image(images * 2 - 1, generator=None)
+    torch.testing.assert_close(bundle.encode(images, "flux2"), expected)
+    assert expected.std() > 0 and not torch.allclose(  # the statistics are not the identity
+        expected, torch.nn.functional.pixel_unshuffle(
+            phi.model.encode(images * 2 - 1).latent_dist.mean, 2))
+    with pytest.raises(ValueError, match="multiples of 16"):
+        bundle.encode(images[..., :56], "flux2")
+
+
+def test_qwen_features_are_the_qwen_image_pipelines_normalized_latents(bundle):
+    """One frame through the causal 3-D VAE, normalized per channel by its config."""
+    vae = bundle.extractors["qwen"].model
+    pipeline = QwenImageEditPipeline(scheduler=None, vae=vae, text_encoder=None,
+                                     tokenizer=None, processor=None, transformer=None)
+    images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = pipeline._encode_vae_image((images * 2 - 1).unsqueeze(2), generator=None)
+    assert expected.shape == (2, 16, 1, 8, 12)
+    torch.testing.assert_close(bundle.encode(images, "qwen"), expected[:, :, 0])
+
+
+def test_the_size_multiple_follows_the_extractors(bundle):
+    assert bundle.size_multiple(["sd", "sdxl", "flux", "qwen"]) == 8
+    assert bundle.size_multiple(["sd", "flux2"]) == bundle.size_multiple() == 16
+
+
+def test_a_folder_of_another_kind_of_vae_is_refused_in_one_line(bundle, tmp_path):
+    """An AutoencoderKL would load FLUX.2's weights with only a warning, losing its
+    BatchNorm statistics: the part checks the class the folder declares."""
+    bundle.extractors["sdxl"].model.save_pretrained(tmp_path / "sdxl-vae")
+    wrong = ExtractorSource(str(tmp_path / "sdxl-vae"), None, "flux2")
+    with pytest.raises(ModelLoadError) as refused:
+        load_extractor("flux2", wrong, str(tmp_path))
+    said = str(refused.value)
+    assert "holds a AutoencoderKL, not the AutoencoderKLFlux2" in said and "\n" not in said
+    assert "--defend sd,sdxl,flux,qwen" in said

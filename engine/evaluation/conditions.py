@@ -20,9 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..cloak import cloak, cloak_toward
+from ..cloak import cloak, cloak_toward, cloak_views
 from ..fullres import BACKGROUND, merge
-from ..geometry import whole_view
 from ..models import ModelBundle
 from ..pixels import image_tensor
 from ..settings import CloakSettings
@@ -109,7 +108,7 @@ def protect(image: np.ndarray, condition: Condition, bundle: ModelBundle,
                               for name, shift in result.report.extractors.items()}
     if condition.kind == "noise":
         return random_noise(image, settings.linf, seed, bundle, condition.budget), None
-    size = whole_view(image.shape[:2], settings.work_size).size
+    size = cloak_views(image.shape[:2], settings, bundle)[0].size
     return cloak_toward(image, bundle, target_image(condition.kind, *size), settings), None
 
 

@@ -1,0 +1,186 @@
+"""Feature extractors Phi: one part per kind of image encoder a mimic's model trains on.
+
+A part owns everything that differs between encoders: the diffusers class it loads with
+(its decoder dropped: the loss needs the encoder only), its latent as that family's
+diffusion model sees it, the multiple its input sides must be, how it bounds the memory
+of a large view, and whether it runs in the channels-last layout. The bundle, the
+optimizer, the target choice and the evaluation call only this interface; where each
+family's weights come from is declared in sources.EXTRACTOR_SOURCES, which names the part
+by its `kind`.
+
+Pixels come in as N x 3 x H x W in [-1, 1], in the model's dtype and layout; `latent` runs
+under the caller's autocast, `normalized` in float32 outside it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLQwenImage
+
+# run(function, *args): `function(*args)` with its activations recomputed in the backward
+# (the bundle's checkpoint, which restores its attention kernel there).
+Recompute = Callable[..., torch.Tensor]
+
+
+class Extractor:
+    """One feature extractor: an image encoder, read in its diffusion model's latent space."""
+
+    kind: ClassVar[str]  # the name sources.ExtractorSource.kind gives this part
+    model_class: ClassVar[type[torch.nn.Module]]
+    size_multiple: ClassVar[int] = 8  # input sides must be multiples of it
+    channels_last: ClassVar[bool] = True  # 4-D convolutions, which the CPU runs faster so
+
+    def __init__(self, name: str, model: torch.nn.Module, source: str) -> None:
+        self.name = name  # a DEFEND choice: sd, sdxl, flux, flux2, qwen
+        self.model = model
+        self.source = source  # where it was loaded from ("demo" for the built-in tiny ones)
+
+    def latent(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The encoder's latent (its distribution's mean) of pixels in [-1, 1]."""
+        raise NotImplementedError
+
+    def normalized(self, latent: torch.Tensor) -> torch.Tensor:
+        """`latent` (float32) as the family's diffusion model is trained on it."""
+        raise NotImplementedError
+
+    def bound_memory(self, enabled: bool, recompute: Recompute) -> None:
+        """Keep only block inputs for the backward (recomputing the rest there) while
+        `enabled`: less memory on large views, for one more forward pass."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, location: str, subfolder: str | None, dtype: torch.dtype,
+             local_files_only: bool) -> torch.nn.Module:
+        """The encoder's model from a folder or hub id, its decoder dropped. Raises
+        ValueError when the folder holds another kind of model."""
+        config = cls.model_class.load_config(location, subfolder=subfolder,
+                                             local_files_only=local_files_only)
+        found = config.get("_class_name", cls.model_class.__name__)
+        if found != cls.model_class.__name__:
+            raise ValueError(f"it holds a {found}, not the {cls.model_class.__name__} this "
+                             "family's encoder is")
+        model = cls.model_class.from_pretrained(location, subfolder=subfolder, dtype=dtype,
+                                                local_files_only=local_files_only)
+        model.decoder = model.post_quant_conv = None
+        return model
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
+
+    @cached_property
+    def identity(self) -> str:
+        """A key for caches made with this extractor, beside its bundle's identity: its name
+        and architecture (where it was loaded from is the bundle's choice)."""
+        text = json.dumps([self.name, config_dict(self.model)], sort_keys=True, default=str)
+        return f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+class KLExtractor(Extractor):
+    """A kl-f8 VAE (AutoencoderKL): SD 1/2, SDXL and FLUX.1. Their diffusion models train on
+    (mean - shift) * scaling."""
+
+    kind = "kl"
+    model_class = AutoencoderKL
+
+    @property
+    def scaling(self) -> float:
+        return float(self.model.config.scaling_factor)
+
+    @property
+    def shift(self) -> float:
+        return float(self.model.config.get("shift_factor") or 0.0)
+
+    def latent(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode(pixels).latent_dist.mean
+
+    def normalized(self, latent: torch.Tensor) -> torch.Tensor:
+        return (latent - self.shift) * self.scaling
+
+    def bound_memory(self, enabled: bool, recompute: Recompute) -> None:
+        """diffusers' own per-block gradient checkpointing, with the bundle's recompute."""
+        if enabled != self.model.is_gradient_checkpointing:
+            if enabled:
+                self.model.enable_gradient_checkpointing(recompute)
+            else:
+                self.model.disable_gradient_checkpointing()
+
+
+class Flux2Extractor(KLExtractor):
+    """FLUX.2's VAE (AutoencoderKLFlux2: SD's encoder layout, 32 latent channels). The Flux2
+    pipeline patchifies the latent 2x2 (128 channels at 1/16 size) and normalizes it with
+    the VAE's BatchNorm running statistics; the patchify needs even latent sides."""
+
+    kind = "flux2"
+    model_class = AutoencoderKLFlux2
+    size_multiple = 16
+
+    def normalized(self, latent: torch.Tensor) -> torch.Tensor:
+        height, width = latent.shape[-2:]
+        if height % 2 or width % 2:
+            raise ValueError(f"FLUX.2's latent patchify needs sides that are multiples of "
+                             f"{self.size_multiple} px, got {width * 8}x{height * 8}")
+        patches = F.pixel_unshuffle(latent, 2)  # the pipeline's channel order: c*4 + 2*dy + dx
+        norm = self.model.bn
+        mean = norm.running_mean.view(1, -1, 1, 1).float()
+        std = torch.sqrt(norm.running_var.view(1, -1, 1, 1).float()
+                         + self.model.config.batch_norm_eps)
+        return (patches - mean) / std
+
+
+class QwenImageExtractor(Extractor):
+    """The Qwen-Image VAE (AutoencoderKLQwenImage: causal 3-D convolutions, 16 channels),
+    given a picture as one frame. Its pipelines train on (mean - latents_mean) / latents_std,
+    per channel. diffusers gives it no gradient checkpointing: its encoder blocks are
+    recomputed through the bundle's checkpoint instead. 5-D tensors have no channels-last
+    layout of the 4-D kind."""
+
+    kind = "qwenimage"
+    model_class = AutoencoderKLQwenImage
+    channels_last = False
+
+    def latent(self, pixels: torch.Tensor) -> torch.Tensor:
+        # One frame through the encoder without diffusers' frame cache, which would hold
+        # state across a checkpoint's recomputation; for a single frame both are the same
+        # (the causal padding is zeros either way).
+        moments = self.model.quant_conv(self.model.encoder(pixels.unsqueeze(2)))
+        return moments[:, :self.model.config.z_dim, 0]
+
+    def normalized(self, latent: torch.Tensor) -> torch.Tensor:
+        config = self.model.config
+        mean = torch.tensor(config.latents_mean, device=latent.device).view(1, -1, 1, 1)
+        std = torch.tensor(config.latents_std, device=latent.device).view(1, -1, 1, 1)
+        return (latent - mean) / std
+
+    def _blocks(self) -> list[torch.nn.Module]:
+        encoder = self.model.encoder
+        return [*encoder.down_blocks, encoder.mid_block]
+
+    def bound_memory(self, enabled: bool, recompute: Recompute) -> None:
+        for block in self._blocks():
+            if enabled and "forward" not in vars(block):
+                block.forward = functools.partial(recompute, type(block).forward.__get__(block))
+            elif not enabled:
+                vars(block).pop("forward", None)
+
+
+# The parts by kind: sources.ExtractorSource.kind names one of these.
+PARTS: dict[str, type[Extractor]] = {
+    part.kind: part for part in (KLExtractor, Flux2Extractor, QwenImageExtractor)}
+
+
+def config_dict(model: torch.nn.Module) -> dict:
+    """A model's architecture, without what changes with where and how it was saved."""
+    config = model.config
+    items = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return {key: value for key, value in items.items()
+            if not key.startswith("_") and key not in ("transformers_version", "dtype",
+                                                        "torch_dtype")}
