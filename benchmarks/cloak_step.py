@@ -1,20 +1,23 @@
-"""Cost of one cloak step with full-size feature extractors: one encoder against three.
+"""Cost of one cloak step with full-size feature extractors: one encoder, three, five.
 
 The extractors are the full-size architectures of the SD (kl-f8, 4 channels), SDXL (the same
-layout, its own scaling) and FLUX.1 (16 channels, no quant convs) VAE encoders, with random
-weights: the time of a step does not depend on the weights' values. Prints, per size and
-precision, the median time of a bare SD encoder forward+backward, of one whole cloak step
-(encoders + LPIPS + resizes + Adam) defending against SD alone and against all three,
-measured alternately in the same run, and the ratios.
+layout, its own scaling), FLUX.1 (16 channels, no quant convs), FLUX.2 (the same layout,
+32 channels, a BatchNorm over the patchified latent) and Qwen-Image (causal 3-D
+convolutions, base width 96, 16 channels) VAE encoders, with random weights: the time of a
+step does not depend on the weights' values. Prints, per size and precision, the median
+time of a bare SD encoder forward+backward, of one whole cloak step (encoders + LPIPS +
+resizes + Adam) defending against SD alone, against the three families of before 2026 (SD,
+SDXL, FLUX.1) and against all five, measured alternately in the same run, and the ratios.
 
-With `--memory`, it also measures what a SD encoder forward+backward holds at its peak over
-what was held before (the weights, torch's kernels), with and without gradient
+With `--memory`, it also measures what each family's encoder forward+backward holds at its
+peak over what was held before (the weights, torch's kernels), with and without gradient
 checkpointing, and its time, each in a process of its own (CPU: the resident high-water
 mark; CUDA: torch's allocator). The activations grow with the view's pixels; the cloak
 checkpoints views larger than a working-size square, such as a typical upload's.
 
     python benchmarks/cloak_step.py --sizes 512 --precisions bf16 --repeats 3
     python benchmarks/cloak_step.py --sizes --memory 512x512 720x1024   # a few minutes
+    python benchmarks/cloak_step.py --sizes --memory 720x1024 --families qwen flux2
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import sys
 import time
 
 import torch
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLQwenImage
 from large_image import MIB, peak_bytes, restart_peak  # this folder's
 
 from glaze.engine.cloak import CloakOptimizer
@@ -35,8 +38,8 @@ from glaze.engine.demo import demo_pipeline
 from glaze.engine.fullres import Seen
 from glaze.engine.models import (
     DEMO_GENERATION,
-    Extractor,
     ModelBundle,
+    extractor_part,
     perceptual_model,
     pick_device,
     pick_precision,
@@ -44,34 +47,34 @@ from glaze.engine.models import (
 from glaze.engine.settings import CloakSettings
 
 # The extractors' full-size architectures: SD's kl-f8 VAE (34M-parameter encoder), which
-# SDXL's shares with its own scaling, and FLUX.1's with 16 latent channels.
+# SDXL's shares with its own scaling, FLUX.1's with 16 latent channels and FLUX.2's with
+# 32 (diffusers' defaults for its class); Qwen-Image's 3-D VAE (its class's defaults).
+KL_LAYOUT = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                 down_block_types=("DownEncoderBlock2D",) * 4,
+                 up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, sample_size=768)
 FULL_SIZE = {
-    "sd": dict(latent_channels=4, scaling_factor=0.18215),
-    "sdxl": dict(latent_channels=4, scaling_factor=0.13025),
-    "flux": dict(latent_channels=16, use_quant_conv=False, use_post_quant_conv=False,
-                 scaling_factor=0.3611, shift_factor=0.1159),
+    "sd": lambda: AutoencoderKL(**KL_LAYOUT, latent_channels=4, scaling_factor=0.18215),
+    "sdxl": lambda: AutoencoderKL(**KL_LAYOUT, latent_channels=4, scaling_factor=0.13025),
+    "flux": lambda: AutoencoderKL(**KL_LAYOUT, latent_channels=16, use_quant_conv=False,
+                                  use_post_quant_conv=False, scaling_factor=0.3611,
+                                  shift_factor=0.1159),
+    "flux2": lambda: AutoencoderKLFlux2(),
+    "qwen": lambda: AutoencoderKLQwenImage(),
 }
-
-
-def full_size_vae(name: str) -> AutoencoderKL:
-    """One extractor's full-size VAE architecture, random weights."""
-    return AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=32, sample_size=768, **FULL_SIZE[name])
+BEFORE_2026 = ("sd", "sdxl", "flux")  # the families defended before FLUX.2 and Qwen-Image
 
 
 def full_size_bundle(device: str | None, precision: str,
                      extractors: tuple[str, ...] = ("sd",)) -> ModelBundle:
     """The demo's Omega with full-size random extractors (decoders dropped, as loaded ones)."""
     pipeline = demo_pipeline()
-    pipeline.register_modules(vae=full_size_vae("sd"))
-    found = {"sd": Extractor("sd", pipeline.vae, "random")}
+    pipeline.register_modules(vae=FULL_SIZE["sd"]())
+    found = {"sd": extractor_part("sd", pipeline.vae, "random")}
     for name in extractors:
         if name != "sd":
-            vae = full_size_vae(name)
-            vae.decoder = vae.post_quant_conv = None
-            found[name] = Extractor(name, vae, "random")
+            model = FULL_SIZE[name]()
+            model.decoder = model.post_quant_conv = None
+            found[name] = extractor_part(name, model, "random")
     dev = pick_device(device)
     return ModelBundle(
         name="full-size-random", pipeline=pipeline, perceptual=perceptual_model(True),
@@ -119,14 +122,16 @@ def measure(bundle: ModelBundle, size: int, repeats: int,
 
 def step_table(sizes: list[int], precisions: list[str], repeats: int,
                device: str | None) -> None:
+    defends = ("sd", ",".join(BEFORE_2026), ",".join(FULL_SIZE))
     print(f"{'size':>6} {'precision':>9} {'encoder f+b (s)':>16} {'step, SD (s)':>13} "
-          f"{'step, 3 (s)':>12} {'step/enc':>8} {'3/1':>6}")
+          f"{'step, 3 (s)':>12} {'step, 5 (s)':>12} {'step/enc':>8} {'3/1':>6} {'5/3':>6}")
     for precision in precisions:
         bundle = full_size_bundle(device, precision, tuple(FULL_SIZE))
         for size in sizes:
-            encoder, (one, three) = measure(bundle, size, repeats, ("sd", ",".join(FULL_SIZE)))
+            encoder, (one, three, five) = measure(bundle, size, repeats, defends)
             print(f"{size:>6} {precision:>9} {encoder:>16.3f} {one:>13.3f} {three:>12.3f} "
-                  f"{one / encoder:>8.2f} {three / one:>6.2f}", flush=True)
+                  f"{five:>12.3f} {one / encoder:>8.2f} {three / one:>6.2f} "
+                  f"{five / three:>6.2f}", flush=True)
 
 
 def view_shape(text: str) -> tuple[int, int]:
@@ -134,15 +139,15 @@ def view_shape(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def peak(device: str | None, precision: str, view: tuple[int, int],
-         checkpointed: bool) -> dict[str, float]:
-    """One SD encoder forward+backward on a `view` (h, w) image, in this process: MiB held
-    at the peak over what was held before it, and seconds."""
-    bundle = full_size_bundle(device, precision)
+def peak(device: str | None, precision: str, view: tuple[int, int], checkpointed: bool,
+         family: str = "sd") -> dict[str, float]:
+    """One `family` encoder forward+backward on a `view` (h, w) image, in this process: MiB
+    held at the peak over what was held before it, and seconds."""
+    bundle = full_size_bundle(device, precision, (family,))
     cuda = bundle.device.type == "cuda"
 
     def forward_backward(image: torch.Tensor) -> None:
-        bundle.encode(image.requires_grad_(True), checkpointed=checkpointed).square().mean(
+        bundle.encode(image.requires_grad_(True), family, checkpointed).square().mean(
         ).backward()
 
     forward_backward(torch.rand(1, 3, 64, 64, device=bundle.device))  # kernels, small
@@ -157,26 +162,32 @@ def peak(device: str | None, precision: str, view: tuple[int, int],
     return {"peak_mib": (top - base) / MIB, "seconds": seconds}
 
 
-def memory_table(views: list[str], precisions: list[str], device: str | None) -> None:
-    print("\nSD encoder forward+backward, peak over what was held before it; one each")
-    print(f"{'view':>10} {'precision':>9} {'plain MiB':>10} {'ckpt MiB':>9} {'plain s':>8} "
-          f"{'ckpt s':>7}")
-    for precision in precisions:
-        for view in views:
-            rows = []
-            for checkpointed in (False, True):
-                child = subprocess.run(
-                    [sys.executable, __file__, "--peak-of", view, "--precisions", precision,
-                     *(["--device", device] if device else []),
-                     *(["--checkpointed"] if checkpointed else [])],
-                    capture_output=True, text=True)
-                if child.returncode:
-                    sys.exit(f"{view}: {child.stderr.strip().splitlines()[-1]}")
-                rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
-            plain, checkpointed_row = rows
-            print(f"{view:>10} {precision:>9} {plain['peak_mib']:>10.0f} "
-                  f"{checkpointed_row['peak_mib']:>9.0f} {plain['seconds']:>8.1f} "
-                  f"{checkpointed_row['seconds']:>7.1f}", flush=True)
+def memory_table(views: list[str], precisions: list[str], device: str | None,
+                 families: list[str]) -> None:
+    print("\nEncoder forward+backward, peak over what was held before it; one each")
+    print(f"{'family':>7} {'view':>10} {'precision':>9} {'plain MiB':>10} {'ckpt MiB':>9} "
+          f"{'plain s':>8} {'ckpt s':>7}")
+    for family in families:
+        for precision in precisions:
+            for view in views:
+                memory_row(family, view, precision, device)
+
+
+def memory_row(family: str, view: str, precision: str, device: str | None) -> None:
+    rows = []
+    for checkpointed in (False, True):
+        child = subprocess.run(
+            [sys.executable, __file__, "--peak-of", view, "--precisions", precision,
+             "--families", family, *(["--device", device] if device else []),
+             *(["--checkpointed"] if checkpointed else [])],
+            capture_output=True, text=True)
+        if child.returncode:
+            sys.exit(f"{family} {view}: {child.stderr.strip().splitlines()[-1]}")
+        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    plain, checkpointed_row = rows
+    print(f"{family:>7} {view:>10} {precision:>9} {plain['peak_mib']:>10.0f} "
+          f"{checkpointed_row['peak_mib']:>9.0f} {plain['seconds']:>8.1f} "
+          f"{checkpointed_row['seconds']:>7.1f}", flush=True)
 
 
 def main() -> None:
@@ -187,12 +198,14 @@ def main() -> None:
     parser.add_argument("--device")
     parser.add_argument("--memory", nargs="*", metavar="HxW", default=[],
                         help="views whose peak memory to measure, plain and checkpointed")
+    parser.add_argument("--families", nargs="+", default=list(FULL_SIZE), choices=FULL_SIZE,
+                        help="the encoders whose memory to measure")
     parser.add_argument("--peak-of", help=argparse.SUPPRESS)  # a child's view
     parser.add_argument("--checkpointed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_of:
         print(json.dumps(peak(args.device, args.precisions[0], view_shape(args.peak_of),
-                              args.checkpointed)))
+                              args.checkpointed, args.families[0])))
         return
     device = pick_device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
@@ -201,7 +214,7 @@ def main() -> None:
     if args.sizes:
         step_table(args.sizes, args.precisions, args.repeats, args.device)
     if args.memory:
-        memory_table(args.memory, args.precisions, args.device)
+        memory_table(args.memory, args.precisions, args.device, args.families)
 
 
 if __name__ == "__main__":

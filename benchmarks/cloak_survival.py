@@ -1,9 +1,14 @@
 """How much of the cloak's feature shift survives what happens to a posted picture.
 
-Engineering figures, not protection claims: each extractor is a full-size diffusion VAE
-encoder architecture (SD, SDXL, FLUX.1; as in cloak_step.py) with RANDOM weights, defended
-alone, and the target is a fixed synthetic painting instead of a style transfer. For each
-extractor, side by side in one run, it cloaks the image
+Engineering figures, not protection claims. By default the extractor is TAEF2 (engine/
+taef2.py, weights in ../shared/weights): a tiny encoder distilled to the FLUX.2 VAE's latent
+space, the one trained diffusion-latent encoder that loads on machines without a model
+hub. Trained filters matter here: random-weight encoders' first convolutions are
+white-noise filters, on which a cloak looked fragile to JPEG and robust to noise, the
+opposite of what TAEF2 shows. `--extractors sd sdxl flux flux2 qwen` measures the
+full-size RANDOM-weight architectures instead (as in cloak_step.py), for cost. Each
+extractor is defended alone, and the target is a fixed synthetic painting instead of a
+style transfer. For each extractor, side by side in one run, it cloaks the image
 
 - with the views alone (`transforms=()`: the cloak before EOT),
 - with the expectation over transformations (EOT, the default `CloakSettings.transforms`),
@@ -19,8 +24,8 @@ where x is the image, x' the cloaked image, t the target and G the geometric par
 "kept" is shift_P over the working view's shift of the same cloak. Then the mean time of
 a step of each, and their ratio.
 
-    python benchmarks/cloak_survival.py                      # about 30 minutes on 2 CPU cores
-    python benchmarks/cloak_survival.py --extractors sd --steps 12 24 48   # the curve
+    python benchmarks/cloak_survival.py --steps 24 96         # TAEF2; about 40 minutes
+    python benchmarks/cloak_survival.py --extractors sd --steps 12 24 48   # random SD
     python benchmarks/cloak_survival.py --model default --device cuda --steps 200
 """
 
@@ -45,9 +50,13 @@ from glaze.engine.geometry import UPLOAD_LONG_SIDE, View, center_crop_view, fit,
 from glaze.engine.models import ModelBundle, load_bundle
 from glaze.engine.pixels import image_array, image_tensor
 from glaze.engine.settings import CloakSettings
+from glaze.engine.taef2 import measurement_bundle
 from glaze.engine.transforms import jpeg
 
-SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample-artwork.png"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "examples" / "sample-artwork.png"
+WEIGHTS = ROOT.parent / "shared" / "weights"  # TAEF2's, beside the repository
+TAEF2 = "taef2"
 
 
 @dataclass(frozen=True)
@@ -175,8 +184,10 @@ def main() -> None:
     parser.add_argument("--intensity", default="default", help="LPIPS budget preset or p")
     parser.add_argument("--seed", type=int, default=CloakSettings().seed,
                         help="the cloaks' seed (their random crop and transform draws)")
-    parser.add_argument("--extractors", nargs="+", default=list(FULL_SIZE),
-                        choices=list(FULL_SIZE))
+    parser.add_argument("--extractors", nargs="+", default=[TAEF2],
+                        choices=[TAEF2, *FULL_SIZE],
+                        help="taef2 (trained, FLUX.2's latent space) or full-size random ones")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="TAEF2's folder")
     parser.add_argument("--model", help="a bundle to measure instead (folder or hub id; "
                                         "default: the random-weight VAE encoders)")
     parser.add_argument("--precision", choices=("fp32", "bf16"))
@@ -191,15 +202,23 @@ def main() -> None:
           f"seed {args.seed}, "
           f"{torch.get_num_threads()} threads; engineering figures, not protection claims")
     for name in args.extractors:
-        if args.model:
-            bundle = load_bundle(args.model, args.device, args.precision, defend=(name,))
-            weights = f"bundle {bundle.name}"
-        else:
-            bundle = full_size_bundle(args.device, args.precision, (name,))
-            weights = f"RANDOM-weight full-size {name.upper()} VAE encoder"
+        bundle, weights = extractor_bundle(name, args)
         print(f"\n{weights} ({bundle.precision}, {bundle.device})", flush=True)
         for steps_run in args.steps:
-            one_extractor(bundle, name, image, target, args, steps_run)
+            one_extractor(bundle, next(iter(bundle.extractors)), image, target, args,
+                          steps_run)
+
+
+def extractor_bundle(name: str, args: argparse.Namespace) -> tuple[ModelBundle, str]:
+    """The bundle that measures extractor `name`, and what its weights are, in words."""
+    if args.model:
+        bundle = load_bundle(args.model, args.device, args.precision, defend=(name,))
+        return bundle, f"bundle {bundle.name}"
+    if name == TAEF2:
+        return (measurement_bundle(args.weights, args.device, args.precision),
+                f"TRAINED TAEF2 encoder (FLUX.2's latent space) from {args.weights}")
+    return (full_size_bundle(args.device, args.precision, (name,)),
+            f"RANDOM-weight full-size {name.upper()} VAE encoder")
 
 
 if __name__ == "__main__":

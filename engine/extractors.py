@@ -160,16 +160,21 @@ class QwenImageExtractor(Extractor):
         std = torch.tensor(config.latents_std, device=latent.device).view(1, -1, 1, 1)
         return (latent - mean) / std
 
-    def _blocks(self) -> list[torch.nn.Module]:
-        encoder = self.model.encoder
-        return [*encoder.down_blocks, encoder.mid_block]
-
     def bound_memory(self, enabled: bool, recompute: Recompute) -> None:
-        for block in self._blocks():
-            if enabled and "forward" not in vars(block):
-                block.forward = functools.partial(recompute, type(block).forward.__get__(block))
-            elif not enabled:
-                vars(block).pop("forward", None)
+        encoder = self.model.encoder
+        checkpoint_forwards([*encoder.down_blocks, encoder.mid_block], enabled, recompute)
+
+
+def checkpoint_forwards(blocks: list[torch.nn.Module], enabled: bool,
+                        recompute: Recompute) -> None:
+    """Gradient checkpointing for models diffusers gives none: while `enabled`, each of
+    `blocks` runs its own forward through `recompute` (an instance attribute over the
+    class's forward, removed again when disabled)."""
+    for block in blocks:
+        if enabled and "forward" not in vars(block):
+            block.forward = functools.partial(recompute, type(block).forward.__get__(block))
+        elif not enabled:
+            vars(block).pop("forward", None)
 
 
 # The parts by kind: sources.ExtractorSource.kind names one of these.

@@ -56,6 +56,8 @@ from .sources import (
     ExtractorSource,
     ModelLoadError,
     alternatives,
+    bundle_meta,
+    declared_extractors,
     model_source,
     retired_note,
 )
@@ -110,6 +112,7 @@ class ModelBundle:
     demo: bool = False
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     source: str = DEMO  # where it was loaded from (sources.model_source): outputs record it
+    caveat: str | None = None  # what its outputs must say besides the demo label, if anything
 
     def __post_init__(self) -> None:
         """Make the models resident on the device, frozen, in evaluation mode."""
@@ -156,7 +159,7 @@ class ModelBundle:
     @property
     def protection_note(self) -> str | None:
         """What every output of this bundle must say about itself, if anything."""
-        return NO_PROTECTION if self.demo else None
+        return self.caveat or (NO_PROTECTION if self.demo else None)
 
     @cached_property
     def identity(self) -> str:
@@ -319,7 +322,11 @@ def _hub_problem(location: str, bundle: str | None = None) -> str | None:
                 f"`glaze install --models {choice}`, or give a local folder")
     try:
         model_info(location, timeout=10)
-    except (RepositoryNotFoundError, GatedRepoError) as error:
+    except GatedRepoError:
+        return (f"{location} is gated on the hub: accept its terms on its page "
+                f"({constants.ENDPOINT}/{location}), run `hf auth login` with that account, "
+                "then `glaze install --models ...` again; or give a local folder")
+    except RepositoryNotFoundError as error:
         gone = retired_note(location) or f"use {alternatives()}"
         return f"the hub has no public model {location!r} ({type(error).__name__}): {gone}"
     except Exception as error:  # the network layer raises its own types
@@ -388,28 +395,15 @@ def _optional_file(folder: Path, name: str) -> Path | None:
     return folder / name if (folder / name).is_file() else None
 
 
-def _bundle_meta(folder: Path) -> dict:
-    bundle_file = _optional_file(folder, BUNDLE_FILE)
-    return json.loads(bundle_file.read_text()) if bundle_file else {}
-
-
 def fetch_bundle(location: str, defend: str | Sequence[str] | None = None) -> None:
     """Make a bundle (a hub id or a folder) loadable offline: a hub bundle's pipeline files
     and the feature extractors `defend` names (None: every one it uses), into the Hugging
     Face cache (with progress; resumed if interrupted)."""
     folder = Path(location) if Path(location).is_dir() else fetch_hub(location)
-    declared = _declared_extractors(_bundle_meta(folder))
+    declared = declared_extractors(bundle_meta(folder))
     for name in _wanted(defend, list(declared), location):
         if declared[name] != OWN_VAE:
             load_extractor(name, declared[name], location)
-
-
-def _declared_extractors(meta: dict) -> dict[str, ExtractorSource]:
-    declared = meta.get("extractors")
-    if not isinstance(declared, dict):
-        return dict(EXTRACTOR_SOURCES)
-    return {name: ExtractorSource(**where) for name, where in declared.items()
-            if name in DEFEND.choices}
 
 
 def _wanted(defend: str | Sequence[str] | None, available: Sequence[str], bundle: str) -> list[str]:
@@ -433,7 +427,7 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
         bundle.extractors = {name: bundle.extractors[name] for name in keep}
         return bundle
     folder = Path(location) if Path(location).is_dir() else fetch_hub(location)
-    meta = _bundle_meta(folder)
+    meta = bundle_meta(folder)
     demo = bool(meta.get("demo", False))
     dev = pick_device(device)
     compute = pick_precision(dev, precision, demo=demo)
@@ -448,7 +442,7 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
             "diffusers format (model_index.json, vae/, unet/, text_encoder/, tokenizer/, "
             "scheduler/).") from error
     name = meta.get("name", str(source) if Path(location).is_dir() else location)
-    declared = _declared_extractors(meta)
+    declared = declared_extractors(meta)
     extractors = {}
     for wanted in _wanted(defend, list(declared), name):
         where = declared[wanted]

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from glaze.options import DEFEND
+
 DEMO = "demo"
 BUNDLE_FILE = "glaze_bundle.json"  # a bundle's own description: its name, demo label
 DEFAULT = "default"
@@ -106,6 +108,22 @@ def retired_note(location: str) -> str:
         return ""
     return (f"{location} was removed from the Hugging Face hub; use {RETIRED[location]} "
             f"(a community mirror of it) or {alternatives()}")
+
+
+def bundle_meta(folder: Path) -> dict:
+    """A bundle folder's own description (its bundle file), {} where it has none."""
+    path = Path(folder) / BUNDLE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def declared_extractors(meta: dict) -> dict[str, ExtractorSource]:
+    """The feature extractors a bundle's description declares, by DEFEND choice; a bundle
+    that declares none takes them from EXTRACTOR_SOURCES."""
+    declared = meta.get("extractors")
+    if not isinstance(declared, dict):
+        return dict(EXTRACTOR_SOURCES)
+    return {name: ExtractorSource(**where) for name, where in declared.items()
+            if name in DEFEND.choices}
 
 
 def declared_demo(location: str) -> bool:

@@ -121,6 +121,13 @@ def _model(report: Callable[[str], None]) -> None:
         "local folder" if Path(model).is_dir() else _hub_state(model))
     _line(report, "model", f"{model} ({where}; settings {config_path()})")
     _line(report, "defends", f"{defend} (`glaze install --defend` changes it)")
+    from .models import describe_sources
+
+    try:
+        for line in describe_sources(model, defend):
+            _line(report, "extractor", line)
+    except (ValueError, RuntimeError) as error:  # a settings file edited by hand
+        _line(report, "extractor", str(error))
 
 
 def _hub_state(model: str) -> str:

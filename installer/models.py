@@ -7,13 +7,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from glaze.engine.sources import (
+    BUNDLE_FILE,
     DEFAULT,
     DEMO,
     FORMER_DEFAULTS,
+    OWN,
+    ExtractorSource,
     ModelLoadError,
+    bundle_meta,
+    declared_extractors,
     model_source,
     upgraded_choice,
 )
+from glaze.options import DEFEND
 
 
 class ModelFetchError(RuntimeError):
@@ -62,3 +68,45 @@ def fetch(choice: str, defend: str | None = None,
         perceptual_model()  # torchvision's AlexNet weights, into torch's cache (once)
     except ModelLoadError as error:
         raise ModelFetchError(f"could not fetch LPIPS's backbone: {error}") from error
+
+
+def _cached(location: str, subfolder: str | None, name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    path = f"{subfolder}/{name}" if subfolder else name
+    return isinstance(try_to_load_from_cache(location, path), str)
+
+
+def _declared(location: str) -> dict[str, ExtractorSource]:
+    """The extractors a bundle declares, read from its folder or cached bundle file alone."""
+    if Path(location).is_dir():
+        return declared_extractors(bundle_meta(Path(location)))
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(location, BUNDLE_FILE)
+    return declared_extractors(bundle_meta(Path(cached).parent) if isinstance(cached, str)
+                               else {})
+
+
+def describe_sources(choice: str, defend: str) -> list[str]:
+    """A line per model family `defend` names: where its encoder comes from for `choice`
+    and whether it is there yet (nothing downloaded, nothing of torch imported)."""
+    location = model_source(choice)
+    if location == DEMO:
+        return [f"{name} ({DEFEND.choices[name]}): built in, tiny, NO protection"
+                for name in DEFEND.selection(defend)]
+    declared, lines = _declared(location), []
+    for name in DEFEND.selection(defend):
+        source = declared.get(name)
+        if source is None:
+            lines.append(f"{name} ({DEFEND.choices[name]}): the bundle {location} declares "
+                         "no such extractor: defend without it")
+            continue
+        where = ExtractorSource(location if source.location == OWN else source.location,
+                                source.subfolder)
+        state = ("a local folder" if Path(where.location).is_dir() else
+                 "in the Hugging Face cache" if _cached(where.location, where.subfolder,
+                                                       "config.json")
+                 else "to fetch (`glaze install` without --dry-run does)")
+        lines.append(f"{name} ({DEFEND.choices[name]}): {where.describe()}, {state}")
+    return lines

@@ -33,6 +33,22 @@ def host_screenshots(pytestconfig) -> Path | None:
     return path
 
 
+# TAEF2's trained weights lie beside the repository (../shared/weights; CI has them).
+TAEF2_WEIGHTS = Path(os.environ.get("GLAZE_TAEF2_WEIGHTS")
+                     or Path(__file__).resolve().parents[2] / "shared" / "weights")
+
+
+@pytest.fixture(scope="session")
+def taef2_weights() -> Path:
+    """TAEF2's folder; in CI a missing one fails, elsewhere the test is skipped."""
+    if not (TAEF2_WEIGHTS / "taef2_encoder.pth").is_file():
+        message = f"TAEF2's weights are not in {TAEF2_WEIGHTS} (GLAZE_TAEF2_WEIGHTS)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return TAEF2_WEIGHTS
+
+
 @pytest.fixture(scope="session")
 def bundle():
     """The demo bundle (tiny random models, no protection), built once per test run."""

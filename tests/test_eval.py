@@ -19,6 +19,7 @@ from glaze.engine.evaluation.run import EvalConfig, plan
 from glaze.engine.evaluation.synthetic import write_artist
 from glaze.engine.settings import CloakSettings
 from glaze.engine.sources import ModelLoadError
+from glaze.options import DEFEND
 
 STYLE = "Impressionism painting by Claude Monet"
 TINY = mimicry.MimicSettings(steps=6, lr=1e-2, resolution=64, sample_steps=2,
@@ -209,7 +210,7 @@ def test_each_condition_stays_within_its_linf_cap(bundle, kind):
     out, shifts = conditions.protect(image, condition, bundle, base, STYLE)
     assert (shifts is not None) is (kind == "glaze")  # only the cloak has a style target
     if shifts is not None:
-        assert set(shifts) == {"sd", "sdxl", "flux"}
+        assert set(shifts) == set(DEFEND.choices)
     change = np.abs(out.astype(np.int16) - image).max() / 255
     cap = condition.settings(base).linf
     assert 0 < change <= cap + 0.5 / 255
@@ -334,7 +335,7 @@ def test_glaze_eval_end_to_end_on_the_demo_bundle_and_resume(tmp_path, capsys):
     for cell in summary["cells"]:  # each defended extractor's shift, where there is a target
         shifts = cell["extractor_shifts"]
         if cell["condition"]["kind"] == "glaze":
-            assert set(shifts) == {"sd", "sdxl", "flux"}, cell["name"]
+            assert set(shifts) == set(DEFEND.choices), cell["name"]
         else:
             assert shifts is None, cell["name"]
     assert "| SDXL feature shift |" in markdown
@@ -384,7 +385,7 @@ def test_glaze_eval_mimics_with_sdxl_end_to_end(tmp_path, capsys):
     assert summary["models"]["mimic_family"] == "sdxl" and summary["models"]["demo"]
     assert "--mimic sdxl" in summary["command"] and "--resolution 64" in summary["command"]
     glazed = [cell for cell in summary["cells"] if cell["condition"]["kind"] == "glaze"]
-    assert glazed and all(set(cell["extractor_shifts"]) == {"sd", "sdxl", "flux"}
+    assert glazed and all(set(cell["extractor_shifts"]) == set(DEFEND.choices)
                           for cell in glazed)
     assert all(cell["images"] > 0 for cell in summary["cells"])
     assert (results / "lora" / summary["cells"][0]["name"] /

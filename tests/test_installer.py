@@ -7,21 +7,25 @@ the installer writes, that it does it once, and that uninstall puts everything b
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import plistlib
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from conftest import painting
 from host_plugins import glaze, glaze_install, home_env
+from hub_cache import cache_default_models
 from PIL import Image
 from timing import scaled
 
 from glaze.daemon.config import configured, configured_model
+from glaze.engine.sources import DEFAULT_HUB_ID, EXTRACTOR_SOURCES
 from glaze.installer import kritarc
 from glaze.installer.autostart import autostart_files, systemd_unit
 from glaze.installer.doctor import client_check
@@ -460,3 +464,66 @@ def test_a_second_install_reuses_the_intact_runtime_without_pip(tmp_path):
     (vendored / "msgpack" / "__init__.py").write_text("# changed by hand\n")
     refetch = glaze(home, "install", *gimp_python_args(), **no_index)
     assert refetch.returncode != 0 and "pip could not fetch" in refetch.stdout, refetch.stdout
+
+
+# --- the models' sources ----------------------------------------------------------------
+
+def _offline_default_without(tmp_path: Path, bundle, family: str) -> dict[str, str]:
+    """A Hugging Face cache holding the default bundle and every family's encoder but
+    `family`'s (the demo's models in their places), and the environment that uses it."""
+    cache_default_models(bundle, tmp_path / "hub")
+    missing = EXTRACTOR_SOURCES[family].location
+    shutil.rmtree(tmp_path / "hub" / f"models--{missing.replace('/', '--')}")
+    return {"HF_HUB_CACHE": str(tmp_path / "hub"), "GLAZE_CONFIG_DIR": str(tmp_path / "cf")}
+
+
+def _one_line_refusal(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    refusals = [line for line in done.stdout.splitlines() if line.startswith("glaze install:")]
+    assert len(refusals) == 1, done.stdout
+    return refusals[0]
+
+
+def test_the_dry_run_lists_every_family_s_source_and_a_missing_one_is_one_line(tmp_path,
+                                                                              bundle):
+    env = _offline_default_without(tmp_path, bundle, "flux2") | {"HF_HUB_OFFLINE": "1"}
+    home = tmp_path / "home"
+    done = glaze(home, "install", "--models", "default", "--dry-run", **env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name, label in DEFEND.choices.items():
+        source = EXTRACTOR_SOURCES[name]
+        where = (f"{DEFAULT_HUB_ID} (vae/)" if name == "sd" else source.describe())
+        state = "to fetch" if name == "flux2" else "in the Hugging Face cache"
+        assert f"  defends {name} ({label}): {where}, {state}" in done.stdout, done.stdout
+    said = _one_line_refusal(glaze(home, "install", "--models", "default", **env))
+    assert f"the {DEFEND.choices['flux2']} feature extractor" in said
+    assert "HF_HUB_OFFLINE is set" in said and "--defend sd,sdxl,flux,qwen" in said
+
+
+class GatedHub(http.server.BaseHTTPRequestHandler):
+    """Answers every request as the hub answers one for a gated model without access."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_response(403)
+        self.send_header("X-Error-Code", "GatedRepo")
+        self.send_header("X-Error-Message", "Access to this model is restricted.")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_gated_source_is_named_in_one_line_with_what_to_do(tmp_path, bundle):
+    env = _offline_default_without(tmp_path, bundle, "flux2")
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), GatedHub) as hub:
+        threading.Thread(target=hub.serve_forever, daemon=True).start()
+        endpoint = f"http://127.0.0.1:{hub.server_address[1]}"
+        done = glaze(tmp_path / "home", "install", "--models", "default",
+                     HF_ENDPOINT=endpoint, **env)
+        hub.shutdown()
+    said = _one_line_refusal(done)
+    assert f"{EXTRACTOR_SOURCES['flux2'].location} is gated on the hub" in said
+    assert "hf auth login" in said and "local folder" in said

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +15,7 @@ from diffusers import (
     Flux2Pipeline,
     QwenImageEditPipeline,
 )
+from hub_cache import DEAD_ENDPOINT, cache_as_hub, cache_default_models
 from timing import scaled
 
 from glaze.engine.models import (
@@ -38,8 +38,6 @@ from glaze.engine.sources import (
 )
 from glaze.engine.transfer import transfer_style
 from glaze.options import DEFEND
-
-DEAD_ENDPOINT = "http://127.0.0.1:9"  # the discard port: connections are refused at once
 
 
 def test_demo_bundle_is_built_the_same_for_the_same_seed(bundle):
@@ -100,32 +98,6 @@ HUB_SCRIPT = textwrap.dedent("""
         except ModelLoadError as error:
             print("refused", name, f"after {time.monotonic() - started:.1f} s:", error)
 """)
-
-
-def cache_as_hub(model, hub: Path, repo_id: str, subfolder: str | None = None) -> Path:
-    """Save a bundle or a model (into `subfolder`) where the Hugging Face cache keeps a
-    downloaded `repo_id`; the snapshot's folder."""
-    snapshot = "0123456789abcdef0123456789abcdef01234567"
-    repo = hub / f"models--{repo_id.replace('/', '--')}"
-    folder = repo / "snapshots" / snapshot
-    if hasattr(model, "save"):
-        model.save(folder)
-    else:
-        model.save_pretrained(folder / (subfolder or ""))
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(snapshot)
-    return folder
-
-
-def cache_default_models(bundle, hub: Path) -> None:
-    """The demo's models where the default bundle and its extractors' hub ids would be."""
-    folder = cache_as_hub(bundle, hub, DEFAULT_HUB_ID)
-    meta = json.loads((folder / BUNDLE_FILE).read_text())
-    del meta["extractors"]  # extractors from their own hub ids, as for the real default
-    (folder / BUNDLE_FILE).write_text(json.dumps(meta))
-    for name, source in EXTRACTOR_SOURCES.items():
-        if name != "sd":
-            cache_as_hub(bundle.extractors[name].model, hub, source.location, source.subfolder)
 
 
 def load_in_a_child(env: dict, *names: str) -> str:

@@ -13,6 +13,7 @@ from glaze.engine.target import (
     percentile_band,
     pick_target,
 )
+from glaze.options import DEFEND
 
 STYLES = candidate_styles()[:8]
 
@@ -82,7 +83,7 @@ def test_centroids_are_cached_per_bundle(bundle, monkeypatch):
     again = candidate_centroids(bundle, STYLES, CentroidCache(bundle))  # read from disk
     assert calls == STYLES  # nothing generated again
     for style in STYLES:
-        assert set(first[style]) == {"sd", "sdxl", "flux"}  # every extractor's space
+        assert set(first[style]) == set(DEFEND.choices)  # every extractor's space
         for name, centroid in first[style].items():
             assert np.allclose(centroid, again[style][name])
     assert len({tuple(np.round(c["flux"], 6)) for c in first.values()}) == len(STYLES)

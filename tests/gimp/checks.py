@@ -164,13 +164,13 @@ def settings_from_arguments():
     from glaze_client import options
 
     config = Gimp.get_pdb().lookup_procedure("plug-in-glaze").create_config()
-    assert gimp.settings_from_config(config)["defend"] == "sd,sdxl,flux"
+    assert gimp.settings_from_config(config)["defend"] == "sd,sdxl,flux,flux2,qwen"
     assert "target" not in gimp.settings_from_config(config)  # chosen for the profile
     config.set_property(gimp.choice_argument(options.DEFEND, "sdxl"), False)
     style = options.candidate_styles()[7]
     config.set_property(gimp.list_argument(options.TARGET), style)
     settings = gimp.settings_from_config(config)
-    assert settings["defend"] == "sd,flux" and settings["target"] == style, settings
+    assert settings["defend"] == "sd,flux,flux2,qwen" and settings["target"] == style, settings
     config.set_property("target", "Cubism painting by someone of my own")
     assert gimp.settings_from_config(config)["target"] == "Cubism painting by someone of " \
         "my own"  # the own text takes precedence over the list

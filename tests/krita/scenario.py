@@ -300,12 +300,13 @@ def dialog_from_declarations():
         s.name: s.default for s in options.SETTINGS if s.default is not None}
     # Defend against: one checkbox per model family, all checked; OK needs one at least.
     boxes = dialog.fields["defend"].boxes
-    assert list(boxes) == ["sd", "sdxl", "flux"] and all(b.isChecked() for b in boxes.values())
+    assert list(boxes) == ["sd", "sdxl", "flux", "flux2", "qwen"]  # the five families
+    assert all(b.isChecked() for b in boxes.values())
     assert [b.text() for b in boxes.values()] == list(options.DEFEND.choices.values())
     boxes["sdxl"].setChecked(False)
-    assert dialog.values()["defend"] == "sd,flux" and dialog.ok.isEnabled()
-    boxes["sd"].setChecked(False)
-    boxes["flux"].setChecked(False)
+    assert dialog.values()["defend"] == "sd,flux,flux2,qwen" and dialog.ok.isEnabled()
+    for name in ("sd", "flux", "flux2", "qwen"):
+        boxes[name].setChecked(False)
     assert not dialog.ok.isEnabled()  # nothing to defend against: no OK
     # Target style: a text field that lists the candidate styles.
     target = dialog.fields["target"]
