@@ -44,6 +44,11 @@ class Extractor:
         self.model = model
         self.source = source  # where it was loaded from ("demo" for the built-in tiny ones)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The type of its weights, which its input takes."""
+        return next(self.model.parameters()).dtype
+
     def latent(self, pixels: torch.Tensor) -> torch.Tensor:
         """The encoder's latent (its distribution's mean) of pixels in [-1, 1]."""
         raise NotImplementedError

@@ -210,7 +210,7 @@ class ModelBundle:
         less memory for large views, for one more forward pass."""
         phi = self.extractor(extractor)
         phi.bound_memory(checkpointed, self._recomputed)
-        x = (images.to(self.device) * 2 - 1).to(phi.model.dtype)
+        x = (images.to(self.device) * 2 - 1).to(phi.dtype)
         if self.channels_last and phi.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.compute():
