@@ -9,11 +9,12 @@ artist's profile so that every later artwork is cloaked toward the same target.
 Phi's latents are spatial; a style is compared through a size-free descriptor of them:
 per-channel mean and standard deviation and the correlations between channels.
 
-With several extractors (SD, SDXL, FLUX) every centroid is computed in each extractor's
-space. A candidate's distance to the artist is then the mean over extractors of its distance
-in that space divided by the median distance of all candidates there: each extractor's
-distances are on their own scale (16-channel FLUX descriptors are longer), and dividing by
-the median puts them on one before they are combined. The 50-75th percentile band is taken
+With several extractors (SD, SDXL, FLUX.1, FLUX.2, Qwen-Image) every centroid is computed
+in each extractor's space. A candidate's distance to the artist is then the mean over
+extractors of its distance in that space divided by the median distance of all candidates
+there: each extractor's distances are on their own scale (descriptors of 16 or 128
+channels are longer), and dividing by the median puts them on one before they are
+combined. The 50-75th percentile band is taken
 on that combined distance.
 
 First profile. Omega generates the candidates' images once per bundle (they are cached):

@@ -314,6 +314,8 @@ def _fill_saved_settings(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from glaze.options import DEFEND
+
     parser = Parser(prog="glaze", epilog=MAIN_EXAMPLES,
                     description="Glaze for painters: cloak artworks against style mimicry "
                                 "(Glaze, Shan et al. 2023), here, in Krita and in GIMP 3.")
@@ -422,10 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the models the daemon loads: demo (tiny, NO protection), "
                               "default (fetches Stable Diffusion 1.5, ~4.3 GB), a local "
                               "diffusers folder or a hub id (default: keep the current choice)")
-    install.add_argument("--defend", metavar="sd,sdxl,flux",
-                         help="the model families to defend against: the default of every "
-                              "cloak, what the daemon loads and what --models fetches "
-                              "(default: keep the current choice, all three at first)")
+    install.add_argument("--defend", metavar=DEFEND.default,
+                         help=f"{DEFEND.describe()}: the default of every cloak, what the "
+                              "daemon loads and what --models fetches (default: keep the "
+                              "current choice, all of them at first)")
     install.add_argument("--autostart", action=argparse.BooleanOptionalAction, default=None,
                          help="start the daemon at login (systemd user unit, launchd agent or "
                               "Windows startup entry); without it the plug-ins start it "
