@@ -25,6 +25,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLQwenImage
+from diffusers.models.autoencoders.autoencoder_kl_qwenimage import QwenImageCausalConv3d
 
 # run(function, *args): `function(*args)` with its activations recomputed in the backward
 # (the bundle's checkpoint, which restores its attention kernel there).
@@ -152,6 +153,12 @@ class QwenImageExtractor(Extractor):
     model_class = AutoencoderKLQwenImage
     channels_last = False
 
+    def __init__(self, name: str, model: torch.nn.Module, source: str) -> None:
+        super().__init__(name, model, source)
+        for module in [*model.encoder.modules(), model.quant_conv]:
+            if isinstance(module, QwenImageCausalConv3d) and "forward" not in vars(module):
+                module.forward = functools.partial(_one_frame_conv, module)
+
     def latent(self, pixels: torch.Tensor) -> torch.Tensor:
         # One frame through the encoder without diffusers' frame cache, which would hold
         # state across a checkpoint's recomputation; for a single frame both are the same
@@ -168,6 +175,19 @@ class QwenImageExtractor(Extractor):
     def bound_memory(self, enabled: bool, recompute: Recompute) -> None:
         encoder = self.model.encoder
         checkpoint_forwards([*encoder.down_blocks, encoder.mid_block], enabled, recompute)
+
+
+def _one_frame_conv(conv: QwenImageCausalConv3d, x: torch.Tensor,
+                    cache_x: torch.Tensor | None = None) -> torch.Tensor:
+    """A causal 3-D convolution of one frame without a cache, as the 2-D convolution it is:
+    the causal padding puts only zeros before the frame, so only the kernel's last temporal
+    tap sees anything. The same output, without the 3-D kernel's work on the zeros (two
+    thirds of it for the 3-tap kernels) or the padded copy; other inputs take diffusers' way."""
+    pad_w, _, pad_h, _, pad_t, _ = conv._padding
+    if x.shape[2] != 1 or cache_x is not None or pad_t != conv.kernel_size[0] - 1:
+        return type(conv).forward(conv, x, cache_x)
+    return F.conv2d(x[:, :, 0], conv.weight[:, :, -1], conv.bias, conv.stride[1:],
+                    (pad_h, pad_w)).unsqueeze(2)
 
 
 def checkpoint_forwards(blocks: list[torch.nn.Module], enabled: bool,

@@ -270,7 +270,11 @@ def test_flux2_features_are_what_the_flux2_pipeline_feeds_its_transformer(bundle
 def test_qwen_features_are_the_qwen_image_pipelines_normalized_latents(bundle):
     """One frame through the causal 3-D VAE, normalized per channel by its config."""
     vae = bundle.extractors["qwen"].model
-    pipeline = QwenImageEditPipeline(scheduler=None, vae=vae, text_encoder=None,
+    # The pipeline runs diffusers' own VAE (the part runs one frame's 3-D convolutions as
+    # 2-D ones): a fresh copy of the same weights.
+    own = AutoencoderKLQwenImage.from_config(vae.config)
+    own.load_state_dict(vae.state_dict())
+    pipeline = QwenImageEditPipeline(scheduler=None, vae=own.eval(), text_encoder=None,
                                      tokenizer=None, processor=None, transformer=None)
     images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
