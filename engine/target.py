@@ -81,12 +81,18 @@ def _style_seed(style: str) -> int:
 
 class CentroidCache:
     """Candidate-style centroids for one bundle's Omega, kept on disk as they are computed:
-    style -> extractor identity -> descriptor."""
+    style -> extractor identity -> descriptor. The file is rewritten whole, so at most every
+    SAVE_EVERY seconds and when a run ends (`save`): a FLUX.2 descriptor has 8,384 numbers
+    (128 patchified channels), and rewriting the file after each of 131 styles took most of
+    a demo cloak's time. A run killed in between loses at most those seconds' styles."""
+
+    SAVE_EVERY = 20.0  # seconds
 
     def __init__(self, bundle: ModelBundle, folder: Path | None = None) -> None:
         self.path = (folder or storage.cache_dir() / "centroids") / f"{bundle.identity}.json"
         self.keys = {name: phi.identity for name, phi in bundle.extractors.items()}
         self.values: dict[str, dict[str, list[float]]] = {}
+        self.saved_at: float | None = None  # when the file was last written; None: unchanged
         if self.path.is_file():
             found = json.loads(self.path.read_text())
             self.values = {style: value for style, value in found.items()
@@ -103,7 +109,17 @@ class CentroidCache:
         stored = self.values.setdefault(style, {})
         for name, centroid in centroids.items():
             stored[self.keys[name]] = [float(v) for v in centroid]
-        storage.write_json(self.path, self.values)
+        now = time.monotonic()
+        if self.saved_at is None:
+            self.saved_at = now  # the first change since the last write starts the clock
+        elif now - self.saved_at >= self.SAVE_EVERY:
+            self.save()
+
+    def save(self) -> None:
+        """Write what changed since the last write, if anything."""
+        if self.saved_at is not None:
+            storage.write_json(self.path, self.values)
+            self.saved_at = None
 
 
 def duration_text(seconds: float) -> str:
@@ -121,29 +137,41 @@ def candidate_centroids(bundle: ModelBundle, styles: Sequence[str],
     message gives the time left, estimated from the styles generated so far."""
     cache = cache or CentroidCache(bundle)
     progress = progress or Progress()
-    settings = bundle.generation
     missing = sum(cache.get(style) is None for style in styles)
     generated, spent = 0, 0.0
     centroids = {}
-    for index, style in enumerate(styles):
-        progress.check()
-        found = cache.get(style)
-        if found is None:
-            started = time.perf_counter()
-            step = progress.phase(index / len(styles), (index + 1) / len(styles))
-            with torch.no_grad():
-                images = generate(bundle, style, settings.centroid_images,
-                                  settings.centroid_size, _style_seed(style), step)
-                found = {name: style_descriptor(bundle.encode(images, name)).mean(axis=0)
-                         for name in bundle.extractors}
-            cache.put(style, found)
-            generated, spent = generated + 1, spent + time.perf_counter() - started
-        centroids[style] = found
-        left = (f", about {duration_text(spent / generated * (missing - generated))} left"
-                if generated and missing > generated else "")
-        progress.report((index + 1) / len(styles),
-                        f"target-style centroids {index + 1}/{len(styles)}{left}")
+    try:
+        for index, style in enumerate(styles):
+            centroids[style], took = _centroid(bundle, style, cache, progress.phase(
+                index / len(styles), (index + 1) / len(styles)))
+            if took is not None:
+                generated, spent = generated + 1, spent + took
+            left = (f", about {duration_text(spent / generated * (missing - generated))} "
+                    "left" if generated and missing > generated else "")
+            progress.report((index + 1) / len(styles),
+                            f"target-style centroids {index + 1}/{len(styles)}{left}")
+    finally:  # a cancelled or failed run keeps what it computed
+        cache.save()
     return centroids
+
+
+def _centroid(bundle: ModelBundle, style: str, cache: CentroidCache,
+              step: Progress) -> tuple[Centroids, float | None]:
+    """A style's centroids from the cache, or generated and cached (with the seconds it
+    took)."""
+    step.check()
+    found = cache.get(style)
+    if found is not None:
+        return found, None
+    started = time.perf_counter()
+    settings = bundle.generation
+    with torch.no_grad():
+        images = generate(bundle, style, settings.centroid_images, settings.centroid_size,
+                          _style_seed(style), step)
+        found = {name: style_descriptor(bundle.encode(images, name)).mean(axis=0)
+                 for name in bundle.extractors}
+    cache.put(style, found)
+    return found, time.perf_counter() - started
 
 
 def combined_distances(artist: Centroids, centroids: dict[str, Centroids]) -> dict[str, float]:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import painting
 
-from glaze.engine import target
+from glaze.engine import Cancelled, target
 from glaze.engine.profiles import ProfileStore, resolve_target
 from glaze.engine.progress import Progress
 from glaze.engine.target import (
@@ -87,6 +87,28 @@ def test_centroids_are_cached_per_bundle(bundle, monkeypatch):
         for name, centroid in first[style].items():
             assert np.allclose(centroid, again[style][name])
     assert len({tuple(np.round(c["flux"], 6)) for c in first.values()}) == len(STYLES)
+
+
+def test_the_cache_is_written_at_intervals_and_when_a_run_ends(bundle, monkeypatch):
+    """Rewriting the whole file after every style made it quadratic; a cancelled run still
+    keeps what it computed."""
+    writes = []
+    real_write = target.storage.write_json
+    monkeypatch.setattr(target.storage, "write_json",
+                        lambda path, data: (writes.append(len(data)), real_write(path, data)))
+    candidate_centroids(bundle, STYLES[:3])
+    assert writes == [3]  # once, at the end (the styles took far less than SAVE_EVERY)
+    monkeypatch.setattr(CentroidCache, "SAVE_EVERY", 0.0)
+    candidate_centroids(bundle, STYLES[3:6])
+    assert writes[1:] == [5, 6]  # the 2nd and 3rd style each came due (the 1st starts the
+    # clock) and the end had nothing new to write
+    monkeypatch.setattr(CentroidCache, "SAVE_EVERY", 1e9)
+    cache = CentroidCache(bundle)
+    with pytest.raises(Cancelled):  # cancelled once the 7th style is computed
+        candidate_centroids(bundle, STYLES, cache,
+                            Progress(cancel=lambda: STYLES[6] in cache.values))
+    assert writes[-1] == 7  # what the cancelled run computed was saved
+    assert CentroidCache(bundle).get(STYLES[6]) is not None
 
 
 def test_new_profile_picks_from_the_band_and_keeps_its_pick(bundle, monkeypatch):
