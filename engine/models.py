@@ -375,7 +375,11 @@ def load_extractor(name: str, source: ExtractorSource, bundle_location: str,
     the part its source's kind names; OWN means the bundle's own folder or hub repo."""
     location = bundle_location if source.location == OWN else source.location
     where = ExtractorSource(location, source.subfolder, source.kind)
-    part = PARTS[source.kind]
+    part = PARTS.get(source.kind)
+    if part is None:
+        raise ModelLoadError(f"the {DEFEND.choices[name]} feature extractor "
+                             f"({where.describe()}) is declared of an unknown kind "
+                             f"{source.kind!r}: this version knows {', '.join(PARTS)}")
 
     def load(local_files_only: bool) -> torch.nn.Module:
         return part.load(location, source.subfolder, dtype, local_files_only)
