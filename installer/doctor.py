@@ -125,9 +125,9 @@ def _model(report: Callable[[str], None]) -> None:
 
     try:
         for line in describe_sources(model, defend):
-            _line(report, "extractor", line)
+            _line(report, "families", line)
     except (ValueError, RuntimeError) as error:  # a settings file edited by hand
-        _line(report, "extractor", str(error))
+        _line(report, "families", str(error))
 
 
 def _hub_state(model: str) -> str:

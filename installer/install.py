@@ -286,7 +286,7 @@ def _summary(wanted: Plan, dry_run: bool, report: Report) -> None:
         model += f" ({model_source(DEFAULT)})"
     report(f"model: {model}")
     for line in models.describe_sources(wanted.facts["model"], wanted.facts["defend"]):
-        report(f"  defends {line}")
+        report(f"  {line}")
     report("the daemon starts at login" if wanted.facts["autostart"]
            else "the plug-ins start the daemon on first use")
     for problem in wanted.problems:

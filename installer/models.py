@@ -93,14 +93,14 @@ def describe_sources(choice: str, defend: str) -> list[str]:
     and whether it is there yet (nothing downloaded, nothing of torch imported)."""
     location = model_source(choice)
     if location == DEMO:
-        return [f"{name} ({DEFEND.choices[name]}): built in, tiny, NO protection"
-                for name in DEFEND.selection(defend)]
+        return [f"defends {name} ({DEFEND.choices[name]}): built in, tiny, NO protection"
+                for name in DEFEND.selection(defend)] + _left_out(defend)
     declared, lines = _declared(location), []
     for name in DEFEND.selection(defend):
         source = declared.get(name)
         if source is None:
-            lines.append(f"{name} ({DEFEND.choices[name]}): the bundle {location} declares "
-                         "no such extractor: defend without it")
+            lines.append(f"defends {name} ({DEFEND.choices[name]}): the bundle {location} "
+                         "declares no such extractor: defend without it")
             continue
         where = ExtractorSource(location if source.location == OWN else source.location,
                                 source.subfolder)
@@ -108,5 +108,16 @@ def describe_sources(choice: str, defend: str) -> list[str]:
                  "in the Hugging Face cache" if _cached(where.location, where.subfolder,
                                                        "config.json")
                  else "to fetch (`glaze install` without --dry-run does)")
-        lines.append(f"{name} ({DEFEND.choices[name]}): {where.describe()}, {state}")
-    return lines
+        lines.append(f"defends {name} ({DEFEND.choices[name]}): {where.describe()}, {state}")
+    return lines + _left_out(defend)
+
+
+def _left_out(defend: str) -> list[str]:
+    """A line naming the declared families `defend` leaves out (a settings file of an older
+    version keeps the families of its day), if any."""
+    chosen = DEFEND.selection(defend)
+    left = [name for name in DEFEND.choices if name not in chosen]
+    if not left:
+        return []
+    return [f"does not defend {', '.join(left)} (`glaze install --defend "
+            f"{','.join(DEFEND.choices)}` adds them)"]

@@ -495,6 +495,10 @@ def test_the_dry_run_lists_every_family_s_source_and_a_missing_one_is_one_line(t
         where = (f"{DEFAULT_HUB_ID} (vae/)" if name == "sd" else source.describe())
         state = "to fetch" if name == "flux2" else "in the Hugging Face cache"
         assert f"  defends {name} ({label}): {where}, {state}" in done.stdout, done.stdout
+    fewer = glaze(home, "install", "--models", "default", "--dry-run", "--defend", "sd,flux",
+                  **env)
+    assert "  does not defend sdxl, flux2, qwen (`glaze install --defend " \
+        "sd,sdxl,flux,flux2,qwen` adds them)" in fewer.stdout, fewer.stdout
     said = _one_line_refusal(glaze(home, "install", "--models", "default", **env))
     assert f"the {DEFEND.choices['flux2']} feature extractor" in said
     assert "HF_HUB_OFFLINE is set" in said and "--defend sd,sdxl,flux,qwen" in said
