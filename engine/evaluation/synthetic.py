@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 PALETTE = np.array([[0.93, 0.80, 0.45], [0.20, 0.33, 0.55], [0.75, 0.30, 0.22],
                     [0.30, 0.55, 0.35], [0.95, 0.93, 0.85]])
@@ -29,6 +29,35 @@ def painting(size: int, seed: int) -> np.ndarray:
         image = image * (1 - 0.8 * blob) + 0.8 * blob * colour
     hatching = 0.04 * np.sin((x + y) * size * 0.8)[..., None]  # the artist's diagonal strokes
     return np.rint(np.clip(image + hatching, 0, 1) * 255).astype(np.uint8)
+
+
+def flat_card(width: int = 1024, height: int = 720) -> np.ndarray:
+    """A cel-shaded test card, height x width x 3 uint8: flat fills (a sky, a sun, hills, a
+    house, each with a flat shadow tone) inside black line art: what a cloak must leave
+    without new texture."""
+    card = Image.new("RGB", (width, height), (135, 190, 235))  # sky
+    draw = ImageDraw.Draw(card)
+    line = max(2, width // 256)
+
+    def box(*fractions: float) -> list[float]:
+        return [f * (width if i % 2 == 0 else height) for i, f in enumerate(fractions)]
+
+    draw.ellipse(box(0.72, 0.08, 0.88, 0.31), fill=(250, 215, 70), outline=(0, 0, 0),
+                 width=line)  # sun
+    draw.chord(box(0.72, 0.08, 0.88, 0.31), 20, 160, fill=(235, 180, 50))  # its shade
+    draw.ellipse(box(-0.2, 0.55, 0.6, 1.4), fill=(110, 175, 90), outline=(0, 0, 0),
+                 width=line)  # hills
+    draw.ellipse(box(0.35, 0.62, 1.2, 1.5), fill=(85, 145, 70), outline=(0, 0, 0),
+                 width=line)
+    draw.rectangle(box(0.18, 0.45, 0.42, 0.75), fill=(225, 205, 170), outline=(0, 0, 0),
+                   width=line)  # house
+    draw.rectangle(box(0.32, 0.45, 0.42, 0.75), fill=(190, 170, 135))  # its shaded side
+    draw.line(box(0.32, 0.45, 0.32, 0.75), fill=(0, 0, 0), width=line)
+    draw.polygon(box(0.15, 0.46, 0.30, 0.28, 0.45, 0.46), fill=(180, 70, 60),
+                 outline=(0, 0, 0), width=line)  # roof
+    draw.rectangle(box(0.23, 0.58, 0.28, 0.75), fill=(100, 70, 50), outline=(0, 0, 0),
+                   width=line)  # door
+    return np.asarray(card)
 
 
 def write_artist(folder: str | Path, count: int = 6, size: int = 64, seed: int = 0) -> Path:

@@ -1,0 +1,113 @@
+"""How visible the cloak is where a painter looks, on a painting and on flat colour.
+
+Engineering figures on the trained TAEF2 extractor (engine/taef2.py; weights in
+../shared/weights), not protection claims. For the sample painting and a cel-shaded
+flat-colour test card with line art (engine/evaluation/synthetic.py), each resized to
+1024 px, it cloaks toward a fixed synthetic target at the default preset and prints, side
+by side for each cloak variant:
+
+- the share of pixels changed beyond their just-noticeable difference (engine/visibility.py:
+  luminance adaptation and texture masking, Yang et al. 2005), SSIM to the original over
+  flat regions, the change's local deviation there (new texture, grey levels) and PSNR;
+- the feature shift after a typical upload (1024 px, JPEG q75) and the share of the
+  working-view shift kept after JPEG q75 at 512 px;
+
+and writes a PNG of 4x crops (original, cloak, and the change amplified) for the docs.
+
+    python benchmarks/visibility.py                      # 100 steps; about 10 minutes
+    python benchmarks/visibility.py --steps 24 --out /tmp/crops.png
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from cloak_survival import WEIGHTS, Preprocessing, load_image, long_side, shifts
+from PIL import Image
+
+from glaze.engine.cloak import cloak_toward
+from glaze.engine.evaluation.synthetic import flat_card, painting
+from glaze.engine.geometry import UPLOAD_LONG_SIDE, whole_view
+from glaze.engine.pixels import image_tensor
+from glaze.engine.settings import CloakSettings
+from glaze.engine.taef2 import measurement_bundle
+from glaze.engine.transforms import jpeg
+from glaze.engine.visibility import visibility
+
+MEASURED = [
+    Preprocessing("working view", long_side(512)),
+    Preprocessing("JPEG q75 @512", long_side(512), lambda a: jpeg(a, 75)),
+    Preprocessing("typical upload", long_side(UPLOAD_LONG_SIDE), lambda a: jpeg(a, 75)),
+]
+CROP, ZOOM = 96, 4  # a CROP x CROP square of each image, shown at ZOOM x
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A way to cloak, as CloakSettings fields over the defaults."""
+
+    name: str
+    fields: dict
+
+
+VARIANTS = [Variant("today's cloak", {})]
+
+
+def crops(images: list[np.ndarray], top: int, left: int) -> np.ndarray:
+    """A row of CROP x CROP crops at ZOOM x (nearest neighbour: every pixel visible)."""
+    tiles = [Image.fromarray(image[top:top + CROP, left:left + CROP]).resize(
+        (CROP * ZOOM, CROP * ZOOM), Image.Resampling.NEAREST) for image in images]
+    return np.concatenate([np.asarray(tile) for tile in tiles], axis=1)
+
+
+def amplified(original: np.ndarray, cloaked: np.ndarray, gain: float = 8.0) -> np.ndarray:
+    """The change, mid-grey at zero, `gain` times larger."""
+    change = cloaked.astype(np.float32) - original.astype(np.float32)
+    return np.clip(127.5 + gain * change, 0, 255).astype(np.uint8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="TAEF2's folder")
+    parser.add_argument("--out", type=Path, default=Path("visibility.png"),
+                        help="the PNG of 4x crops")
+    parser.add_argument("--precision", choices=("fp32", "bf16"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    bundle = measurement_bundle(args.weights, precision=args.precision)
+    images = {"sample painting": load_image(UPLOAD_LONG_SIDE),
+              "flat-colour card": flat_card(UPLOAD_LONG_SIDE, 720)}
+    print(f"TRAINED TAEF2 encoder (FLUX.2's latent space), {bundle.precision}; {args.steps} "
+          "steps at the default preset; engineering figures, not protection claims")
+    rows = []
+    for label, image in images.items():
+        target = np.asarray(Image.fromarray(painting(512, seed=11)).resize(
+            (image.shape[1], image.shape[0]), Image.Resampling.BICUBIC))
+        goal = whole_view(image.shape[:2], 512).apply(image_tensor(target))
+        row = [image]
+        print(f"\n{label} ({image.shape[1]} x {image.shape[0]})")
+        print(f"{'variant':<16} {'over JND':>9} {'flat SSIM':>10} {'flat texture':>13} "
+              f"{'PSNR':>6} {'upload shift':>13} {'JPEG q75 kept':>14}")
+        for variant in VARIANTS:
+            settings = CloakSettings(quality=args.steps, defend="flux2", **variant.fields)
+            cloaked = cloak_toward(image, bundle, goal, settings)
+            seen = visibility(image_tensor(image), image_tensor(cloaked))
+            working, after_jpeg, upload = (shift for (shift,) in shifts(
+                bundle, "flux2", image, [cloaked], target, MEASURED))
+            print(f"{variant.name:<16} {seen.over_jnd:>9.1%} {seen.flat_ssim:>10.3f} "
+                  f"{seen.flat_texture:>13.2f} {seen.psnr:>6.1f} {upload:>13.3f} "
+                  f"{after_jpeg / working:>14.0%}", flush=True)
+            row += [cloaked, amplified(image, cloaked)]
+        top, left = image.shape[0] // 6, image.shape[1] // 3  # sky in both images
+        rows.append(crops(row, top, left))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(args.out)
+    print(f"\ncrops (original, then each variant and its change x8): {args.out}")
+
+
+if __name__ == "__main__":
+    main()

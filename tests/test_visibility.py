@@ -1,0 +1,57 @@
+"""The just-noticeable-difference map and the visibility figures measured against it."""
+
+import pytest
+import torch
+
+from glaze.engine.evaluation.synthetic import flat_card
+from glaze.engine.pixels import image_tensor
+from glaze.engine.visibility import flat_mask, jnd_map, visibility
+
+
+def grey(level: float, size: int = 32) -> torch.Tensor:
+    return torch.full((1, 3, size, size), level / 255)
+
+
+def test_flat_mid_grey_shows_the_smallest_change_and_darkness_hides_more():
+    """Chou and Li's luminance adaptation: 3 grey levels at mid-grey, about 20 in black,
+    rising slowly toward white."""
+    assert jnd_map(grey(127)) * 255 == pytest.approx(torch.full((1, 1, 32, 32), 3.0), abs=0.05)
+    assert (jnd_map(grey(0)) * 255).mean().item() == pytest.approx(20.0, abs=0.1)
+    assert 3.5 < (jnd_map(grey(255)) * 255).mean().item() < 6.5
+
+
+def test_texture_hides_change_but_an_edge_does_not():
+    generator = torch.Generator().manual_seed(0)
+    busy = (grey(127, 64) + 0.15 * torch.randn(1, 3, 64, 64, generator=generator)).clamp(0, 1)
+    assert (jnd_map(busy) * 255).median() > 1.5 * 3  # texture masking
+    edge = grey(200, 64)
+    edge[..., :, 30:34] = 0  # a black outline through a flat fill
+    across = jnd_map(edge)[0, 0, 32] * 255
+    # Texture masking alone would allow about 0.117 x 200 = 23 grey levels beside the line;
+    # as a contour the fill there keeps about its own luminance threshold (inside the black
+    # line, darkness alone allows more).
+    assert across[29] < 6 and across[10] < 5, across[26:38]
+
+
+def test_identical_images_are_invisible_and_noise_on_flat_colour_is_not():
+    card = image_tensor(flat_card(256, 180))
+    assert flat_mask(card).float().mean() > 0.8  # the card is mostly flat fills
+    same = visibility(card, card)
+    assert same.over_jnd == 0 and same.flat_ssim == pytest.approx(1.0) and same.psnr is None
+    generator = torch.Generator().manual_seed(1)
+    noise = torch.empty(card.shape).uniform_(-8 / 255, 8 / 255, generator=generator)
+    noisy = visibility(card, ((card + noise).clamp(0, 1) * 255).round() / 255)
+    assert noisy.over_jnd > 0.4 and noisy.flat_ssim < 0.9 and noisy.flat_texture > 3
+    # A smooth shift of 2 grey levels stays under every JND and paints no texture.
+    shifted = visibility(card, ((card * 255 + 2).clamp(0, 255)) / 255)
+    assert shifted.over_jnd == 0 and shifted.flat_ssim > 0.99 and shifted.flat_texture < 0.1
+
+
+def test_covered_pixels_only():
+    card = image_tensor(flat_card(128, 96))
+    changed = card.clone()
+    changed[..., :, :64] = (changed[..., :, :64] + 0.2).clamp(0, 1)
+    alpha = torch.zeros(1, 1, 96, 128)
+    alpha[..., :, 64:] = 1  # the changed half is transparent
+    assert visibility(card, changed, alpha).over_jnd == 0
+    assert visibility(card, changed).over_jnd > 0.4
