@@ -110,7 +110,7 @@ def test_install_twice_then_uninstall_leaves_home_as_it_was(tmp_path):
         (pykrita / "glaze_krita/vendor/glaze_client/installation.json").read_text())
     assert recorded["start_command"][-2:] == ["daemon", "start"]
     assert json.loads((home / ".config/glaze/config.json").read_text()) == {
-        "model": "demo", "defend": "sd,sdxl,flux"}
+        "model": "demo", "defend": DEFEND.default}
 
     second = glaze_install(home, "--krita", *gimp_python_args())
     assert "nothing changed" in second, second
