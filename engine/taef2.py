@@ -14,6 +14,7 @@ The weights are plain torch state dicts of `nn.Sequential` modules (`taef2_encod
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -29,6 +30,18 @@ WIDTH, LATENT_CHANNELS = 64, 32
 ENCODER_FILE, DECODER_FILE = "taef2_encoder.pth", "taef2_decoder.pth"
 MEASUREMENT_ONLY = ("TAEF2 measurement encoder (a tiny distillation of the FLUX.2 VAE): this "
                     "output gives NO protection against style mimicry")
+
+
+def find_weights(start: Path) -> Path | None:
+    """TAEF2's folder: $GLAZE_TAEF2_WEIGHTS, else `shared/weights` beside `start` or beside
+    one of its parents (the workplace keeps it beside the repository); None if absent."""
+    named = os.environ.get("GLAZE_TAEF2_WEIGHTS")
+    if named:
+        return Path(named)
+    for folder in Path(start).resolve().parents:
+        if (folder / "shared" / "weights" / ENCODER_FILE).is_file():
+            return folder / "shared" / "weights"
+    return None
 
 
 def _conv(channels_in: int, channels_out: int, bias: bool = True) -> nn.Conv2d:

@@ -10,6 +10,7 @@ import pytest
 
 from glaze.daemon.client import Client
 from glaze.daemon.connection import FILE_NAME, pid_alive
+from glaze.engine import taef2
 from glaze.engine.models import demo_bundle
 
 pytest_plugins = ["pytester"]  # test_daemon_helpers.py runs a leaking test session
@@ -33,20 +34,18 @@ def host_screenshots(pytestconfig) -> Path | None:
     return path
 
 
-# TAEF2's trained weights lie beside the repository (../shared/weights; CI has them).
-TAEF2_WEIGHTS = Path(os.environ.get("GLAZE_TAEF2_WEIGHTS")
-                     or Path(__file__).resolve().parents[2] / "shared" / "weights")
-
-
 @pytest.fixture(scope="session")
 def taef2_weights() -> Path:
-    """TAEF2's folder; in CI a missing one fails, elsewhere the test is skipped."""
-    if not (TAEF2_WEIGHTS / "taef2_encoder.pth").is_file():
-        message = f"TAEF2's weights are not in {TAEF2_WEIGHTS} (GLAZE_TAEF2_WEIGHTS)"
+    """TAEF2's folder (shared/weights beside the repository or a parent of it, or
+    $GLAZE_TAEF2_WEIGHTS); in CI a missing one fails, elsewhere the test is skipped."""
+    folder = taef2.find_weights(Path(__file__))
+    if folder is None or not (folder / taef2.ENCODER_FILE).is_file():
+        message = (f"TAEF2's weights are not in shared/weights beside {Path(__file__).parent}"
+                   f" or its parents, nor at $GLAZE_TAEF2_WEIGHTS ({folder})")
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    return TAEF2_WEIGHTS
+    return folder
 
 
 @pytest.fixture(scope="session")
