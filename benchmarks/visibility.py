@@ -54,7 +54,8 @@ class Variant:
     fields: dict
 
 
-VARIANTS = [Variant("today's cloak", {})]
+VARIANTS = [Variant("today's cloak", {}),
+            Variant("JND bound", {"visibility_bound": True})]
 
 
 def crops(images: list[np.ndarray], top: int, left: int) -> np.ndarray:

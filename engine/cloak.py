@@ -41,22 +41,27 @@ transparent pixels never drives the loss; those pixels are left exactly as they 
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import asdict, dataclass
 
+import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from glaze.options import INTENSITY
+
 from . import fullres
-from .geometry import UPLOAD_LONG_SIDE, View, check_size, fit, mimic_views, upload_view
+from .geometry import UPLOAD_LONG_SIDE, View, check_size, fit, mimic_views, resize, upload_view
 from .models import ModelBundle
 from .pixels import check_pixels
 from .progress import CancelCheck, Progress, ProgressCallback
 from .settings import CloakSettings
 from .transfer import transfer_style
 from .transforms import TransformDraw, uploaded
+from .visibility import flat_mask, jnd_map
 
 # A cloak that closes less than this share of the feature distance to its target after a
 # typical upload is reported `incomplete`: it moved the image, not far enough to count on.
@@ -133,6 +138,8 @@ class CloakOptimizer:
                       else settings.work_size)
         delta_shape = fit(shape, min(max(shape), delta_long), multiple=1)
         self.delta = torch.zeros((1, 3, *delta_shape), device=bundle.device, requires_grad=True)
+        self.bound = (PerceptualBound(resize(seen.colours(), delta_shape), settings)
+                      if settings.visibility_bound else None)
         self.target = target
         # An encoder's forward keeps for its backward what grows with the view: over its
         # weights, the SD encoder's forward and backward (bf16, CPU) peaked at 1.8 GiB on
@@ -207,6 +214,8 @@ class CloakOptimizer:
         self.schedule.step()
         with torch.no_grad():
             self.delta.clamp_(-self.settings.linf, self.settings.linf)
+            if self.bound is not None:
+                self.delta.copy_(self.bound.project(self.delta))
         self.steps_run += 1
         loss = feature + self.settings.alpha * excess.detach()
         return {"feature": feature.item(), "lpips": perceptual.item(), "loss": loss.item(),
@@ -216,6 +225,31 @@ class CloakOptimizer:
     def full_delta(self) -> fullres.FullDelta:
         """delta carried to full resolution, within the L_inf cap, by strips of rows."""
         return fullres.FullDelta(self.delta, self.shape, self.settings.linf)
+
+
+class PerceptualBound:
+    """Where a painter would see the cloak, it may not go: each pixel's change stays within
+    its just-noticeable difference (engine/visibility.py), scaled by the intensity (1 at the
+    default preset), and in flat regions the change is smoothed so that it paints no new
+    texture there. Applied to delta after every step (a projection)."""
+
+    FLAT_SMOOTHING = 3.0  # the Gaussian's sigma, in delta's pixels
+    QUANTUM = 0.5 / 255
+
+    def __init__(self, image: torch.Tensor, settings: CloakSettings) -> None:
+        scale = settings.budget / INTENSITY.presets[INTENSITY.default]
+        # Half a grey level under the threshold: an 8-bit file rounds the change by up to
+        # that much (at 24 steps on TAEF2, rounding put 10% of the painting's pixels over).
+        self.cap = (scale * jnd_map(image) - self.QUANTUM).clamp(0, settings.linf)
+        self.flat = flat_mask(image).float()
+
+    def project(self, delta: torch.Tensor) -> torch.Tensor:
+        sigma = self.FLAT_SMOOTHING
+        size = 2 * math.ceil(3 * sigma) + 1
+        smooth = kornia.filters.gaussian_blur2d(delta, (size, size), (sigma, sigma),
+                                                border_type="replicate")
+        delta = self.flat * smooth + (1 - self.flat) * delta
+        return torch.maximum(torch.minimum(delta, self.cap), -self.cap)
 
 
 def first_rate(linf: float, steps: int) -> float:

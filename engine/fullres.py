@@ -48,6 +48,13 @@ class Seen:
     shape: tuple[int, int]
     factor: int = 1
 
+    def colours(self) -> torch.Tensor:
+        """The picture's own colours, not composited over grey (grey where nothing is
+        covered): what a painter sees of the layer itself."""
+        covered = self.coverage.clamp_min(1e-6)
+        own = (self.image - BACKGROUND * (1 - self.coverage)) / covered
+        return torch.where(self.coverage > 0, own, self.image).clamp(0, 1)
+
 
 def reduction(shape: tuple[int, int], sizes: list[tuple[int, int]]) -> int:
     """The largest box factor that leaves `shape` at least twice each of `sizes` (h, w)."""

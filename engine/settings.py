@@ -53,6 +53,9 @@ class CloakSettings:
     # What a posted picture meets before a mimic trains on it, (name, weight) pairs drawn
     # from at every step (engine/transforms.py); () optimizes the views as they are.
     transforms: tuple[tuple[str, float], ...] = DEFAULT_TRANSFORMS
+    # Keep each pixel's change within its just-noticeable difference and paint no texture
+    # on flat colour (cloak.PerceptualBound); off until it is measured against the shift.
+    visibility_bound: bool = False
 
     def __post_init__(self) -> None:
         if not INTENSITY.in_range(self.budget):

@@ -1,10 +1,13 @@
 """The just-noticeable-difference map and the visibility figures measured against it."""
 
+import numpy as np
 import pytest
 import torch
 
+from glaze.engine.cloak import cloak
 from glaze.engine.evaluation.synthetic import flat_card
 from glaze.engine.pixels import image_tensor
+from glaze.engine.settings import CloakSettings
 from glaze.engine.visibility import flat_mask, jnd_map, visibility
 
 
@@ -55,3 +58,32 @@ def test_covered_pixels_only():
     alpha[..., :, 64:] = 1  # the changed half is transparent
     assert visibility(card, changed, alpha).over_jnd == 0
     assert visibility(card, changed).over_jnd > 0.4
+
+
+def test_the_bound_keeps_a_flat_card_inside_its_jnd_and_alpha_untouched(bundle):
+    """A cloak with the visibility bound moves no pixel beyond its just-noticeable
+    difference, paints no texture on the flat fills, and leaves alpha as it was."""
+    card = flat_card(128, 96)
+    alpha = np.full((96, 128, 1), 255, np.uint8)
+    alpha[:, :16] = 0  # a transparent margin
+    alpha[:, 16:24] = 128
+    image = np.concatenate([card, alpha], axis=2)
+    settings = CloakSettings(work_size=64, quality=8, visibility_bound=True)
+    result = cloak(image, bundle, "Baroque painting by Caravaggio", settings)
+    assert np.array_equal(result.image[..., 3], alpha[..., 0])
+    original, cloaked = image_tensor(card), image_tensor(result.image[..., :3])
+    change = (cloaked - original).abs().amax(1, keepdim=True)
+    assert change.max() > 0  # it did cloak
+    covered = torch.from_numpy(alpha[..., 0] > 0)[None, None]
+    # Beside transparency a pixel's threshold depends on what lies under the layer, which
+    # the cloak cannot know: it is judged on the opaque pixels clear of the JND's window.
+    opaque = torch.zeros_like(covered)
+    opaque[..., 24 + 8:] = True
+    assert not (change > jnd_map(original) + 1e-6)[opaque].any()
+    seen = visibility(original, cloaked, opaque.float())
+    assert seen.over_jnd == 0 and seen.flat_ssim > 0.98, seen
+    assert visibility(original, cloaked, covered.float()).over_jnd < 0.01
+    unbounded = cloak(image, bundle, "Baroque painting by Caravaggio",
+                      CloakSettings(work_size=64, quality=8)).image
+    assert visibility(original, image_tensor(unbounded[..., :3]), covered.float()).over_jnd \
+        > 0.2  # without it, the same cloak does cross the threshold
