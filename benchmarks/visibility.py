@@ -14,7 +14,7 @@ by side for each cloak variant:
 
 and writes a PNG of 4x crops (original, cloak, and the change amplified) for the docs.
 
-    python benchmarks/visibility.py                      # 100 steps; about 10 minutes
+    python benchmarks/visibility.py                      # 100 steps; about 13 minutes
     python benchmarks/visibility.py --steps 24 --out /tmp/crops.png
 """
 
