@@ -110,10 +110,24 @@ def retired_note(location: str) -> str:
             f"(a community mirror of it) or {alternatives()}")
 
 
-def bundle_meta(folder: Path) -> dict:
-    """A bundle folder's own description (its bundle file), {} where it has none."""
-    path = Path(folder) / BUNDLE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+def bundle_meta(location: str | Path) -> dict:
+    """A bundle's own description (its bundle file), read from its folder or, for a hub id,
+    from the Hugging Face cache without asking the network; {} where there is none.
+    Raises ValueError for a damaged one."""
+    if Path(location).is_dir():
+        path: Path | str | None = Path(location) / BUNDLE_FILE
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(str(location), BUNDLE_FILE)
+    try:
+        text = Path(path).read_text()
+    except (TypeError, OSError):
+        return {}  # no bundle file: a plain diffusers model
+    found = json.loads(text)  # a damaged one is an error, not "no label"
+    if not isinstance(found, dict):
+        raise ValueError(f"{location}: its {BUNDLE_FILE} is not a JSON object")
+    return found
 
 
 def declared_extractors(meta: dict) -> dict[str, ExtractorSource]:
@@ -131,13 +145,7 @@ def declared_demo(location: str) -> bool:
     models, read from its bundle file without loading anything."""
     if location == DEMO:
         return True
-    if Path(location).is_dir():
-        path: Path | str | None = Path(location) / BUNDLE_FILE
-    else:
-        from huggingface_hub import try_to_load_from_cache
-
-        path = try_to_load_from_cache(location, BUNDLE_FILE)
     try:
-        return bool(json.loads(Path(path).read_text()).get("demo", False))
-    except (TypeError, OSError, ValueError, AttributeError):
-        return False  # no bundle file: a plain diffusers model, real weights
+        return bool(bundle_meta(location).get("demo", False))
+    except ValueError:
+        return False  # unreadable: load_bundle, which reads it again, says why

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from glaze.engine.sources import (
-    BUNDLE_FILE,
     DEFAULT,
     DEMO,
     FORMER_DEFAULTS,
@@ -77,17 +76,6 @@ def _cached(location: str, subfolder: str | None, name: str) -> bool:
     return isinstance(try_to_load_from_cache(location, path), str)
 
 
-def _declared(location: str) -> dict[str, ExtractorSource]:
-    """The extractors a bundle declares, read from its folder or cached bundle file alone."""
-    if Path(location).is_dir():
-        return declared_extractors(bundle_meta(Path(location)))
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(location, BUNDLE_FILE)
-    return declared_extractors(bundle_meta(Path(cached).parent) if isinstance(cached, str)
-                               else {})
-
-
 def describe_sources(choice: str, defend: str) -> list[str]:
     """A line per model family `defend` names: where its encoder comes from for `choice`
     and whether it is there yet (nothing downloaded, nothing of torch imported)."""
@@ -95,7 +83,7 @@ def describe_sources(choice: str, defend: str) -> list[str]:
     if location == DEMO:
         return [f"defends {name} ({DEFEND.choices[name]}): built in, tiny, NO protection"
                 for name in DEFEND.selection(defend)] + _left_out(defend)
-    declared, lines = _declared(location), []
+    declared, lines = declared_extractors(bundle_meta(location)), []
     for name in DEFEND.selection(defend):
         source = declared.get(name)
         if source is None:
