@@ -31,6 +31,7 @@ from PIL import Image
 
 from glaze.engine.cloak import cloak_toward
 from glaze.engine.evaluation.synthetic import flat_card, painting
+from glaze.engine.fullres import pixel_change
 from glaze.engine.geometry import UPLOAD_LONG_SIDE, whole_view
 from glaze.engine.pixels import image_tensor
 from glaze.engine.settings import CloakSettings
@@ -101,7 +102,8 @@ def main() -> None:
             working, after_jpeg, upload = (shift for (shift,) in shifts(
                 bundle, "flux2", image, [cloaked], target, MEASURED))
             print(f"{variant.name:<16} {seen.over_jnd:>9.1%} {seen.flat_ssim:>10.3f} "
-                  f"{seen.flat_texture:>13.2f} {seen.psnr:>6.1f} {upload:>13.3f} "
+                  f"{seen.flat_texture:>13.2f} {pixel_change(image, cloaked)['psnr']:>6.1f} "
+                  f"{upload:>13.3f} "
                   f"{after_jpeg / working:>14.0%}", flush=True)
             row += [cloaked, amplified(image, cloaked)]
         top, left = image.shape[0] // 6, image.shape[1] // 3  # sky in both images

@@ -94,8 +94,12 @@ def decoder() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def load(folder: Path, part: str = ENCODER_FILE) -> nn.Sequential:
-    """The encoder (or, with DECODER_FILE, the decoder) with its trained weights."""
+def load(folder: Path | None, part: str = ENCODER_FILE) -> nn.Sequential:
+    """The encoder (or, with DECODER_FILE, the decoder) with its trained weights, from
+    `folder` (None: not found by find_weights)."""
+    if folder is None:
+        raise ModelLoadError("TAEF2's weights were not found in shared/weights beside the "
+                             "repository: set GLAZE_TAEF2_WEIGHTS to their folder")
     path = Path(folder) / part
     if not path.is_file():
         raise ModelLoadError(f"TAEF2's weights are not at {path}: give the folder that holds "
@@ -128,7 +132,7 @@ class Taef2Extractor(Extractor):
         return f"{self.name}-taef2"
 
 
-def measurement_bundle(folder: Path, device: str | None = None,
+def measurement_bundle(folder: Path | None, device: str | None = None,
                        precision: str | None = None, name: str = "flux2") -> ModelBundle:
     """The demo's Omega with TAEF2 as the `name` extractor (the FLUX.2 family it distils),
     labelled as giving NO protection."""

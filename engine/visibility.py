@@ -13,6 +13,8 @@ based on the measure of just-noticeable-distortion profile", IEEE TCSVT 5(6), 19
   which stay sensitive, so that line art keeps hard edges;
 - the two combined by the nonlinear additivity model for masking (NAMM).
 
+PSNR, the other figure beside these, is fullres.pixel_change's.
+
 It needs no downloaded weights, so it holds everywhere, the demo and tests included; it is
 local, unlike LPIPS's average over the picture, so a budget spent evenly cannot hide a
 visible pattern on a flat sky. Values are in [0, 1] units (grey levels / 255), on the
@@ -21,7 +23,6 @@ image's luminance (BT.601 luma of the R'G'B' values, as the model's own 8-bit gr
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import kornia
@@ -72,8 +73,7 @@ def jnd_map(images: torch.Tensor) -> torch.Tensor:
     edges = kornia.filters.canny(grey / 255, low_threshold=0.05, high_threshold=0.15)[1]
     # Contours (line art, the border of a fill) stay sensitive; in dense texture Canny fires
     # everywhere, and there the texture masks as it does elsewhere.
-    density = F.avg_pool2d(F.pad(edges, [EDGE_WINDOW // 2] * 4, mode="replicate"),
-                           EDGE_WINDOW, 1)
+    density = kornia.filters.box_blur(edges, (EDGE_WINDOW, EDGE_WINDOW), "replicate")
     edges = kornia.morphology.dilation(edges * (density < CONTOUR_DENSITY),
                                        torch.ones(3, 3, device=grey.device))
     # Full protection on the (dilated) contour, fading out beside it.
@@ -85,8 +85,8 @@ def jnd_map(images: torch.Tensor) -> torch.Tensor:
 
 def local_std(images: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
     """Each channel's standard deviation over a window around each pixel."""
-    mean = F.avg_pool2d(F.pad(images, [window // 2] * 4, mode="replicate"), window, 1)
-    square = F.avg_pool2d(F.pad(images ** 2, [window // 2] * 4, mode="replicate"), window, 1)
+    mean = kornia.filters.box_blur(images, (window, window), "replicate")
+    square = kornia.filters.box_blur(images ** 2, (window, window), "replicate")
     return (square - mean ** 2).clamp_min(0).sqrt()
 
 
@@ -103,7 +103,6 @@ class Visibility:
     flat_share: float  # share of covered pixels in flat regions
     flat_ssim: float | None  # mean SSIM over flat regions (None: none)
     flat_texture: float | None  # the change's mean local deviation there, grey levels
-    psnr: float | None  # dB over covered pixels; None if nothing changed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,6 +127,4 @@ def visibility(original: torch.Tensor, changed: torch.Tensor,
         flat_ssim = float((ssim * flat).sum() / flat_count)
         texture = local_std(difference).amax(1, keepdim=True) * 255
         flat_texture = float((texture * flat).sum() / flat_count)
-    mse = float((difference ** 2 * seen).sum() / (count * 3))
-    psnr = None if mse == 0 else 10 * math.log10(1 / mse)
-    return Visibility(float(over), float(flat_count / count), flat_ssim, flat_texture, psnr)
+    return Visibility(float(over), float(flat_count / count), flat_ssim, flat_texture)

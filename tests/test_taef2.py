@@ -36,6 +36,8 @@ def test_taef2_reconstructs_the_sample_painting(taef2_weights, pytestconfig):
 def test_missing_weights_are_one_line_that_names_the_folder(tmp_path):
     with pytest.raises(ModelLoadError, match=f"not at {tmp_path}"):
         taef2.load(tmp_path)
+    with pytest.raises(ModelLoadError, match="GLAZE_TAEF2_WEIGHTS"):  # none found
+        taef2.load(None)
 
 
 def test_a_cloak_measured_with_taef2_says_it_gives_no_protection(taef2_weights):
