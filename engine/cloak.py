@@ -56,12 +56,12 @@ from glaze.options import INTENSITY
 from . import fullres
 from .geometry import UPLOAD_LONG_SIDE, View, check_size, fit, mimic_views, resize, upload_view
 from .models import ModelBundle
-from .pixels import check_pixels
+from .pixels import check_pixels, to_unit
 from .progress import CancelCheck, Progress, ProgressCallback
 from .settings import CloakSettings
 from .transfer import transfer_style
 from .transforms import TransformDraw, uploaded
-from .visibility import flat_mask, jnd_map
+from .visibility import HALO, flat_mask, full_visibility, jnd_map
 
 # A cloak that closes less than this share of the feature distance to its target after a
 # typical upload is reported `incomplete`: it moved the image, not far enough to count on.
@@ -103,6 +103,9 @@ class CloakReport:
     transforms: list[str]  # what the loss was an expectation over ([]: the views alone)
     lpips: float  # output vs input, working-size view
     psnr: float | None  # dB over covered pixels at full size; None if nothing changed
+    # How visible the change is where a painter looks, at full size (visibility.Visibility):
+    # the share of pixels over their JND, SSIM and new texture over flat regions.
+    visibility: dict
     linf: float  # the largest change of any sample, [0, 1] units
     budget: float  # p
     linf_cap: float
@@ -222,8 +225,11 @@ class CloakOptimizer:
                 "transform": transform,
                 **{f"feature_{name}": term.item() for name, term in terms.items()}}
 
-    def full_delta(self) -> fullres.FullDelta:
-        """delta carried to full resolution, within the L_inf cap, by strips of rows."""
+    def full_delta(self, source: np.ndarray) -> fullres.DeltaRows:
+        """delta carried to full resolution, within the L_inf cap and the perceptual
+        bound of `source`'s own pixels, by strips of rows."""
+        if self.bound is not None:
+            return self.bound.full_rows(source, self.delta)
         return fullres.FullDelta(self.delta, self.shape, self.settings.linf)
 
 
@@ -231,26 +237,63 @@ class PerceptualBound:
     """Where a painter would see the cloak, it may not go: each pixel's change stays within
     its just-noticeable difference (engine/visibility.py), scaled by the intensity (1 at the
     default preset), and in flat regions the change is smoothed so that it paints no new
-    texture there. Applied to delta after every step (a projection)."""
+    texture there. Applied to delta after every step (a projection), and again, per pixel, to
+    the change carried to full resolution (`full_rows`).
+
+    What it costs (docs/engine.md, "The perceptual bound"): on TAEF2, nearly all of the
+    after-upload shift the bound gives up is the texture it keeps off flat regions; the JND
+    cap alone keeps 92% of it."""
 
     FLAT_SMOOTHING = 3.0  # the Gaussian's sigma, in delta's pixels
     QUANTUM = 0.5 / 255
 
     def __init__(self, image: torch.Tensor, settings: CloakSettings) -> None:
-        scale = settings.budget / INTENSITY.presets[INTENSITY.default]
+        self.settings = settings
+        self.cap = self.cap_of(image)
+        self.flat = flat_mask(image).float()
+
+    def cap_of(self, image: torch.Tensor) -> torch.Tensor:
+        """Each pixel's largest allowed change in `image` (N x 3 x H x W, the picture's own
+        colours): its JND scaled by the intensity, within the L_inf cap."""
+        scale = self.settings.budget / INTENSITY.presets[INTENSITY.default]
         # Half a grey level under the threshold: an 8-bit file rounds the change by up to
         # that much (benchmarks/visibility.py on TAEF2: 10.1% of the painting's pixels over
         # their JND at 24 steps without this margin, none at 100 steps with it).
-        self.cap = (scale * jnd_map(image) - self.QUANTUM).clamp(0, settings.linf)
-        self.flat = flat_mask(image).float()
+        return (scale * jnd_map(image) - self.QUANTUM).clamp(0, self.settings.linf)
 
-    def project(self, delta: torch.Tensor) -> torch.Tensor:
+    def smooth(self, delta: torch.Tensor) -> torch.Tensor:
+        """`delta` with no detail finer than what flat regions may carry."""
         sigma = self.FLAT_SMOOTHING
         size = 2 * math.ceil(3 * sigma) + 1
-        smooth = kornia.filters.gaussian_blur2d(delta, (size, size), (sigma, sigma),
-                                                border_type="replicate")
-        delta = self.flat * smooth + (1 - self.flat) * delta
+        return kornia.filters.gaussian_blur2d(delta, (size, size), (sigma, sigma),
+                                              border_type="replicate")
+
+    def project(self, delta: torch.Tensor) -> torch.Tensor:
+        delta = self.flat * self.smooth(delta) + (1 - self.flat) * delta
         return torch.maximum(torch.minimum(delta, self.cap), -self.cap)
+
+    def full_rows(self, source: np.ndarray, delta: torch.Tensor) -> fullres.DeltaRows:
+        """`delta` carried to `source`'s full resolution, a strip of rows at a time, within
+        the bound of the full-size picture itself, which upsampling does not know: each
+        pixel within its own cap, and where the full-size picture is flat (a region that is
+        thin at delta's scale, beside an outline, may not be), only the smoothed delta."""
+        height = source.shape[0]
+        shape, linf = source.shape[:2], self.settings.linf
+        with torch.no_grad():
+            rough = fullres.FullDelta(delta, shape, linf)
+            smooth = fullres.FullDelta(self.smooth(delta), shape, linf)
+
+        def bounded(rows: slice) -> np.ndarray:
+            top, bottom = max(rows.start - HALO, 0), min(rows.stop + HALO, height)
+            colours = np.clip(to_unit(source[top:bottom])[0], 0, 1)
+            colours = torch.from_numpy(colours).permute(2, 0, 1)[None]
+            inner = slice(rows.start - top, rows.stop - top)
+            with torch.no_grad():
+                cap = self.cap_of(colours)[0, 0, inner, :, None].numpy()
+                flat = flat_mask(colours)[0, 0, inner, :, None].numpy()
+            return np.clip(np.where(flat, smooth(rows), rough(rows)), -cap, cap)
+
+        return bounded
 
 
 def first_rate(linf: float, steps: int) -> float:
@@ -312,6 +355,7 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, original: fullres.S
         "incomplete": any(shift.incomplete for shift in shifts.values()), "lpips": lpips_value,
         "transforms": [name for name, weight in optimizer.settings.transforms if weight > 0],
         **fullres.pixel_change(source, output),
+        "visibility": full_visibility(source, output).to_dict(),
     }
 
 
@@ -324,7 +368,7 @@ def _optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSett
         phase.report((step + 1) / settings.steps,
                      f"cloak step {step + 1}/{settings.steps} "
                      f"(feature {stats['feature']:.3f}, LPIPS {stats['lpips']:.4f})")
-    return fullres.merge(source, optimizer.full_delta())
+    return fullres.merge(source, optimizer.full_delta(source))
 
 
 def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,

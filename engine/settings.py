@@ -54,8 +54,8 @@ class CloakSettings:
     # from at every step (engine/transforms.py); () optimizes the views as they are.
     transforms: tuple[tuple[str, float], ...] = DEFAULT_TRANSFORMS
     # Keep each pixel's change within its just-noticeable difference and paint no texture
-    # on flat colour (cloak.PerceptualBound); off until it is measured against the shift.
-    visibility_bound: bool = False
+    # on flat colour (cloak.PerceptualBound). Off only to measure what it costs.
+    visibility_bound: bool = True
 
     def __post_init__(self) -> None:
         if not INTENSITY.in_range(self.budget):

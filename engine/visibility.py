@@ -26,8 +26,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import kornia
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .fullres import row_strips
+from .pixels import to_unit
 
 # Chou and Li's background-luminance weights and their four directional gradient operators.
 BACKGROUND = torch.tensor([[1, 1, 1, 1, 1], [1, 2, 2, 2, 1], [1, 2, 0, 2, 1], [1, 2, 2, 2, 1],
@@ -47,6 +51,10 @@ OVERLAP = 0.3  # C: how much the two maskings overlap (NAMM)
 # this many grey levels: sky, cel-shaded fills, paper.
 FLAT_BELOW = 2.0 / 255
 WINDOW = 7
+# Rows read beyond a strip of a large image so that its maps are the whole image's (the
+# 5 x 5 filters, Canny's blur and suppression, the 9 x 9 contour density, the 7 x 7 windows;
+# Canny's hysteresis can reach further, and only along edges, where the map is smaller).
+HALO = 16
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
@@ -108,23 +116,67 @@ class Visibility:
         return asdict(self)
 
 
-@torch.no_grad()
+@dataclass
+class Tally:
+    """Sums of the per-pixel figures over covered pixels, added up strip by strip."""
+
+    seen: float = 0.0
+    over: float = 0.0
+    flat: float = 0.0
+    ssim: float = 0.0
+    texture: float = 0.0
+
+    @torch.no_grad()
+    def add(self, original: torch.Tensor, changed: torch.Tensor, coverage: torch.Tensor | None,
+            rows: slice = slice(None)) -> None:
+        """Count `rows` of `changed` against `original` (N x 3 x H x W in [0, 1]); the other
+        rows only give the windows around them. `coverage` (N x 1 x H x W in [0, 1], e.g.
+        alpha) leaves out what is not seen."""
+        original, changed = original.float(), changed.float()
+        seen = torch.ones_like(original[:, :1]) if coverage is None else (coverage > 0).float()
+        difference = changed - original
+        over = difference.abs().amax(1, keepdim=True) > jnd_map(original) + 1e-6
+        flat = flat_mask(original).float() * seen
+        ssim = kornia.metrics.ssim(original, changed, WINDOW).mean(1, keepdim=True)
+        texture = local_std(difference).amax(1, keepdim=True) * 255
+
+        def total(values: torch.Tensor) -> float:
+            return float(values[..., rows, :].sum())
+
+        self.seen += total(seen)
+        self.over += total(over.float() * seen)
+        self.flat += total(flat)
+        self.ssim += total(ssim * flat)
+        self.texture += total(texture * flat)
+
+    def result(self) -> Visibility:
+        seen = max(self.seen, 1.0)
+        if self.flat == 0:
+            return Visibility(self.over / seen, 0.0, None, None)
+        return Visibility(self.over / seen, self.flat / seen, self.ssim / self.flat,
+                          self.texture / self.flat)
+
+
 def visibility(original: torch.Tensor, changed: torch.Tensor,
                coverage: torch.Tensor | None = None) -> Visibility:
     """Figures of `changed` against `original` (N x 3 x H x W in [0, 1]); `coverage`
     (N x 1 x H x W in [0, 1], e.g. alpha) leaves out what is not seen."""
-    original, changed = original.float(), changed.float()
-    seen = torch.ones_like(original[:, :1]) if coverage is None else (coverage > 0).float()
-    count = seen.sum().clamp_min(1)
-    difference = changed - original
-    over = ((difference.abs().amax(1, keepdim=True) > jnd_map(original) + 1e-6).float()
-            * seen).sum() / count
-    flat = flat_mask(original).float() * seen
-    flat_count = flat.sum()
-    flat_ssim = flat_texture = None
-    if flat_count > 0:
-        ssim = kornia.metrics.ssim(original, changed, WINDOW).mean(1, keepdim=True)
-        flat_ssim = float((ssim * flat).sum() / flat_count)
-        texture = local_std(difference).amax(1, keepdim=True) * 255
-        flat_texture = float((texture * flat).sum() / flat_count)
-    return Visibility(float(over), float(flat_count / count), flat_ssim, flat_texture)
+    tally = Tally()
+    tally.add(original, changed, coverage)
+    return tally.result()
+
+
+def full_visibility(source: np.ndarray, changed: np.ndarray) -> Visibility:
+    """The figures of `changed` against `source` (H x W x 3|4 of a supported sample type,
+    alike) at full resolution, a strip of rows at a time, on the picture's own colours."""
+    height, width = source.shape[:2]
+    tally = Tally()
+    for rows in row_strips(height, width):
+        top, bottom = max(rows.start - HALO, 0), min(rows.stop + HALO, height)
+        before, coverage = to_unit(source[top:bottom])
+        after, _ = to_unit(changed[top:bottom])
+        tally.add(*(torch.from_numpy(np.clip(colours, 0, 1)).permute(2, 0, 1)[None]
+                    for colours in (before, after)),
+                  torch.from_numpy(coverage)[None, None],
+                  slice(rows.start - top, rows.stop - top))
+    return tally.result()

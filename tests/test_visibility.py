@@ -3,13 +3,15 @@
 import numpy as np
 import pytest
 import torch
+from conftest import painting
 
+from glaze.engine import fullres
 from glaze.engine.cloak import cloak
 from glaze.engine.evaluation.synthetic import flat_card
 from glaze.engine.fullres import pixel_change
 from glaze.engine.pixels import image_tensor
 from glaze.engine.settings import CloakSettings
-from glaze.engine.visibility import flat_mask, jnd_map, visibility
+from glaze.engine.visibility import flat_mask, full_visibility, jnd_map, visibility
 
 
 def grey(level: float, size: int = 32) -> torch.Tensor:
@@ -63,15 +65,36 @@ def test_covered_pixels_only():
     assert visibility(card, changed).over_jnd > 0.4
 
 
-def test_the_bound_keeps_a_flat_card_inside_its_jnd_and_alpha_untouched(bundle):
-    """A cloak with the visibility bound moves no pixel beyond its just-noticeable
-    difference, paints no texture on the flat fills, and leaves alpha as it was."""
+def test_full_size_figures_in_strips_are_the_whole_images(monkeypatch):
+    """The report's figures, measured a strip of rows at a time with a halo, are those of
+    the whole image at once, alpha left out alike."""
+    source = painting(90, 70, channels=4)
+    source[:20, :, 3] = 0
+    generator = np.random.default_rng(2)
+    changed = source.copy()
+    changed[..., :3] = np.clip(source[..., :3] + generator.integers(-6, 7, source[..., :3].shape),
+                               0, 255)
+    whole = visibility(image_tensor(source[..., :3]), image_tensor(changed[..., :3]),
+                       torch.from_numpy(source[..., 3] > 0).float()[None, None])
+    monkeypatch.setattr(fullres, "STRIP_SAMPLES", 70 * 4 * 9)  # strips of 9 rows
+    strips = full_visibility(source, changed)
+    assert 0 < whole.over_jnd < 1 and whole.flat_share > 0
+    for name, value in whole.to_dict().items():
+        assert getattr(strips, name) == pytest.approx(value, abs=1e-4), name
+
+
+@pytest.mark.parametrize("resize_robust", [True, False])
+def test_the_bound_keeps_a_flat_card_inside_its_jnd_and_alpha_untouched(bundle, resize_robust):
+    """A cloak with the visibility bound (the default) moves no pixel beyond its
+    just-noticeable difference, paints no texture on the flat fills, and leaves alpha as it
+    was; also where delta is carried up to a larger full size (`resize_robust` off: delta at
+    the working size) and the cap is the full-size picture's own."""
     card = flat_card(128, 96)
     alpha = np.full((96, 128, 1), 255, np.uint8)
     alpha[:, :16] = 0  # a transparent margin
     alpha[:, 16:24] = 128
     image = np.concatenate([card, alpha], axis=2)
-    settings = CloakSettings(work_size=64, quality=8, visibility_bound=True)
+    settings = CloakSettings(work_size=64, quality=8, resize_robust=resize_robust)
     result = cloak(image, bundle, "Baroque painting by Caravaggio", settings)
     assert np.array_equal(result.image[..., 3], alpha[..., 0])
     original, cloaked = image_tensor(card), image_tensor(result.image[..., :3])
@@ -85,8 +108,11 @@ def test_the_bound_keeps_a_flat_card_inside_its_jnd_and_alpha_untouched(bundle):
     assert not (change > jnd_map(original) + 1e-6)[opaque].any()
     seen = visibility(original, cloaked, opaque.float())
     assert seen.over_jnd == 0 and seen.flat_ssim > 0.98, seen
-    assert visibility(original, cloaked, covered.float()).over_jnd < 0.01
+    reported = result.report.visibility
+    assert reported == full_visibility(image, result.image).to_dict()
+    assert reported["over_jnd"] < 0.01 and reported["flat_ssim"] > 0.98, reported
     unbounded = cloak(image, bundle, "Baroque painting by Caravaggio",
-                      CloakSettings(work_size=64, quality=8)).image
-    assert visibility(original, image_tensor(unbounded[..., :3]), covered.float()).over_jnd \
-        > 0.2  # without it, the same cloak does cross the threshold
+                      CloakSettings(work_size=64, quality=8, resize_robust=resize_robust,
+                                    visibility_bound=False))
+    # Without it, the same cloak does cross the threshold, and its report says so.
+    assert unbounded.report.visibility["over_jnd"] > 0.2
