@@ -80,6 +80,29 @@ def shifts_text(report: dict) -> str:
     return text
 
 
+# Past these a change may show where a painter looks (engine/visibility.py's figures).
+VISIBLE_OVER_JND, FLAT_SSIM_CLEAN = 0.01, 0.98
+
+
+def visibility_text(report: dict, with_psnr: bool = True) -> str:
+    """How visible the cloak is: "0.0% of pixels over their just-noticeable difference, flat
+    areas SSIM 0.985, PSNR 39.8 dB", with a warning where it may show. A report without the
+    figures (an older daemon) gives ""."""
+    figures = report.get("visibility")
+    if not figures:
+        return ""
+    text = f"{figures['over_jnd']:.1%} of pixels over their just-noticeable difference"
+    if figures.get("flat_ssim") is not None:
+        text += f", flat areas SSIM {figures['flat_ssim']:.3f}"
+    if with_psnr and report.get("psnr") is not None:
+        text += f", PSNR {report['psnr']:.1f} dB"
+    flat_ssim = figures.get("flat_ssim")
+    if figures["over_jnd"] > VISIBLE_OVER_JND or (flat_ssim is not None
+                                                   and flat_ssim < FLAT_SSIM_CLEAN):
+        text += " (may be visible)"
+    return text
+
+
 def describe(result: dict) -> str:
     """What the user is told about a finished job: its target, how far the style moved for
     each defended model family, and any warning (a shift that fell short; models that give
@@ -87,6 +110,8 @@ def describe(result: dict) -> str:
     report = result.get("report", {})
     lines = [f"Glazed toward \u201c{result.get('target_style', report.get('target_style'))}"
              f"\u201d (feature shift {shifts_text(report)})."]
+    if visibility_text(report):
+        lines.append(f"Visibility: {visibility_text(report)}.")
     if report.get("incomplete"):
         lines.append("The style shift fell short for a defended model family: this image "
                      "is only partly protected.")

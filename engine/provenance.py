@@ -12,8 +12,8 @@ import datetime
 import hashlib
 from pathlib import Path
 
-FORMAT = 3  # 2: the defended extractors and each one's shift; 3: the transforms, the shift
-# after a typical upload
+FORMAT = 4  # 2: the defended extractors and each one's shift; 3: the transforms, the shift
+# after a typical upload; 4: the perceptual bound, and how visible the change is
 # What must be equal for an existing output to count as this run's result. The rest of a
 # record (bundle name, shift achieved, time) describes the output and is only shown.
 MUST_MATCH = ("format", "model", "demo", "target_style", "budget", "steps", "defend",
@@ -49,7 +49,10 @@ def record(asked: dict, report: dict, profile: str, version: str) -> dict:
                        for name, shift in report.get("extractors", {}).items()},
             "shifts_after_upload": {name: round(shift["after_upload"], 4)
                                     for name, shift in report.get("extractors", {}).items()},
-            "linf_cap": report["linf_cap"], "steps_run": report["steps_run"]}
+            "linf_cap": report["linf_cap"], "steps_run": report["steps_run"],
+            "psnr": None if report.get("psnr") is None else round(report["psnr"], 2),
+            "visibility": {name: None if value is None else round(value, 4)
+                           for name, value in report.get("visibility", {}).items()}}
 
 
 def mismatch(found: dict | None, asked: dict) -> str | None:

@@ -248,7 +248,7 @@ def _describe(job: Job) -> str:
     if job.status != "done":
         return f"{job.status.upper()} {job.source}" + (f": {job.error}" if job.error else "")
     report = job.report
-    from glaze.daemon.client import shifts_text
+    from glaze.daemon.client import shifts_text, visibility_text
 
     flag = "  INCOMPLETE: the style shift fell short" if report["incomplete"] else ""
     psnr = f"{report['psnr']:.1f} dB" if report["psnr"] is not None else "unchanged"
@@ -261,7 +261,7 @@ def _describe(job: Job) -> str:
                 + flag)
     return (f"done {job.source} -> {job.output}  (shift {shifts_text(report)}, "
             f"LPIPS {report['lpips']:.4f}, PSNR {psnr} on disk, {report['steps_run']} steps, "
-            f"{report['seconds']:.1f} s){flag}")
+            f"{report['seconds']:.1f} s; {visibility_text(report, with_psnr=False)}){flag}")
 
 
 def _settings(args: argparse.Namespace):

@@ -208,6 +208,7 @@ def run_daemon_status(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from glaze.daemon.client import visibility_text
     from glaze.engine.imagefile import read_record
     from glaze.engine.provenance import describe
 
@@ -222,6 +223,8 @@ def run_inspect(args: argparse.Namespace) -> int:
                   "were kept, or changed since)")
         else:
             print(describe(found))
+            if visibility_text(found):
+                print(f"Visibility: {visibility_text(found)}.")
     return 1 if missing else 0
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import painting
 
+from glaze.daemon.client import visibility_text
 from glaze.engine import fullres
 from glaze.engine.cloak import cloak
 from glaze.engine.evaluation.synthetic import flat_card
@@ -116,3 +117,14 @@ def test_the_bound_keeps_a_flat_card_inside_its_jnd_and_alpha_untouched(bundle, 
                                     visibility_bound=False))
     # Without it, the same cloak does cross the threshold, and its report says so.
     assert unbounded.report.visibility["over_jnd"] > 0.2
+
+
+def test_the_user_is_told_when_a_change_may_show():
+    clean = {"visibility": {"over_jnd": 0.004, "flat_ssim": 0.991}, "psnr": 41.26}
+    assert visibility_text(clean) == ("0.4% of pixels over their just-noticeable difference, "
+                                      "flat areas SSIM 0.991, PSNR 41.3 dB")
+    for figures in ({"over_jnd": 0.02, "flat_ssim": 0.991}, {"over_jnd": 0.0, "flat_ssim": 0.9}):
+        assert visibility_text({"visibility": figures}).endswith("(may be visible)")
+    assert visibility_text({"visibility": {"over_jnd": 0.0, "flat_ssim": None}}) == \
+        "0.0% of pixels over their just-noticeable difference"
+    assert visibility_text({}) == ""  # an older daemon's report
