@@ -3,19 +3,22 @@
 Engineering figures on the trained TAEF2 extractor (engine/taef2.py; weights in
 ../shared/weights), not protection claims. For the sample painting and a cel-shaded
 flat-colour test card with line art (engine/evaluation/synthetic.py), each resized to
-1024 px, it cloaks toward a fixed synthetic target at the default preset and prints, side
-by side for each cloak variant:
+1024 px, it cloaks toward a fixed synthetic target and prints, side by side, for the cloak
+without the perceptual bound, with it (the default) and with it at the `high` intensity (and
+with --ablation, for the JND cap alone and for the cap with flat regions left unchanged):
 
 - the share of pixels changed beyond their just-noticeable difference (engine/visibility.py:
   luminance adaptation and texture masking, Yang et al. 2005), SSIM to the original over
   flat regions, the change's local deviation there (new texture, grey levels) and PSNR;
-- the feature shift after a typical upload (1024 px, JPEG q75) and the share of the
-  working-view shift kept after JPEG q75 at 512 px;
+- the feature shift on the working view and after a typical upload (1024 px, JPEG q75),
+  the latter as a share of the unbounded cloak's, and the share of the working-view shift
+  kept after JPEG q75 at 512 px;
 
-and writes a PNG of 4x crops (original, cloak, and the change amplified) for the docs.
+and writes a PNG of 4x crops for the docs (the original; unbounded and bound, each beside
+its change x8).
 
-    python benchmarks/visibility.py                      # 100 steps; about 13 minutes
-    python benchmarks/visibility.py --steps 24 --out /tmp/crops.png
+    python benchmarks/visibility.py                      # 100 steps; about 20 minutes
+    python benchmarks/visibility.py --steps 24 --ablation --out /tmp/crops.png
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 from cloak_survival import WEIGHTS, Preprocessing, load_image, long_side, shifts
 from PIL import Image
 
+from glaze.engine import cloak
 from glaze.engine.cloak import cloak_toward
 from glaze.engine.evaluation.synthetic import flat_card, painting
 from glaze.engine.fullres import pixel_change
@@ -47,16 +51,34 @@ MEASURED = [
 CROP, ZOOM = 96, 4  # a CROP x CROP square of each image, shown at ZOOM x
 
 
+class CapOnly(cloak.PerceptualBound):
+    """The JND cap without the flat regions' smoothing."""
+
+    def smooth(self, delta: torch.Tensor) -> torch.Tensor:
+        return delta
+
+
+class FlatUnchanged(cloak.PerceptualBound):
+    """The JND cap, and no change at all on flat regions."""
+
+    def smooth(self, delta: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(delta)
+
+
 @dataclass(frozen=True)
 class Variant:
-    """A way to cloak, as CloakSettings fields over the defaults."""
+    """A way to cloak, as CloakSettings fields over the defaults, with the bound's class."""
 
     name: str
     fields: dict
+    bound: type[cloak.PerceptualBound] = cloak.PerceptualBound
 
 
 VARIANTS = [Variant("unbounded", {"visibility_bound": False}),  # the cloak before the bound
-            Variant("JND bound", {})]  # the default
+            Variant("JND bound", {}),  # the default
+            Variant("bound, high", {"intensity": "high"})]
+# Where the bound's cost lies (--ablation).
+ABLATION = [Variant("cap only", {}, CapOnly), Variant("flat unchanged", {}, FlatUnchanged)]
 
 
 def crops(images: list[np.ndarray], top: int, left: int) -> np.ndarray:
@@ -79,6 +101,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("visibility.png"),
                         help="the PNG of 4x crops")
     parser.add_argument("--precision", choices=("fp32", "bf16"))
+    parser.add_argument("--ablation", action="store_true",
+                        help="also the JND cap alone, and the cap with flat regions unchanged")
     args = parser.parse_args()
     torch.manual_seed(0)
     bundle = measurement_bundle(args.weights, precision=args.precision)
@@ -97,8 +121,9 @@ def main() -> None:
               f"{'PSNR':>6} {'working shift':>14} {'upload shift':>13} {'of unbounded':>13} "
               f"{'JPEG q75 kept':>14}")
         first = None
-        for variant in VARIANTS:
+        for variant in VARIANTS + (ABLATION if args.ablation else []):
             settings = CloakSettings(quality=args.steps, defend="flux2", **variant.fields)
+            cloak.PerceptualBound = variant.bound  # what CloakOptimizer builds
             cloaked = cloak_toward(image, bundle, goal, settings)
             seen = visibility(image_tensor(image), image_tensor(cloaked))
             working, after_jpeg, upload = (shift for (shift,) in shifts(
@@ -108,11 +133,13 @@ def main() -> None:
                   f"{seen.flat_texture:>13.2f} {pixel_change(image, cloaked)['psnr']:>6.1f} "
                   f"{working:>14.3f} {upload:>13.3f} {upload / first:>13.0%} "
                   f"{after_jpeg / working:>14.0%}", flush=True)
-            row += [cloaked, amplified(image, cloaked)]
+            if variant in VARIANTS[:2]:
+                row += [cloaked, amplified(image, cloaked)]
         top, left = image.shape[0] // 6, image.shape[1] // 3  # sky in both images
         rows.append(crops(row, top, left))
     Image.fromarray(np.concatenate(rows, axis=0)).save(args.out)
-    print(f"\ncrops (original, then each variant and its change x8): {args.out}")
+    print(f"\ncrops (original, then the unbounded cloak and the JND bound, each beside "
+          f"its change x8): {args.out}")
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ class Setting:
 
 INTENSITY = Setting(
     "intensity", "Intensity", "how strongly to cloak, as the LPIPS budget p (how far the "
-    "image may visibly change)", "default", kind=float,
+    "image may visibly change; it also scales each pixel's just-noticeable-difference "
+    "cap, 1x at the default)", "default", kind=float,
     presets={"low": 0.025, "default": 0.05, "high": 0.075},  # the paper's default is 0.05
     minimum=0.0, maximum=0.5, exclusive_minimum=True, preset_format="{name} (p = {value:g})")
 QUALITY = Setting(

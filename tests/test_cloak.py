@@ -17,9 +17,10 @@ from glaze.options import DEFEND
 
 STYLE = "Impressionism painting by Claude Monet"
 FAST = dict(work_size=64, quality=6)
-# The optimizer on the working view alone: its mechanics, apart from the robust views and
-# the upload transforms (which spread the same steps over more, and have tests of their own).
-WORKING_VIEW = dict(resize_robust=False, transforms=())
+# The optimizer on the working view alone: its mechanics, apart from the robust views, the
+# upload transforms (which spread the same steps over more) and the perceptual bound (which
+# holds the change under each pixel's JND), all three with tests of their own.
+WORKING_VIEW = dict(resize_robust=False, transforms=(), visibility_bound=False)
 
 
 def quantum(dtype) -> float:
@@ -90,7 +91,7 @@ def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle, transforms):
     generator = torch.Generator().manual_seed(4)
     image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
     settings = CloakSettings(work_size=64, quality=4, intensity=1e-4, max_change=0.1,
-                             transforms=transforms)
+                             transforms=transforms, visibility_bound=False)
     seen = Seen(image, torch.ones(1, 1, 64, 96), (64, 96))
     optimizer = CloakOptimizer(bundle, seen, target, settings)
     draw = TransformDraw(transforms, settings.seed)  # the draws the steps make
@@ -119,11 +120,12 @@ def test_defend_refuses_unknown_or_empty_choices(defend):
 @pytest.mark.parametrize("views", ["working view", "robust views and transforms"])
 def test_lpips_penalty_holds_the_perturbation_near_the_budget(bundle, views):
     # The demo LPIPS (random backbone) scores tiny values: use a budget on its scale and a
-    # loose L_inf cap so that only the penalty can hold the perturbation back.
+    # loose L_inf cap, without the perceptual bound, so that only the penalty can hold the
+    # perturbation back.
     image = painting(96, 128)
     budget = 4e-3
     common = dict(work_size=64, quality=40, intensity=budget, max_change=0.25,
-                  **(WORKING_VIEW if views == "working view" else {}))
+                  **(WORKING_VIEW if views == "working view" else {"visibility_bound": False}))
     free = cloak(image, bundle, STYLE, CloakSettings(alpha=0.0, **common)).report
     held = cloak(image, bundle, STYLE, CloakSettings(alpha=30.0, **common)).report
     assert free.lpips > 3 * budget  # without the penalty the cloak goes well past p

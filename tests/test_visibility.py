@@ -7,7 +7,7 @@ from conftest import painting
 
 from glaze.daemon.client import visibility_text
 from glaze.engine import fullres
-from glaze.engine.cloak import cloak
+from glaze.engine.cloak import PerceptualBound, cloak
 from glaze.engine.evaluation.synthetic import flat_card
 from glaze.engine.fullres import pixel_change
 from glaze.engine.pixels import image_tensor
@@ -82,6 +82,20 @@ def test_full_size_figures_in_strips_are_the_whole_images(monkeypatch):
     assert 0 < whole.over_jnd < 1 and whole.flat_share > 0
     for name, value in whole.to_dict().items():
         assert getattr(strips, name) == pytest.approx(value, abs=1e-4), name
+
+
+def test_intensity_presets_scale_the_map():
+    """Each pixel's cap is its JND times the intensity over the default's (less the rounding
+    margin), within the L_inf cap."""
+    card = image_tensor(flat_card(128, 96))
+    caps = {name: PerceptualBound(card, CloakSettings(intensity=name)).cap * 255
+            for name in ("low", "default", "high")}
+    jnd = jnd_map(card) * 255
+    assert torch.allclose(caps["default"], (jnd - 0.5).clamp(0, 8), atol=1e-4)
+    assert torch.allclose(caps["low"], (jnd / 2 - 0.5).clamp(0, 4), atol=1e-4)
+    high = CloakSettings(intensity="high").linf * 255
+    assert torch.allclose(caps["high"], (1.5 * jnd - 0.5).clamp(0, high), atol=1e-4)
+    assert (caps["high"] > caps["default"]).float().mean() > 0.9
 
 
 @pytest.mark.parametrize("resize_robust", [True, False])
