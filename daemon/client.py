@@ -91,12 +91,12 @@ def visibility_text(report: dict, with_psnr: bool = True) -> str:
     figures = report.get("visibility")
     if not figures:
         return ""
+    flat_ssim = figures.get("flat_ssim")
     text = f"{figures['over_jnd']:.1%} of pixels over their just-noticeable difference"
-    if figures.get("flat_ssim") is not None:
-        text += f", flat areas SSIM {figures['flat_ssim']:.3f}"
+    if flat_ssim is not None:
+        text += f", flat areas SSIM {flat_ssim:.3f}"
     if with_psnr and report.get("psnr") is not None:
         text += f", PSNR {report['psnr']:.1f} dB"
-    flat_ssim = figures.get("flat_ssim")
     if figures["over_jnd"] > VISIBLE_OVER_JND or (flat_ssim is not None
                                                    and flat_ssim < FLAT_SSIM_CLEAN):
         text += " (may be visible)"
@@ -110,8 +110,8 @@ def describe(result: dict) -> str:
     report = result.get("report", {})
     lines = [f"Glazed toward \u201c{result.get('target_style', report.get('target_style'))}"
              f"\u201d (feature shift {shifts_text(report)})."]
-    if visibility_text(report):
-        lines.append(f"Visibility: {visibility_text(report)}.")
+    if visible := visibility_text(report):
+        lines.append(f"Visibility: {visible}.")
     if report.get("incomplete"):
         lines.append("The style shift fell short for a defended model family: this image "
                      "is only partly protected.")

@@ -56,12 +56,12 @@ from glaze.options import INTENSITY
 from . import fullres
 from .geometry import UPLOAD_LONG_SIDE, View, check_size, fit, mimic_views, resize, upload_view
 from .models import ModelBundle
-from .pixels import check_pixels, to_unit
+from .pixels import check_pixels
 from .progress import CancelCheck, Progress, ProgressCallback
 from .settings import CloakSettings
 from .transfer import transfer_style
 from .transforms import TransformDraw, uploaded
-from .visibility import HALO, flat_mask, full_visibility, jnd_map
+from .visibility import flat_mask, full_visibility, haloed_strip, jnd_map
 
 # A cloak that closes less than this share of the feature distance to its target after a
 # typical upload is reported `incomplete`: it moved the image, not far enough to count on.
@@ -240,7 +240,7 @@ class PerceptualBound:
     texture there. Applied to delta after every step (a projection), and again, per pixel, to
     the change carried to full resolution (`full_rows`).
 
-    What it costs (docs/engine.md, "The perceptual bound"): on TAEF2, nearly all of the
+    What it costs (docs/engine.md, "Visibility"): on TAEF2, nearly all of the
     after-upload shift the bound gives up is the texture it keeps off flat regions; the JND
     cap alone keeps 92% of it."""
 
@@ -277,17 +277,13 @@ class PerceptualBound:
         the bound of the full-size picture itself, which upsampling does not know: each
         pixel within its own cap, and where the full-size picture is flat (a region that is
         thin at delta's scale, beside an outline, may not be), only the smoothed delta."""
-        height = source.shape[0]
         shape, linf = source.shape[:2], self.settings.linf
         with torch.no_grad():
             rough = fullres.FullDelta(delta, shape, linf)
             smooth = fullres.FullDelta(self.smooth(delta), shape, linf)
 
         def bounded(rows: slice) -> np.ndarray:
-            top, bottom = max(rows.start - HALO, 0), min(rows.stop + HALO, height)
-            colours = np.clip(to_unit(source[top:bottom])[0], 0, 1)
-            colours = torch.from_numpy(colours).permute(2, 0, 1)[None]
-            inner = slice(rows.start - top, rows.stop - top)
+            colours, _, inner = haloed_strip(source, rows)
             with torch.no_grad():
                 cap = self.cap_of(colours)[0, 0, inner, :, None].numpy()
                 flat = flat_mask(colours)[0, 0, inner, :, None].numpy()

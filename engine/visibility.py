@@ -166,17 +166,22 @@ def visibility(original: torch.Tensor, changed: torch.Tensor,
     return tally.result()
 
 
+def haloed_strip(image: np.ndarray, rows: slice) -> tuple[torch.Tensor, torch.Tensor, slice]:
+    """`rows` of `image` (H x W x 3|4) and HALO rows either side, as the picture's own colours
+    (1 x 3 x h x w in [0, 1]) and its coverage (1 x 1 x h x w), with where `rows` lie in them."""
+    top, bottom = max(rows.start - HALO, 0), min(rows.stop + HALO, image.shape[0])
+    colours, coverage = to_unit(image[top:bottom])
+    colours = torch.from_numpy(np.clip(colours, 0, 1)).permute(2, 0, 1)[None]
+    return colours, torch.from_numpy(coverage)[None, None], slice(rows.start - top,
+                                                                  rows.stop - top)
+
+
 def full_visibility(source: np.ndarray, changed: np.ndarray) -> Visibility:
     """The figures of `changed` against `source` (H x W x 3|4 of a supported sample type,
     alike) at full resolution, a strip of rows at a time, on the picture's own colours."""
-    height, width = source.shape[:2]
     tally = Tally()
-    for rows in row_strips(height, width):
-        top, bottom = max(rows.start - HALO, 0), min(rows.stop + HALO, height)
-        before, coverage = to_unit(source[top:bottom])
-        after, _ = to_unit(changed[top:bottom])
-        tally.add(*(torch.from_numpy(np.clip(colours, 0, 1)).permute(2, 0, 1)[None]
-                    for colours in (before, after)),
-                  torch.from_numpy(coverage)[None, None],
-                  slice(rows.start - top, rows.stop - top))
+    for rows in row_strips(*source.shape[:2]):
+        before, coverage, inner = haloed_strip(source, rows)
+        after, _, _ = haloed_strip(changed, rows)
+        tally.add(before, after, coverage, inner)
     return tally.result()

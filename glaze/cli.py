@@ -223,8 +223,8 @@ def run_inspect(args: argparse.Namespace) -> int:
                   "were kept, or changed since)")
         else:
             print(describe(found))
-            if visibility_text(found):
-                print(f"Visibility: {visibility_text(found)}.")
+            if visible := visibility_text(found):
+                print(f"Visibility: {visible}.")
     return 1 if missing else 0
 
 
