@@ -21,15 +21,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import zmq
 
 from . import protocol
-from .connection import ConnectionInfo, installation, live_connection, pid_alive
+from .connection import (
+    ConnectionInfo,
+    StartLock,
+    installation,
+    live_connection,
+    pid_alive,
+    read_loading,
+)
 from .protocol import ProtocolError, layout_for
 
-__all__ = ["Client", "DaemonError", "DaemonUnavailable", "JobCancelled", "JobFailed",
-           "ProtocolMismatch", "RequestRejected", "layout_for"]
+__all__ = ["Client", "DaemonError", "DaemonState", "DaemonUnavailable", "JobCancelled",
+           "JobFailed", "ProtocolMismatch", "RequestRejected", "daemon_state", "layout_for"]
 
 HEARTBEAT_S = 0.25
 DEFAULT_TIMEOUT_S = 10.0  # daemon silence tolerated before giving up
@@ -159,19 +167,52 @@ def start_daemon(command: list[str] | None = None,
     return info
 
 
+@dataclass(frozen=True)
+class DaemonState:
+    """What a dialog says of the daemon as it opens: one line for the user, and the presets
+    to list (the running daemon's, {} for the declared ones)."""
+
+    text: str
+    options: dict
+    loading: bool = False  # still loading its models: ask again for its progress
+
+
+BUILT_IN = "the lists show the built-in presets"
+
+
+def daemon_state(timeout: float = 1.0) -> DaemonState:
+    """The daemon's state for a dialog: ready (with the presets it advertises), loading its
+    models (how far), or not running; never starts one. A daemon that does not answer
+    within `timeout` is said to be busy, never passed over in silence."""
+    info = live_connection()
+    if info is None:
+        loading = read_loading()
+        if loading is not None:
+            return DaemonState(f"Glaze daemon: loading models, {loading['fraction']:.0%} "
+                               f"({loading.get('message', '')}); {BUILT_IN} until it is "
+                               "ready", {}, loading=True)
+        if StartLock().holder() is not None:
+            return DaemonState(f"Glaze daemon: starting; {BUILT_IN} until it is ready", {},
+                               loading=True)
+        return DaemonState("Glaze daemon: not running; it starts when you glaze (the first "
+                           f"start loads the models, which takes a while); {BUILT_IN}", {})
+    try:
+        with Client(info, timeout=timeout) as client:
+            welcome = client.welcome
+    except DaemonError as error:
+        return DaemonState(f"Glaze daemon: not answering ({error}); {BUILT_IN}", {})
+    offered = welcome.get("options")
+    models = welcome.get("bundle", info.bundle)
+    note = " \u2014 demo models: NO protection" if welcome.get("demo") else ""
+    return DaemonState(f"Glaze daemon: ready, serving {models}{note}",
+                       offered if isinstance(offered, dict) else {})
+
+
 def offered_options(timeout: float = 1.0) -> dict:
     """The presets the running daemon advertises in its welcome ({} when none is running,
     it does not answer within `timeout`, or it does not say): dialogs show these, so that an
     older plug-in lists what a newer daemon understands. Never starts a daemon."""
-    info = live_connection()
-    if info is None:
-        return {}
-    try:
-        with Client(info, timeout=timeout) as client:
-            offered = client.welcome.get("options")
-    except DaemonError:
-        return {}
-    return offered if isinstance(offered, dict) else {}
+    return daemon_state(timeout).options
 
 
 def connected_socket(context: zmq.Context, info: ConnectionInfo) -> zmq.Socket:

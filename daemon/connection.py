@@ -24,6 +24,7 @@ except ImportError:
 
 FILE_NAME = "daemon.json"
 LOCK_NAME = "daemon.lock"
+LOADING_NAME = "daemon.loading.json"  # a starting daemon's progress in loading its models
 # Written beside this module by `glaze install` into each plug-in's copy of the client: how
 # to start this installation's daemon and where it keeps its connection file (a sandboxed
 # host, e.g. a Flatpak, has per-application folders of its own).
@@ -118,6 +119,32 @@ def read_connection(path: Path | None = None) -> ConnectionInfo | None:
         return ConnectionInfo(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def write_loading(fraction: float, message: str) -> None:
+    """This process's progress in loading its models, for the dialogs to show (it holds
+    the start lock and has not written its connection file yet)."""
+    path = private_folder(state_dir()) / LOADING_NAME
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
+    temporary.write_text(json.dumps({"pid": os.getpid(), "fraction": round(fraction, 3),
+                                     "message": message}))
+    os.replace(temporary, path)
+
+
+def read_loading() -> dict | None:
+    """The starting daemon's progress ({"pid", "fraction", "message"}) while the process
+    that wrote it holds the start lock; None otherwise."""
+    try:
+        found = json.loads((state_dir() / LOADING_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(found, dict) or not isinstance(found.get("fraction"), (int, float)):
+        return None
+    return found if StartLock().holder() == found.get("pid") else None
+
+
+def remove_loading() -> None:
+    (state_dir() / LOADING_NAME).unlink(missing_ok=True)
 
 
 class StartLock:

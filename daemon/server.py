@@ -9,6 +9,7 @@ worker has finished (`ended`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import queue
@@ -28,9 +29,16 @@ from glaze.engine import Cancelled, CloakSettings, ModelBundle, resolve_target
 from glaze.engine.cloak import cloak
 from glaze.engine.pixels import from_buffer, to_buffer
 from glaze.engine.progress import Progress
+from glaze.engine.provenance import record, request
 
 from . import protocol
-from .connection import ConnectionInfo, new_key, remove_connection, write_connection
+from .connection import (
+    ConnectionInfo,
+    new_key,
+    remove_connection,
+    remove_loading,
+    write_connection,
+)
 from .protocol import ProtocolError
 
 log = logging.getLogger("glaze.daemon")
@@ -131,6 +139,7 @@ class Daemon:
         worker.start()
         if write_file:
             write_connection(info)
+            remove_loading()  # the dialogs read the connection file from now on
         log.info("serving %s on %s", self.bundle.name, self.endpoint)
         try:
             self._serve(socket)
@@ -402,9 +411,19 @@ class Daemon:
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
             return "failed", str(error) or type(error).__name__
         layout = {name: job.layout[name] for name in protocol.LAYOUT_FIELDS}
-        header = {"type": "result", "job": job.id, "report": result.report.to_dict(),
-                  "target_style": profile.target_style, "pixels": layout}
+        report = result.report.to_dict()
+        header = {"type": "result", "job": job.id, "report": report,
+                  "target_style": profile.target_style, "pixels": layout,
+                  "record": self._record(job, report)}
         return "done", (header, (out,))
+
+
+    def _record(self, job: Job, report: dict) -> dict:
+        """What an output of this job carries (engine/provenance.py), as `glaze cloak`'s
+        outputs do; its source is the layer's pixels as sent."""
+        asked = request(self.bundle.source, self.bundle.demo, report["target_style"],
+                        job.settings, hashlib.sha256(job.pixels).hexdigest())
+        return record(asked, report, job.profile, __version__)
 
 
 class ThrottledLog:

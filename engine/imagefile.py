@@ -2,15 +2,12 @@
 
 Every refusal is an ImageFileError with a message meant for the artist; an output file is
 written whole or not at all. An output carries the record of what made it
-(engine/provenance.py): a PNG text chunk, the JPEG comment, or for WebP and TIFF a sidecar
-file NAME.EXT.glaze.json that names the output's own hash (so a stale sidecar never
-describes a newer image).
+(engine/provenance.py), put there by glaze/stamp.py as the plug-ins' exports put it.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from glaze.stamp import RECORD_KEY, file_sha256, published, read_text_record, sidecar_path
+
 from .geometry import check_size
-from .provenance import file_sha256
-from .storage import atomic_path, write_json
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
            ".tiff": "TIFF"}
@@ -36,8 +33,6 @@ SAVE_OPTIONS = {"PNG": {"compress_level": 3},
                  "WEBP": {"lossless": True, "exact": True},
                  "TIFF": {"compression": "tiff_adobe_deflate"}}
 LOSSY = ("JPEG",)
-RECORD_KEY = "glaze"  # the PNG text chunk holding the record
-SIDECAR_SUFFIX = ".glaze.json"
 ORIENTATION = 0x0112  # the EXIF tag
 
 
@@ -170,53 +165,38 @@ def write_image(path: str | Path, pixels: np.ndarray, like: ImageFile | None = N
         options["exif"] = like.exif
     if like is not None and like.icc_profile:
         options["icc_profile"] = like.icc_profile
-    if fmt == "JPEG":
-        if record is not None:  # one comment: the record, which carries the note too
-            options["comment"] = json.dumps(record)
-        elif note:
-            options["comment"] = note
-    elif fmt == "PNG" and (note or record is not None):
+    if note and fmt == "JPEG" and record is None:  # else the record is the one comment
+        options["comment"] = note
+    elif note and fmt == "PNG":
         info = PngImagePlugin.PngInfo()
-        if note:
-            info.add_text("Comment", note)
-        if record is not None:
-            info.add_text(RECORD_KEY, json.dumps(record))
+        info.add_text("Comment", note)
         options["pnginfo"] = info
-    sidecar = _sidecar(path)
     try:
-        sidecar.unlink(missing_ok=True)  # it described the file about to be replaced
-        with atomic_path(path) as temporary:
+        with published(path, record) as temporary:
             image.save(temporary, format=fmt, **options)
-        if record is not None and fmt in ("WEBP", "TIFF"):
-            write_json(sidecar, {**record, "output_sha256": file_sha256(path)})
     except OSError as error:
         raise ImageFileError(f"{path}: cannot write the output "
                              f"({error.strerror or error})") from None
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + SIDECAR_SUFFIX)
-
-
 def read_record(path: str | Path) -> dict | None:
     """The record of what made the output at `path`, if it carries one."""
     path = Path(path)
-    sidecar = _sidecar(path)
+    sidecar = sidecar_path(path)
     try:
         if sidecar.is_file():
-            found = json.loads(sidecar.read_text())
-            if found.pop("output_sha256", None) != file_sha256(path):
+            found = read_text_record(sidecar.read_text())
+            if found is None or found.pop("output_sha256", None) != file_sha256(path):
                 return None  # the image was replaced since
             return found
         with Image.open(path) as image:
-            text = image.info.get("comment") if image.format == "JPEG" else \
-                getattr(image, "text", {}).get(RECORD_KEY)
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
-        found = json.loads(text) if text else None
+            if image.format == "JPEG":  # a painting program may add a comment of its own
+                texts = [data for marker, data in image.applist if marker == "COM"]
+            else:
+                texts = [getattr(image, "text", {}).get(RECORD_KEY)]
     except (OSError, ValueError, SyntaxError):
         return None
-    return found if isinstance(found, dict) else None
+    return next(filter(None, map(read_text_record, texts)), None)
 
 
 def _orientation(image: Image.Image) -> int:

@@ -296,14 +296,26 @@ def perceptual_model(random_backbone: bool = False, seed: int = 0,
     return model.eval().requires_grad_(False)
 
 
+# How far loading a bundle has come (0 to 1) and what loads now: for a daemon's dialogs.
+LoadProgress = Callable[[float, str], None]
+
+
+def _quiet(fraction: float, message: str) -> None:
+    pass
+
+
 def demo_bundle(device: str | None = None, precision: str | None = None,
-                seed: int = 0) -> ModelBundle:
+                seed: int = 0, progress: LoadProgress | None = None) -> ModelBundle:
     """The tiny random bundle (no download, NO protection)."""
+    say = progress or _quiet
     dev = pick_device(device)
+    say(0.0, "the demo pipeline")
     pipeline = demo_pipeline(seed)
+    say(1 / 3, "the demo feature extractors")
     extractors = {"sd": KLExtractor("sd", pipeline.vae, DEMO)}
     extractors |= {name: extractor_part(name, model, DEMO)
                    for name, model in demo_extractors(seed).items()}
+    say(2 / 3, "the perceptual model (LPIPS)")
     return ModelBundle(
         name=f"demo-seed{seed}", pipeline=pipeline,
         perceptual=perceptual_model(random_backbone=True, seed=seed), device=dev,
@@ -421,12 +433,15 @@ def _wanted(defend: str | Sequence[str] | None, available: Sequence[str], bundle
 
 def load_bundle(source: str | Path = "demo", device: str | None = None,
                 precision: str | None = None,
-                defend: str | Sequence[str] | None = None) -> ModelBundle:
+                defend: str | Sequence[str] | None = None,
+                progress: LoadProgress | None = None) -> ModelBundle:
     """Load a bundle: "demo", "default" (the standard hub model), a local folder or a hub id,
-    with the feature extractors `defend` names (None: every one the bundle has)."""
+    with the feature extractors `defend` names (None: every one the bundle has).
+    `progress(fraction, what)` hears of each part as it starts loading."""
+    say = progress or _quiet
     location = model_source(source)
     if location == DEMO:
-        bundle = demo_bundle(device, precision)
+        bundle = demo_bundle(device, precision, progress=say)
         keep = _wanted(defend, list(bundle.extractors), bundle.name)
         bundle.extractors = {name: bundle.extractors[name] for name in keep}
         return bundle
@@ -437,6 +452,11 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
     compute = pick_precision(dev, precision, demo=demo)
     # Weights stay float32 on the CPU (autocast computes in bf16); GPUs hold them halved.
     weights = compute if dev.type in ("cuda", "mps") else torch.float32
+    name = meta.get("name", str(source) if Path(location).is_dir() else location)
+    declared = declared_extractors(meta)
+    wanted = _wanted(defend, list(declared), name)
+    parts = 2 + len(wanted)  # the pipeline, each extractor, LPIPS
+    say(0.0, "the Stable Diffusion pipeline")
     try:
         pipeline = StableDiffusionImg2ImgPipeline.from_pretrained(
             folder, dtype=weights, safety_checker=None, requires_safety_checker=False)
@@ -445,13 +465,13 @@ def load_bundle(source: str | Path = "demo", device: str | None = None,
             f"could not load the model bundle {source!r}: {error}. A folder must be in "
             "diffusers format (model_index.json, vae/, unet/, text_encoder/, tokenizer/, "
             "scheduler/).") from error
-    name = meta.get("name", str(source) if Path(location).is_dir() else location)
-    declared = declared_extractors(meta)
     extractors = {}
-    for wanted in _wanted(defend, list(declared), name):
-        where = declared[wanted]
-        extractors[wanted] = (KLExtractor(wanted, pipeline.vae, location) if where == OWN_VAE
-                              else load_extractor(wanted, where, location, weights))
+    for index, family in enumerate(wanted, start=1):
+        where = declared[family]
+        say(index / parts, f"the {DEFEND.choices[family]} feature extractor")
+        extractors[family] = (KLExtractor(family, pipeline.vae, location) if where == OWN_VAE
+                              else load_extractor(family, where, location, weights))
+    say((parts - 1) / parts, "the perceptual model (LPIPS)")
     return ModelBundle(
         name=name, pipeline=pipeline,
         perceptual=perceptual_model(weights=_optional_file(folder, LPIPS_FILE)),

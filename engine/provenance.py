@@ -9,8 +9,7 @@ Standard library only: the command line checks outputs before it loads any model
 from __future__ import annotations
 
 import datetime
-import hashlib
-from pathlib import Path
+from typing import Any
 
 FORMAT = 4  # 2: the defended extractors and each one's shift; 3: the transforms, the shift
 # after a typical upload; 4: the perceptual bound, and how visible the change is
@@ -20,22 +19,17 @@ MUST_MATCH = ("format", "model", "demo", "target_style", "budget", "steps", "def
               "work_size", "transforms", "seed", "source_sha256")
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def request(model: str, demo: bool, target_style: str | None, budget: float,
-            steps: int, defend: list[str], work_size: int, transforms: list[list],
-            seed: int, source: Path) -> dict:
-    """What a run asks of one output. `target_style` is None where it is not known before
-    cloaking (a profile yet to choose one): then no existing output can match."""
+def request(model: str, demo: bool, target_style: str | None, settings: Any,
+            source_sha256: str) -> dict:
+    """What a run asks of one output: `settings` are its CloakSettings; `source_sha256` the
+    hash of the source file (of the layer's pixels as sent, for a painting program's
+    export). `target_style` is None where it is not known before cloaking (a profile yet
+    to choose one): then no existing output can match."""
     return {"format": FORMAT, "model": model, "demo": demo, "target_style": target_style,
-            "budget": budget, "steps": steps, "defend": defend, "work_size": work_size,
-            "transforms": transforms, "seed": seed, "source_sha256": file_sha256(source)}
+            "budget": settings.budget, "steps": settings.steps,
+            "defend": list(settings.extractors), "work_size": settings.work_size,
+            "transforms": [list(pair) for pair in settings.transforms], "seed": settings.seed,
+            "source_sha256": source_sha256}
 
 
 def record(asked: dict, report: dict, profile: str, version: str) -> dict:

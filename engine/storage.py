@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import secrets
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
-from glaze.processes import pid_alive
+from glaze.stamp import remove_stale_parts
 
 APP = "glaze"
 
@@ -25,15 +24,6 @@ def data_dir() -> Path:
 def cache_dir() -> Path:
     """Recomputable results live here ($GLAZE_CACHE_DIR overrides the per-user default)."""
     return Path(os.environ.get("GLAZE_CACHE_DIR") or platformdirs.user_cache_dir(APP, False))
-
-
-def remove_stale_parts(path: Path) -> None:
-    """Remove the temporary files an earlier, killed write of `path` left beside it
-    (.NAME.PID.HEX.part, whose process is gone)."""
-    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
-        pid = part.name[len(path.name) + 2:].split(".")[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            part.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

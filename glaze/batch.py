@@ -307,15 +307,12 @@ def _asked(args: argparse.Namespace) -> dict:
     from glaze.engine import ProfileStore
     from glaze.engine.sources import declared_demo, model_source
 
-    settings = _settings(args)
     model = model_source(args.model)
     profile = ProfileStore().load(args.profile)
     target = args.target.strip() if args.target else (profile.target_style if profile
                                                        else None)
     return {"model": model, "demo": declared_demo(model), "target_style": target,
-            "budget": settings.budget, "steps": settings.steps,
-            "defend": list(settings.extractors), "work_size": settings.work_size,
-            "transforms": [list(pair) for pair in settings.transforms], "seed": settings.seed}
+            "settings": _settings(args)}
 
 
 def _unfinished(jobs: Sequence[Job], args: argparse.Namespace) -> list[Job]:
@@ -324,6 +321,7 @@ def _unfinished(jobs: Sequence[Job], args: argparse.Namespace) -> list[Job]:
     where --no-overwrite keeps an output that another run made."""
     from glaze.engine.imagefile import is_complete, read_record, upright_size
     from glaze.engine.provenance import mismatch, request
+    from glaze.stamp import file_sha256
 
     base, pending = _asked(args), []
     problems: dict[Path, str | None] = {}
@@ -335,7 +333,7 @@ def _unfinished(jobs: Sequence[Job], args: argparse.Namespace) -> list[Job]:
             job.status, job.error = "failed", problems[folder]
             continue
         try:
-            job.asked = request(source=job.source, **base)
+            job.asked = request(source_sha256=file_sha256(job.source), **base)
         except OSError as error:
             job.status, job.error = "failed", f"cannot read it ({error.strerror or error})"
             continue

@@ -149,7 +149,7 @@ def _serve_here(args: argparse.Namespace) -> int:
     import logging
 
     from glaze.daemon.config import configured
-    from glaze.daemon.connection import StartLock
+    from glaze.daemon.connection import StartLock, remove_loading, write_loading
     from glaze.daemon.control import LOCK_HELD_EXIT
     from glaze.daemon.protocol import MAX_LAYER_BYTES
     from glaze.daemon.server import serve
@@ -164,8 +164,9 @@ def _serve_here(args: argparse.Namespace) -> int:
         return LOCK_HELD_EXIT
     try:  # the extractors `glaze install --defend` chose (the dialogs offer these)
         bundle = load_bundle(args.model, device=args.device, precision=args.precision,
-                             defend=configured(DEFEND))
+                             defend=configured(DEFEND), progress=write_loading)
     except (ModelLoadError, ValueError) as error:
+        remove_loading()
         print(f"glaze: {error}", file=sys.stderr)
         return 1
     _print_note(bundle.protection_note)  # before serving: nothing is printed after it

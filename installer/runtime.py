@@ -19,7 +19,7 @@ from .hostpython import HostPython
 # The client's modules, from glaze.daemon, and the standard-library modules it shares with
 # the engine, from glaze (options.STYLES_FILE is the options' data file).
 CLIENT_MODULES = ("__init__.py", "protocol.py", "connection.py", "client.py")
-SHARED_MODULES = ("options.py", "processes.py", "target_styles.txt")
+SHARED_MODULES = ("options.py", "processes.py", "stamp.py", "target_styles.txt")
 CLIENT_PACKAGE = "glaze_client"
 REQUIREMENTS = ("pyzmq>=25", "msgpack>=1.0", "platformdirs>=4")
 

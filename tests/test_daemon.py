@@ -1,6 +1,7 @@
 """The daemon as a real process, over real ZeroMQ sockets."""
 
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from glaze.daemon.client import (
 )
 from glaze.daemon.connection import ConnectionInfo
 from glaze.daemon.protocol import layout_for
+from glaze.engine.provenance import FORMAT
 
 
 def raw_socket(daemon) -> zmq.Socket:
@@ -59,6 +61,12 @@ def test_every_pixel_format_round_trips(client, sample, order):
     assert (rows[:, stride - padding:] == 0xAB).all()  # row padding comes back as sent
     assert fractions and fractions == sorted(fractions)
     assert message["report"]["protection_note"]  # the demo bundle says what it is
+    # What an exported file carries: the record `glaze cloak` writes, naming these pixels.
+    record = message["record"]
+    assert record["demo"] is True and record["model"] == "demo" and record["steps"] == 2
+    assert record["bundle"] == "demo-seed0" and "NO protection" in record["protection_note"]
+    assert record["source_sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["target_style"] == FAST["target"] and record["format"] == FORMAT
 
 
 def test_status_and_connection_file(daemon, client):

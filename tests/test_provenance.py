@@ -3,14 +3,15 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import painting
-from PIL import Image
+from PIL import Image, ImageCms, PngImagePlugin
 
 from glaze.cli import main
 from glaze.engine.imagefile import read_record, write_image
 from glaze.engine.models import BUNDLE_FILE
-from glaze.engine.provenance import file_sha256
+from glaze.stamp import PNG_SIGNATURE, SIDECAR_SUFFIX, file_sha256, published
 
 FAST = ["--quality", "2", "--work-size", "64", "--target", "Baroque painting by Caravaggio"]
 
@@ -114,3 +115,72 @@ def test_the_report_names_the_model_it_was_made_with(artwork, tmp_path):
     assert main(["cloak", str(artwork), *FAST, "--report", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())["images"][0]["report"]
     assert report["model"] == "demo"
+
+
+RECORD = {"format": 4, "model": "demo", "demo": True, "protection_note": "NO protection"}
+
+
+def encoded_by_another_program(path: Path) -> np.ndarray:
+    """An image as a painting program writes it: a PNG with text and ICC chunks before its
+    data, split over several IDAT chunks; a JPEG with JFIF and EXIF segments and a comment
+    of its own ("Created with GIMP")."""
+    pixels = painting(40, 56)
+    image = Image.fromarray(pixels)
+    if path.suffix == ".png":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", "a painting program")
+        image.save(path, pnginfo=info, icc_profile=ImageCms.ImageCmsProfile(
+            ImageCms.createProfile("sRGB")).tobytes(), compress_level=1)
+    elif path.suffix == ".jpg":
+        exif = Image.Exif()
+        exif[0x0131] = "a painting program"
+        image.convert("RGB").save(path, quality=90, exif=exif, comment="Created with GIMP")
+    else:
+        image.save(path, lossless=True)
+    with Image.open(path) as stored:
+        return np.asarray(stored.convert("RGBA"))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
+def test_a_file_another_program_encoded_carries_the_record_unchanged(tmp_path, suffix):
+    """What Export Glazed does in Krita and GIMP: the host encodes, `published` adds the
+    record without re-encoding (the pixels and the host's own metadata stay)."""
+    path = tmp_path / f"export{suffix}"
+    with published(path, RECORD) as temporary:
+        assert temporary.suffix == suffix and temporary.parent == tmp_path  # for the exporter
+        pixels = encoded_by_another_program(temporary)
+        encoded = temporary.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (
+        [path.name, path.name + SIDECAR_SUFFIX] if suffix == ".webp" else [path.name])
+    assert read_record(path) == RECORD
+    with Image.open(path) as stored:
+        assert np.array_equal(np.asarray(stored.convert("RGBA")), pixels)
+        if suffix == ".png":
+            assert stored.text["Software"] == "a painting program" and stored.info["icc_profile"]
+        if suffix == ".jpg":
+            assert stored.getexif()[0x0131] == "a painting program"
+            assert stored.applist[0][0] == "APP0"  # JFIF still leads
+    if suffix == ".webp":
+        assert path.read_bytes() == encoded
+    else:  # only the record was added
+        assert len(path.read_bytes()) > len(encoded)
+
+
+def test_a_failed_export_leaves_nothing_and_the_old_file_as_it_was(tmp_path):
+    path = tmp_path / "export.webp"
+    with published(path, RECORD) as temporary:
+        encoded_by_another_program(temporary)
+    before = path.read_bytes()
+    with pytest.raises(OSError), published(path, {**RECORD, "demo": False}) as temporary:
+        temporary.write_bytes(b"half an image")
+        raise OSError("the exporter failed")
+    assert path.read_bytes() == before and read_record(path) == RECORD
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + SIDECAR_SUFFIX]
+
+
+def test_a_file_that_is_no_png_or_jpeg_is_refused_where_it_claims_to_be_one(tmp_path):
+    path = tmp_path / "broken.png"
+    with pytest.raises(ValueError, match="without image data"), \
+            published(path, RECORD) as temporary:
+        temporary.write_bytes(PNG_SIGNATURE + b"\0\0\0\0IEND\xaeB`\x82")
+    assert not list(tmp_path.iterdir())

@@ -18,6 +18,7 @@ try:
         layout_for,
         offered_options,
     )
+    from glaze_client.stamp import published  # noqa: E402
 except ImportError:
     try:
         from glaze import options
@@ -29,10 +30,11 @@ except ImportError:
             layout_for,
             offered_options,
         )
+        from glaze.stamp import published
     except ImportError as error:
         raise ImportError(
             "Glaze: the plug-in cannot find its client library (pyzmq, msgpack and the Glaze "
             "client). Run `glaze install --krita` again, or see the Glaze README.") from error
 
 __all__ = ["Client", "DaemonError", "JobCancelled", "describe", "layout_for",
-           "offered_options", "options"]
+           "offered_options", "options", "published"]

@@ -5,7 +5,7 @@ import os
 
 from krita import InfoObject, Krita
 
-from .client import layout_for, options
+from .client import layout_for, options, published
 
 # Krita's pixelData: integer depths are B,G,R,A; float depths R,G,B,A.
 ORDERS = {"U8": "BGRA", "U16": "BGRA", "F16": "RGBA", "F32": "RGBA"}
@@ -84,9 +84,11 @@ def suggested_export_path(document, suffix: str = ".png") -> str:
     return os.path.join(folder, f"{stem}{options.OUTPUT_TAG}{suffix}")
 
 
-def export_pixels(document, pixels: Pixels, data, path: str, quality: int = 95) -> None:
-    """Write the glazed image to `path` through a temporary Krita document; the open
-    document is not touched. Written beside `path`, then renamed over it."""
+def export_pixels(document, pixels: Pixels, data, path: str, record: dict | None,
+                  quality: int = 95) -> None:
+    """Write the glazed image to `path` through a temporary Krita document, carrying
+    `record` (what made it) as `glaze cloak`'s outputs do; the open document is not
+    touched. Written beside `path`, then renamed over it."""
     app = Krita.instance()
     copy = app.createDocument(pixels.width, pixels.height, "glazed export",
                               document.colorModel(), document.colorDepth(),
@@ -100,13 +102,11 @@ def export_pixels(document, pixels: Pixels, data, path: str, quality: int = 95) 
             root.removeChildNode(child)
         root.addChildNode(layer, None)
         copy.refreshProjection()
-        stem, suffix = os.path.splitext(path)
-        temporary = f"{stem}.part{suffix}"  # the exporter picks the format by suffix
-        options = InfoObject()
-        options.setProperty("quality", quality)
-        options.setProperty("alpha", True)
-        if not copy.exportImage(temporary, options) or not os.path.exists(temporary):
-            raise OSError(f"Krita could not write {path}")
-        os.replace(temporary, path)
+        settings = InfoObject()
+        settings.setProperty("quality", quality)
+        settings.setProperty("alpha", True)
+        with published(path, record) as temporary:
+            if not copy.exportImage(str(temporary), settings) or not temporary.exists():
+                raise OSError(f"Krita could not write {path}")
     finally:
         copy.close()

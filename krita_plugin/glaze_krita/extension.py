@@ -89,7 +89,7 @@ class GlazeExtension(Extension):
         pixels = read_projection(document)
 
         def apply(data: bytes, result: dict) -> str:
-            export_pixels(document, pixels, data, path, quality)
+            export_pixels(document, pixels, data, path, result.get("record"), quality)
             return f"Wrote {path}.\n" + describe(result)
 
         return self._start(pixels, settings, apply, "Exporting glazed", interactive)
