@@ -9,6 +9,7 @@ engine imports it without pulling in pyzmq.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,6 +170,18 @@ OUTPUT_TAG = ".glazed"
 # What Export Glazed writes (Krita and GIMP alike): suffix -> format name.
 EXPORT_FORMATS: Mapping[str, str] = MappingProxyType(
     {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"})
+
+
+def export_proposal(saved: str | None, name: str, suffix: str = ".png") -> str:
+    """Where Export Glazed proposes to write (Krita and GIMP alike): beside the image's file
+    `saved`, named after it with OUTPUT_TAG; an image never saved: `name`, in the home
+    folder. `suffix`: the format last chosen."""
+    if saved:
+        folder, stem = os.path.dirname(saved), os.path.splitext(os.path.basename(saved))[0]
+    else:
+        folder, stem = os.path.expanduser("~"), name or "untitled"
+    suffix = suffix if suffix.lower() in EXPORT_FORMATS else ".png"
+    return os.path.join(folder, f"{stem}{OUTPUT_TAG}{suffix}")
 
 
 def advertised(extractors: Sequence[str] | None = None) -> dict[str, dict | list]:

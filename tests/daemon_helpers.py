@@ -13,12 +13,17 @@ from pathlib import Path
 import numpy as np
 from timing import scaled
 
-from glaze.daemon.connection import ConnectionInfo, read_connection
+from glaze.daemon.connection import LOADING_NAME, ConnectionInfo, read_connection
 from glaze.engine.pixels import SAMPLE_TYPES
 
 TARGET = "Baroque painting by Caravaggio"
 FAST = {"quality": 2, "work_size": 64, "target": TARGET}
 
+
+# A daemon whose models never finish loading: it stays at its feature extractors (1/3).
+HELD_IN_LOADING = ("import sys, time, glaze.engine.models as models; "
+                   "models.demo_extractors = lambda *args, **kwargs: time.sleep(3600); "
+                   "from glaze.cli import main; sys.exit(main(sys.argv[1:]))")
 
 # Every process a DaemonProcess launched, for the end-of-session check in conftest.py.
 LAUNCHED: list[subprocess.Popen] = []
@@ -28,10 +33,12 @@ class DaemonProcess:
     """`glaze daemon start --foreground --model demo OPTIONS` in its own folders (its
     settings file holds `settings`, none by default); returns once the daemon has written
     its connection file. `command` replaces the whole command line (a test of the helper
-    itself); `start_timeout` defaults to 120 s, scaled."""
+    itself); `start_timeout` defaults to 120 s, scaled. `held_in_loading`: a daemon that
+    never finishes loading its models; returns once it says how far it is (`loading`)."""
 
     def __init__(self, folder: Path, *options: str, command: Sequence[str] | None = None,
-                 start_timeout: float | None = None, settings: dict | None = None) -> None:
+                 start_timeout: float | None = None, settings: dict | None = None,
+                 held_in_loading: bool = False) -> None:
         self.folder = folder
         self.env = dict(os.environ, GLAZE_STATE_DIR=str(folder / "state"),
                         GLAZE_DATA_DIR=str(folder / "data"),
@@ -41,14 +48,19 @@ class DaemonProcess:
             (folder / "config").mkdir(parents=True, exist_ok=True)
             (folder / "config" / "config.json").write_text(json.dumps(settings))
         self.log = open(folder / "daemon.log", "wb")  # noqa: SIM115 (closed in stop)
+        start = ["-c", HELD_IN_LOADING] if held_in_loading else ["-m", "glaze"]
         self.process = subprocess.Popen(
             list(command) if command is not None else
-            [sys.executable, "-m", "glaze", "daemon", "start", "--foreground", "--model",
-             "demo", *options], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+            [sys.executable, *start, "daemon", "start", "--foreground", "--model", "demo",
+             *options], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         LAUNCHED.append(self.process)
+        timeout = scaled(120.0) if start_timeout is None else start_timeout
         try:
-            self.info = self._wait_for_file(scaled(120.0) if start_timeout is None
-                                            else start_timeout)
+            if held_in_loading:
+                self.loading = self._wait_for(self._loading, "report its loading", timeout)
+            else:
+                self.info = self._wait_for(self._connection,
+                                           f"write {self.connection_file}", timeout)
         except BaseException:
             self.stop()  # nobody else holds this object to stop it
             raise
@@ -57,17 +69,28 @@ class DaemonProcess:
     def connection_file(self) -> Path:
         return self.folder / "state" / "daemon.json"
 
-    def _wait_for_file(self, timeout: float) -> ConnectionInfo:
+    def _connection(self) -> ConnectionInfo | None:
+        info = read_connection(self.connection_file)
+        return info if info is not None and info.pid == self.process.pid else None
+
+    def _loading(self) -> dict | None:
+        try:
+            found = json.loads((self.folder / "state" / LOADING_NAME).read_text())
+        except (OSError, ValueError):
+            return None
+        return found if found.get("fraction", 0) > 0 else None
+
+    def _wait_for(self, ready, what: str, timeout: float):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = read_connection(self.connection_file)
-            if info is not None and info.pid == self.process.pid:
-                return info
+            found = ready()
+            if found is not None:
+                return found
             if self.process.poll() is not None:
                 raise RuntimeError(f"daemon exited: {(self.folder / 'daemon.log').read_text()}")
             time.sleep(0.05)
-        raise RuntimeError(f"daemon (pid {self.process.pid}) did not write "
-                           f"{self.connection_file} within {timeout:.1f} s; killed it")
+        raise RuntimeError(f"daemon (pid {self.process.pid}) did not {what} within "
+                           f"{timeout:.1f} s; killed it")
 
     def peak_rss_kib(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

@@ -19,6 +19,7 @@ from hosts import find_gimps
 from PIL import Image
 from timing import scaled
 
+from glaze.cli import main
 from glaze.daemon.client import Client
 
 HERE = Path(__file__).resolve().parent
@@ -70,7 +71,8 @@ FLOAT_CHECK = "glaze a float layer against SD and FLUX only"
                                   "the dialog's checkboxes and target list become the "
                                   "daemon's settings",
                                   "glaze an 8-bit layer", FLOAT_CHECK,
-                                  "export glazed writes a file and leaves the image alone"])
+                                  "export glazed writes the chosen files and leaves the image "
+                                  "alone"])
 def test_in_gimp(setup, name):
     results, done = run_checks(setup, [name])
     assert results[name]["ok"], results[name]["detail"]
@@ -82,14 +84,53 @@ def test_in_gimp(setup, name):
         assert ("SDXL" in said) is (name != FLOAT_CHECK), said[-2000:]  # the defended ones
 
 
-def test_the_dialog_frames_the_defend_checkboxes(setup):
-    """The dialog's rows as the plug-in builds them, with a display (Xvfb) for GTK."""
-    name = "the dialog frames the checkboxes under their setting's label"
+@pytest.mark.parametrize("name", ["the dialog frames the checkboxes under their setting's label",
+                                  "Export Glazed proposes NAME.glazed.png beside the image in "
+                                  "GIMP's file chooser"])
+def test_the_dialogs(setup, name):
+    """The dialogs' rows as the plug-in builds them, with a display (Xvfb) for GTK."""
     results, done = run_checks(setup, [name], display=True)
     assert results[name]["ok"], results[name]["detail"]
     # what GimpUi warns of a row it has no widget for (seen with `fill(["bogus-row"])`)
     unknown = re.findall(r"parameter \S+ does not exist", done.stdout + done.stderr)
     assert not unknown, unknown
+
+
+@pytest.mark.parametrize("name", ["glazed.png", "glazed.jpg"])
+def test_an_exported_file_says_what_made_it(setup, name, capsys):
+    """`glaze inspect` reads the record GIMP's export carries: the demo bundle, and that it
+    gives NO protection (the export check writes the files)."""
+    workspace = setup[1]
+    exported = workspace / "out" / name
+    if not exported.exists():
+        run_checks(setup, ["export glazed writes the chosen files and leaves the image alone"])
+    assert main(["inspect", str(exported)]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("NOTE: DEMO bundle") and "NO protection" in said, said
+    assert "bundle: demo-seed0" in said and "target_style: Baroque painting" in said, said
+
+
+def test_refused_settings_send_no_job(setup):
+    name = "a preset outside the list and a custom number out of range send no job"
+    with Client(setup[2].info) as client:
+        served = client.status()["served"]
+    results, _ = run_checks(setup, [name])
+    assert results[name]["ok"], results[name]["detail"]
+    with Client(setup[2].info) as client:
+        assert client.status()["served"] == served
+
+
+def test_the_dialog_follows_a_daemon_loading_its_models(setup, tmp_path):
+    gimp, workspace, _, _, _ = setup
+    (workspace / "loading").mkdir(exist_ok=True)
+    loading = DaemonProcess(workspace / "loading", held_in_loading=True)
+    name = "the dialog follows a daemon that is loading its models"
+    try:
+        results, _ = run_checks(setup, [name], display=True, GLAZE_TEST_LOADING_STATE=
+                                gimp.place.inside(workspace / "loading/state"))
+    finally:
+        loading.stop()
+    assert results[name]["ok"], results[name]["detail"]
 
 
 def test_the_installer_found_this_version_and_wrote_its_profile(setup):
@@ -134,18 +175,21 @@ def test_unreachable_daemon_in_gimp(setup):
     assert results[name]["ok"], results[name]["detail"]
 
 
-def test_a_screenshot_of_the_glaze_dialog(setup, host_screenshots):
+@pytest.mark.parametrize("procedure", ["plug-in-glaze", "plug-in-glaze-export"])
+def test_a_screenshot_of_the_dialog(setup, host_screenshots, procedure):
     """--host-screenshots DIR: GUI GIMP under Xvfb with Glaze's dialog open, as
-    DIR/gimp-VERSION.png."""
+    DIR/gimp-VERSION.png, and Export Glazed's (GIMP's file chooser proposing a name beside
+    the image) as DIR/gimp-VERSION-export.png."""
     if host_screenshots is None:
         pytest.skip("no --host-screenshots folder given")
     gimp, workspace, _, env, _ = setup
-    shot = workspace / "screenshot.png"
+    shot = workspace / f"screenshot-{procedure}.png"
     script = gimp.place.inside(workspace / "checks.py")
     argv = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", f"gimp-{gimp.version}", "-n",
             "--batch-interpreter", "python-fu-eval", "-b", f'exec(open("{script}").read())']
     process = gimp.place.run(argv, {**env, "GLAZE_GIMP_SHOT": gimp.place.inside(shot),
                                     "GLAZE_GIMP_WAIT": str(scaled(15)),
+                                    "GLAZE_GIMP_SHOT_PROCEDURE": procedure,
                                     "GLAZE_GIMP_CHECKS": "the Glaze dialog on screen "
                                     "(GUI GIMP; left open)"}, timeout=0, background=True)
     try:
@@ -163,7 +207,8 @@ def test_a_screenshot_of_the_glaze_dialog(setup, host_screenshots):
     assert screen.size == (1280, 1024)
     low, high = screen.getextrema()
     assert high - low > 64, "a blank screen"  # GIMP's window and the dialog are on it
-    shutil.copy2(shot, host_screenshots / f"{gimp.id}.png")
+    suffix = "-export" if procedure.endswith("export") else ""
+    shutil.copy2(shot, host_screenshots / f"{gimp.id}{suffix}.png")
 
 
 def test_killing_the_plugin_cancels_its_job_within_two_seconds(setup):

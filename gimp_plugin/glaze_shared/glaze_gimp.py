@@ -22,25 +22,30 @@ try:
     from glaze_client.client import (  # noqa: E402
         Client,
         DaemonError,
+        daemon_state,
         describe,
         layout_for,
-        offered_options,
     )
+    from glaze_client.stamp import published  # noqa: E402, F401  (for Export Glazed)
 except ImportError:
     from glaze import options  # noqa: E402
     from glaze.daemon.client import (  # noqa: E402
         Client,
         DaemonError,
+        daemon_state,
         describe,
         layout_for,
-        offered_options,
     )
+    from glaze.stamp import published  # noqa: E402, F401
 
 # 8-bit images are read as 8-bit; anything deeper as float, so no precision is lost.
 U8_PRECISIONS = ("U8_LINEAR", "U8_NON_LINEAR", "U8_PERCEPTUAL")
 FORMATS = {"u8": "R'G'B'A u8", "f32": "R'G'B'A float"}
 SETTINGS = options.SETTINGS  # one procedure argument each, named setting.argument
 INT_RANGE = (-2**31, 2**31 - 1)  # a GObject int argument's widest range
+CUSTOM = "custom"  # a preset setting's choice that takes the number of its -custom argument
+STATE_ROW = "glaze-daemon-state"  # the dialog's first row: the daemon's state
+WATCH_MS = 1000  # how often the dialog asks a loading daemon how far it is
 
 
 class GlazeFailed(Exception):
@@ -74,8 +79,8 @@ class GlazePlugIn(Gimp.PlugIn):
         procedure.set_documentation(self.BLURB, self.HELP, name)
         procedure.set_attribution("Glaze for painters", "Glaze for painters", "2026")
         self.add_arguments(procedure)
-        # The running daemon's presets, when it advertises them, are what the blurbs list.
-        add_settings_arguments(procedure, offered_options())
+        # The running daemon's presets, when it advertises them, are what the lists hold.
+        add_settings_arguments(procedure, daemon_state().options)
         return procedure
 
     def add_arguments(self, procedure) -> None:
@@ -85,6 +90,14 @@ class GlazePlugIn(Gimp.PlugIn):
         """Why the procedure cannot run on this selection (asked before the dialog)."""
         return None
 
+    def propose(self, image, config) -> None:
+        """Set what the dialog proposes for this image (before it is shown)."""
+
+    def confirm(self, config) -> bool:
+        """Whether to go on with the values the dialog was accepted with (False: show the
+        dialog again)."""
+        return True
+
     def glaze(self, image, drawables, config) -> None:
         """Make the cloak; raise GlazeFailed with a message for the user."""
         raise NotImplementedError
@@ -93,9 +106,13 @@ class GlazePlugIn(Gimp.PlugIn):
         refused = self.refuse(image, drawables)
         if refused:
             return failure(procedure, refused, Gimp.PDBStatusType.CALLING_ERROR)
-        if run_mode == Gimp.RunMode.INTERACTIVE and not show_dialog(procedure, config,
-                                                                    self.TITLE):
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            self.propose(image, config)
+            while True:
+                if not show_dialog(procedure, config, self.TITLE):
+                    return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+                if self.confirm(config):
+                    break
         try:
             self.glaze(image, drawables, config)
         except GlazeFailed as error:
@@ -116,21 +133,31 @@ def list_argument(setting) -> str:
 AUTOMATIC = "auto"  # the list's entry that leaves the text setting empty
 
 
+def custom_argument(setting) -> str:
+    """The number argument a preset setting takes when its choice is CUSTOM."""
+    return f"{setting.argument}-{CUSTOM}"
+
+
 def add_settings_arguments(procedure, offered: dict | None = None) -> None:
-    """One argument per declared setting: presets and text as strings (a preset name or a
-    number, so scripts can pass either), whole numbers as ints within their range; a
+    """One argument per declared setting: a preset setting as a choice of its presets (the
+    daemon's, when it advertises them) or CUSTOM, with the number in a second argument
+    within the declared range; whole numbers as ints within their range; text as strings; a
     several-choice setting as one boolean (a checkbox) per choice; a text setting with
-    suggestions also as a list to choose from."""
+    suggestions also as a list to choose from. GIMP refuses a value outside a choice or a
+    range before the plug-in runs."""
     flags = GObject.ParamFlags.READWRITE
     for setting in SETTINGS:
-        blurb = setting.describe(options.presets_of(setting, offered))
+        presets = options.presets_of(setting, offered)
+        blurb = setting.describe(presets)
         if setting.choices:
             chosen = setting.selection(setting.default)
             for name, label in options.choices_of(setting, offered).items():
                 procedure.add_boolean_argument(
                     choice_argument(setting, name), label,
                     f"{setting.label}: {label} ({setting.help})", name in chosen, flags)
-        elif setting.kind is int and not setting.presets:
+        elif setting.presets:
+            add_preset_arguments(procedure, setting, presets)
+        elif setting.kind is int:
             low, high = INT_RANGE
             procedure.add_int_argument(
                 setting.argument, setting.label, blurb,
@@ -146,6 +173,28 @@ def add_settings_arguments(procedure, offered: dict | None = None) -> None:
                 blurb += f" (empty: {setting.placeholder})"
             procedure.add_string_argument(setting.argument, label, blurb,
                                           setting.text_default(), flags)
+
+
+def add_preset_arguments(procedure, setting, presets: dict) -> None:
+    """The presets as a choice list ending in CUSTOM, and the custom number."""
+    flags = GObject.ParamFlags.READWRITE
+    choice = Gimp.Choice.new()
+    for index, (name, value) in enumerate(presets.items()):
+        choice.add(name, index, setting.preset_format.format(name=name, value=value), "")
+    custom_label = f"{setting.label}, custom"
+    choice.add(CUSTOM, len(presets), f"Custom (\u201c{custom_label}\u201d below)", "")
+    default = setting.default if setting.default in presets else next(iter(presets))
+    procedure.add_choice_argument(setting.argument, setting.label,
+                                  setting.describe(presets) + f" (or {CUSTOM})", choice,
+                                  default, flags)
+    low, high = setting.minimum, setting.maximum
+    number = f"{setting.help}, when {setting.label} is {CUSTOM}: {setting.range_text()}"
+    if setting.kind is int:
+        procedure.add_int_argument(custom_argument(setting), custom_label, number, int(low),
+                                   int(high), int(presets[default]), flags)
+    else:
+        procedure.add_double_argument(custom_argument(setting), custom_label, number,
+                                      float(low), float(high), float(presets[default]), flags)
 
 
 def add_list_argument(procedure, setting) -> None:
@@ -173,6 +222,11 @@ def settings_from_config(config) -> dict:
             values[setting.name] = ",".join(names)
             continue
         value = config.get_property(setting.argument)
+        if setting.presets and value == CUSTOM:
+            value = config.get_property(custom_argument(setting))
+            if not setting.in_range(value):  # the exclusive bound GIMP's range cannot say
+                raise GlazeFailed(f"Glaze: a custom {setting.label.lower()} must be "
+                                  f"{setting.range_text()}", Gimp.PDBStatusType.CALLING_ERROR)
         if setting.suggestions and not (value or "").strip():
             listed = _property(config, list_argument(setting))
             value = "" if listed in (None, AUTOMATIC) else listed
@@ -209,16 +263,16 @@ def write_pixels(drawable, data: bytes, sample: str) -> None:
     drawable.update(0, 0, width, height)
 
 
-def glazed_pixels(drawable, image, config) -> tuple[bytes, str]:
-    """The drawable's pixels cloaked by the daemon with the procedure's settings, and the
-    sample type they are in (the image's depth decides it). The daemon's summary (with its
-    "no protection" or "incomplete" warnings) is shown to the user."""
+def glazed_pixels(drawable, image, config) -> tuple[bytes, str, dict]:
+    """The drawable's pixels cloaked by the daemon with the procedure's settings, the
+    sample type they are in (the image's depth decides it) and the daemon's result message.
+    Its summary (with its "no protection" or "incomplete" warnings) is shown to the user."""
     settings = settings_from_config(config)
     sample = sample_type(image)
     pixels, width, height = read_pixels(drawable, sample)
     glazed, result = cloak(pixels, width, height, sample, settings)
     Gimp.message(describe(result))
-    return glazed, sample
+    return glazed, sample, result
 
 
 def cloak(data: bytes, width: int, height: int, sample: str, settings: dict):
@@ -239,6 +293,34 @@ def cloak(data: bytes, width: int, height: int, sample: str, settings: dict):
         Gimp.progress_end()
 
 
+EXPORT_FILE = "file"  # Export Glazed's file argument
+
+
+def gfile(path: str):
+    from gi.repository import Gio
+
+    return Gio.File.new_for_path(path)
+
+
+def chosen_path(config) -> str | None:
+    """Export Glazed's chosen file as a path (None when none is chosen)."""
+    chosen = config.get_property(EXPORT_FILE)
+    return chosen.get_path() if chosen is not None else None
+
+
+def propose_export_file(image, config) -> None:
+    """Propose NAME.glazed.SUFFIX beside the image's file, its XCF or the file it was opened
+    from (the suffix last chosen); an image never saved: in the home folder, named as GIMP
+    names it ("[Untitled]" -> "Untitled")."""
+    files = (getattr(image, getter)() for getter in ("get_xcf_file", "get_file",
+                                                      "get_imported_file"))
+    saved = next((file.get_path() for file in files if file is not None and file.get_path()),
+                 None)
+    last = chosen_path(config)
+    config.set_property(EXPORT_FILE, gfile(options.export_proposal(
+        saved, image.get_name().strip("[]"), os.path.splitext(last)[1] if last else ".png")))
+
+
 def success(procedure):
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
@@ -249,8 +331,9 @@ def failure(procedure, message: str, status=Gimp.PDBStatusType.EXECUTION_ERROR):
 
 
 def _dialog_rows(procedure, dialog) -> list[str]:
-    """The dialog's rows: every argument a person sets, in order, with a several-choice
-    setting's checkboxes in a frame titled with its label ("Defend against")."""
+    """The dialog's rows: the daemon's state, then every argument a person sets, in order,
+    with a several-choice setting's checkboxes in a frame titled with its label ("Defend
+    against")."""
     rows = [spec.get_name() for spec in procedure.get_arguments()
             if spec.get_name() not in ("run-mode", "image", "drawables")]
     for setting in SETTINGS:
@@ -266,7 +349,35 @@ def _dialog_rows(procedure, dialog) -> list[str]:
         at = rows.index(boxes[0])
         rows = [row for row in rows if row not in boxes]
         rows.insert(at, frame)
-    return rows
+    return [STATE_ROW, *rows]
+
+
+def build_dialog(procedure, config, title: str):
+    """The procedure's dialog, headed by the daemon's state, which it follows while the
+    daemon loads its models: (dialog, the state's label)."""
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
+    state = daemon_state()
+    line = dialog.get_label(STATE_ROW, state.text, False, False)
+    line.set_line_wrap(True)
+    line.set_max_width_chars(60)
+    line.set_xalign(0.0)
+    if state.loading:
+        closed = []
+        dialog.connect("destroy", lambda _: closed.append(True))
+
+        def follow() -> bool:
+            if closed:
+                return False
+            now = daemon_state()
+            line.set_text(now.text)
+            return now.loading  # the timer ends once the daemon is ready
+
+        GLib.timeout_add(WATCH_MS, follow)
+    dialog.fill(_dialog_rows(procedure, dialog))
+    return dialog, line
 
 
 def show_dialog(procedure, config, title: str) -> bool:
@@ -274,8 +385,26 @@ def show_dialog(procedure, config, title: str) -> bool:
     from gi.repository import GimpUi
 
     GimpUi.init(procedure.get_name())
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
-    dialog.fill(_dialog_rows(procedure, dialog))
+    dialog, _ = build_dialog(procedure, config, title)
     accepted = dialog.run()
     dialog.destroy()
     return accepted
+
+
+def ask_to_replace(path: str) -> bool:
+    """GIMP's question before a file is overwritten: whether to replace `path`."""
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    question = Gtk.MessageDialog(
+        message_type=Gtk.MessageType.QUESTION, buttons=Gtk.ButtonsType.NONE, modal=True,
+        text=f"A file named \u201c{os.path.basename(path)}\u201d already exists. "
+             "Do you want to replace it?")
+    question.format_secondary_text(f"It is in \u201c{os.path.dirname(path)}\u201d. "
+                                   "Replacing it overwrites its contents.")
+    question.add_buttons("_Cancel", Gtk.ResponseType.CANCEL, "_Replace",
+                         Gtk.ResponseType.ACCEPT)
+    question.set_default_response(Gtk.ResponseType.CANCEL)
+    answer = question.run()
+    question.destroy()
+    return answer == Gtk.ResponseType.ACCEPT

@@ -13,10 +13,11 @@ try:
     from glaze_client.client import (  # noqa: E402
         Client,
         DaemonError,
+        DaemonState,
         JobCancelled,
+        daemon_state,
         describe,
         layout_for,
-        offered_options,
     )
     from glaze_client.stamp import published  # noqa: E402
 except ImportError:
@@ -25,10 +26,11 @@ except ImportError:
         from glaze.daemon.client import (
             Client,
             DaemonError,
+            DaemonState,
             JobCancelled,
+            daemon_state,
             describe,
             layout_for,
-            offered_options,
         )
         from glaze.stamp import published
     except ImportError as error:
@@ -36,5 +38,5 @@ except ImportError:
             "Glaze: the plug-in cannot find its client library (pyzmq, msgpack and the Glaze "
             "client). Run `glaze install --krita` again, or see the Glaze README.") from error
 
-__all__ = ["Client", "DaemonError", "JobCancelled", "describe", "layout_for",
-           "offered_options", "options", "published"]
+__all__ = ["Client", "DaemonError", "DaemonState", "JobCancelled", "daemon_state", "describe",
+           "layout_for", "options", "published"]

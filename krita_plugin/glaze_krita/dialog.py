@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from krita import Krita
 
-from .client import options
+from .client import DaemonState, daemon_state, options
 from .qt import (
     QCheckBox,
     QComboBox,
@@ -15,12 +15,14 @@ from .qt import (
     QLabel,
     QLineEdit,
     QSpinBox,
+    QTimer,
     QVBoxLayout,
     QWidget,
 )
 
 GROUP = "glaze"
 INT_RANGE = (-2**31, 2**31 - 1)  # a QSpinBox holds a C int
+WATCH_MS = 1000  # how often the dialog asks a loading daemon how far it is
 
 
 def remembered() -> dict:
@@ -89,17 +91,27 @@ class ChoiceGroup(QWidget):
 
 
 class GlazeDialog(QDialog):
-    """`offered`: the presets and choices the running daemon advertises
-    (client.offered_options()); the dialog lists those when it gives them, else the declared
-    ones. OK needs at least one checked box in each checkbox group."""
+    """`state`: the daemon's, as the dialog opens (client.daemon_state(); asked for when not
+    given). Its line heads the dialog, followed as it loads its models; the lists hold the
+    presets and choices it advertises, else the declared ones. OK needs at least one
+    checked box in each checkbox group."""
 
-    def __init__(self, title: str, export: bool = False, offered: dict | None = None,
+    def __init__(self, title: str, export: bool = False, state: DaemonState | None = None,
                  parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
+        state = state or daemon_state()
+        offered = state.options
         self.remembered = remembered()
         self.fields = {}
         form = QFormLayout(self)
+        self.daemon_line = QLabel(state.text)
+        self.daemon_line.setWordWrap(True)
+        form.addRow(self.daemon_line)
+        self.watch = QTimer(self)  # a loading daemon's progress, until it is ready
+        self.watch.timeout.connect(self.follow_daemon)
+        if state.loading:
+            self.watch.start(WATCH_MS)
         shown = options.SETTINGS + (options.EXPORT_SETTINGS if export else ())
         for setting in shown:
             presets = options.presets_of(setting, offered)
@@ -111,10 +123,6 @@ class GlazeDialog(QDialog):
             widget.setToolTip(setting.describe(presets))
             form.addRow(setting.label, widget)
             self.fields[setting.name] = widget
-        note = QLabel("The first glaze of a session starts the Glaze daemon and loads its "
-                      "models: it can take a minute or more.")
-        note.setWordWrap(True)
-        form.addRow(note)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -125,6 +133,12 @@ class GlazeDialog(QDialog):
         for box in (box for group in groups for box in group.boxes.values()):
             box.toggled.connect(lambda _checked: self.ok.setEnabled(
                 all(group.value() for group in groups)))
+
+    def follow_daemon(self) -> None:
+        state = daemon_state()
+        self.daemon_line.setText(state.text)
+        if not state.loading:
+            self.watch.stop()
 
     @staticmethod
     def _widget(setting, current, presets: dict):

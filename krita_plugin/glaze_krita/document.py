@@ -1,8 +1,6 @@
 """Where pixels leave and enter Krita: reading a layer or the projection, writing a new
 layer, exporting a file. Nothing here modifies the source layer or the document's file."""
 
-import os
-
 from krita import InfoObject, Krita
 
 from .client import layout_for, options, published
@@ -72,16 +70,9 @@ def add_glazed_layer(document, source, pixels: Pixels, data) -> object:
     return layer
 
 
-def suggested_export_path(document, suffix: str = ".png") -> str:
-    """Where Export Glazed proposes to write: beside the document's file, named after it
-    with ".glazed" (an unsaved document: its name, in the home folder)."""
-    saved = document.fileName()
-    if saved:
-        folder, name = os.path.split(saved)
-        stem = os.path.splitext(name)[0]
-    else:
-        folder, stem = os.path.expanduser("~"), document.name() or "untitled"
-    return os.path.join(folder, f"{stem}{options.OUTPUT_TAG}{suffix}")
+def suggested_export_path(document) -> str:
+    """Where Export Glazed proposes to write: beside the document's file, named after it."""
+    return options.export_proposal(document.fileName(), document.name())
 
 
 def export_pixels(document, pixels: Pixels, data, path: str, record: dict | None,

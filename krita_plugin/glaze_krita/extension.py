@@ -2,7 +2,7 @@
 
 from krita import Extension, Krita
 
-from .client import describe, offered_options, options
+from .client import describe, options
 from .dialog import GlazeDialog, job_settings, remember
 from .document import (
     UnsupportedLayer,
@@ -39,7 +39,7 @@ class GlazeExtension(Extension):
         document = Krita.instance().activeDocument()
         if document is None:
             return self._tell("Open an image first.")
-        dialog = GlazeDialog("Glaze", offered=offered_options())
+        dialog = GlazeDialog("Glaze")
         if dialog.exec():
             remember(dialog.values())
             try:
@@ -51,7 +51,7 @@ class GlazeExtension(Extension):
         document = Krita.instance().activeDocument()
         if document is None:
             return self._tell("Open an image first.")
-        dialog = GlazeDialog("Export Glazed", export=True, offered=offered_options())
+        dialog = GlazeDialog("Export Glazed", export=True)
         if not dialog.exec():
             return
         values = dialog.values()

@@ -13,10 +13,11 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp  # noqa: E402
+from gi.repository import Gegl, Gimp, GObject  # noqa: E402
 
 W, H = 64, 48
-FAST = {"quality": "2", "work-size": 64, "target": "Baroque painting by Caravaggio"}
+FAST = {"quality": "custom", "quality-custom": 2, "work-size": 64,
+        "target": "Baroque painting by Caravaggio"}
 FORMATS = {"u8": ("R'G'B'A u8", "<B", 255, Gimp.Precision.U8_NON_LINEAR),
            "float": ("R'G'B'A float", "<f", 1.0, Gimp.Precision.FLOAT_NON_LINEAR)}
 results = []
@@ -78,7 +79,7 @@ def run(procedure_name, image, drawables, **arguments):
     config.set_property("image", image)
     config.set_core_object_array("drawables", drawables)
     for name, value in {**FAST, **arguments}.items():
-        config.set_property(name, value)
+        config.set_property(name, _gfile(value) if name == "file" else value)
     result = procedure.run(config)
     status = result.index(0)
     error = result.index(1) if result.length() > 1 else None
@@ -137,16 +138,24 @@ def declared_arguments():
                     checked = config.get_property(gimp.choice_argument(setting, choice))
                     assert checked is (choice in setting.selection(setting.default)), choice
                 continue
-            plain = setting.kind is int and not setting.presets
             value = config.get_property(setting.argument)
+            if setting.presets:  # a list of the presets, then a number for "custom"
+                spec = procedure.find_argument(setting.argument)
+                nicks = Gimp.param_spec_choice_get_choice(spec).list_nicks()
+                assert nicks == [*setting.presets, gimp.CUSTOM], (name, nicks)
+                assert value == setting.default, (name, setting.argument, value)
+                custom = config.get_property(gimp.custom_argument(setting))
+                assert custom == setting.presets[setting.default], (name, custom)
+                for preset, number in setting.presets.items():  # labelled with the numbers
+                    listed = setting.preset_format.format(name=preset, value=number)
+                    assert Gimp.param_spec_choice_get_choice(spec).get_label(preset) == \
+                        listed, (name, preset)
+                continue
+            plain = setting.kind is int
             if value is None and not plain:  # GIMP gives an empty string argument as None
                 value = ""
             assert value == (setting.default if plain else setting.text_default()), \
                 (name, setting.argument, value)
-            blurb = procedure.find_argument(setting.argument).get_blurb()
-            for preset, number in setting.presets.items():  # the daemon offers the declared
-                listed = setting.preset_format.format(name=preset, value=number)
-                assert listed in blurb, (name, setting.argument, blurb)
         # The target list: the automatic choice first, then every candidate style.
         listed = procedure.find_argument(gimp.list_argument(options.TARGET))
         nicks = Gimp.param_spec_choice_get_choice(listed).list_nicks()
@@ -196,11 +205,13 @@ def dialog_rows():
     sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
     gimp = importlib.import_module("glaze_gimp")
     GimpUi.init("glaze-checks")
-    for name, first in (("plug-in-glaze", []), ("plug-in-glaze-export", ["filename"])):
+    for name, first in (("plug-in-glaze", []), ("plug-in-glaze-export", ["file"])):
         procedure = Gimp.get_pdb().lookup_procedure(name)
         dialog = GimpUi.ProcedureDialog.new(procedure, procedure.create_config(), "Glaze")
         rows = gimp._dialog_rows(procedure, dialog)
-        assert rows[:len(first) + 3] == [*first, "intensity", "quality", "defend-frame"], rows
+        assert rows[:len(first) + 6] == [gimp.STATE_ROW, *first, "intensity", "intensity-custom",
+                                         "quality", "quality-custom", "defend-frame"], rows
+        dialog.get_label(gimp.STATE_ROW, "the daemon's state", False, False)
         assert rows[-2:] == ["target-list", "target"] and not [
             row for row in rows if row.startswith("defend-") and row != "defend-frame"], rows
         dialog.fill(rows)  # every row exists: GIMP warns of and skips unknown ones
@@ -217,20 +228,114 @@ def glaze_float():
     glaze_checks("float", **{"defend-sdxl": False})
 
 
-@check("export glazed writes a file and leaves the image alone")
+@check("export glazed writes the chosen files and leaves the image alone")
 def export():
+    """PNG and JPEG into $GLAZE_GIMP_OUT, where the test reads their records."""
     image, source = new_image("u8")
     before = snapshot(image)
     folder = os.environ["GLAZE_GIMP_OUT"]
-    path = os.path.join(folder, "glazed.png")
-    status, error = run("plug-in-glaze-export", image, [source], filename=path)
-    assert status == Gimp.PDBStatusType.SUCCESS, (status, error)
-    loaded = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, _gfile(path))
-    assert (loaded.get_width(), loaded.get_height()) == (W, H)
-    assert snapshot(image) == before and len(Gimp.get_images()) == 2
-    assert sorted(os.listdir(folder)) == ["glazed.png"], os.listdir(folder)
-    loaded.delete()
+    for name in ("glazed.png", "glazed.jpg"):
+        path = os.path.join(folder, name)
+        status, error = run("plug-in-glaze-export", image, [source], file=path)
+        assert status == Gimp.PDBStatusType.SUCCESS, (status, error)
+        loaded = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, _gfile(path))
+        assert (loaded.get_width(), loaded.get_height()) == (W, H)
+        loaded.delete()
+    assert snapshot(image) == before and len(Gimp.get_images()) == 1
+    assert sorted(os.listdir(folder)) == ["glazed.jpg", "glazed.png"], os.listdir(folder)
     image.delete()
+
+
+@check("a preset outside the list and a custom number out of range send no job")
+def refused_settings():
+    """GIMP keeps a choice argument to its list (the value is refused where it is set); an
+    out-of-range custom number is refused by the plug-in before it connects."""
+    import contextlib
+    import warnings
+
+    procedure = Gimp.get_pdb().lookup_procedure("plug-in-glaze")
+    config = procedure.create_config()
+    with warnings.catch_warnings(), contextlib.suppress(TypeError, ValueError):
+        warnings.simplefilter("ignore")
+        config.set_property("quality", "bogus")
+    assert config.get_property("quality") != "bogus", "GIMP took a preset not in its list"
+    image, source = new_image("u8")
+    before = snapshot(image)
+    status, error = run("plug-in-glaze", image, [source], intensity="custom",
+                        **{"intensity-custom": 0.0})
+    assert status == Gimp.PDBStatusType.CALLING_ERROR, (status, error)
+    assert "custom intensity must be above 0 up to 0.5" in error, error
+    assert snapshot(image) == before
+    image.delete()
+    return error
+
+
+def harbour(folder):
+    """An image saved as harbour.xcf in `folder` and opened from there: Export Glazed
+    proposes a name beside it."""
+    image, _ = new_image("u8")
+    xcf = os.path.join(folder, "harbour.xcf")
+    assert Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, _gfile(xcf), None)
+    image.delete()
+    return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, _gfile(xcf))
+
+
+@check("Export Glazed proposes NAME.glazed.png beside the image in GIMP's file chooser")
+def export_proposal():
+    """The dialog as the plug-in builds it, with a display (Xvfb) for GTK."""
+    import importlib
+    import sys
+    import tempfile
+
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+
+    sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
+    gimp = importlib.import_module("glaze_gimp")
+    GimpUi.init("glaze-checks")
+    folder = tempfile.mkdtemp()
+    image = harbour(folder)
+    procedure = Gimp.get_pdb().lookup_procedure("plug-in-glaze-export")
+    config = procedure.create_config()
+    gimp.propose_export_file(image, config)
+    proposed = os.path.join(folder, "harbour.glazed.png")
+    assert gimp.chosen_path(config) == proposed, gimp.chosen_path(config)
+    dialog, _ = gimp.build_dialog(procedure, config, "Export Glazed")
+    chooser = dialog.get_widget(gimp.EXPORT_FILE, GObject.TYPE_NONE)
+    assert type(chooser).__name__ == "FileChooser", type(chooser).__name__  # GimpUi's
+    assert chooser.get_file().get_path() == proposed
+    dialog.destroy()
+    config.set_property(gimp.EXPORT_FILE, _gfile(os.path.join(folder, "other.glazed.jpg")))
+    gimp.propose_export_file(image, config)  # the format last chosen is proposed again
+    assert gimp.chosen_path(config) == os.path.join(folder, "harbour.glazed.jpg")
+    image.delete()
+    untitled, _ = new_image("u8")  # never saved: in the home folder, as GIMP names it
+    gimp.propose_export_file(untitled, config)
+    assert gimp.chosen_path(config) == os.path.join(os.environ["HOME"], "Untitled.glazed.jpg")
+    untitled.delete()
+    return proposed
+
+
+@check("the dialog follows a daemon that is loading its models")
+def dialog_while_loading():
+    """$GLAZE_TEST_LOADING_STATE: the state folder of a daemon held in its loading."""
+    import importlib
+    import sys
+
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi
+
+    sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
+    gimp = importlib.import_module("glaze_gimp")
+    GimpUi.init("glaze-checks")
+    procedure = Gimp.get_pdb().lookup_procedure("plug-in-glaze")
+    os.environ["GLAZE_STATE_DIR"] = os.environ["GLAZE_TEST_LOADING_STATE"]
+    dialog, line = gimp.build_dialog(procedure, procedure.create_config(), "Glaze")
+    said = line.get_text()
+    assert "loading models, 33% (the demo feature extractors)" in said, said
+    assert "built-in presets" in said, said
+    dialog.destroy()
+    return said
 
 
 def _gfile(path):
@@ -254,18 +359,22 @@ def unreachable():
 @check("a long job (killed from outside)")
 def long_job():
     image, source = new_image("u8")
-    status, error = run("plug-in-glaze", image, [source], quality="100000")
+    status, error = run("plug-in-glaze", image, [source], **{"quality-custom": 100000})
     return f"{status}: {error}"
 
 
 @check("the Glaze dialog on screen (GUI GIMP; left open)")
 def dialog_on_screen():
-    """Shows an image, then Glaze's dialog (interactive, as from the menu); a helper process
-    saves the screen $GLAZE_GIMP_WAIT seconds later as $GLAZE_GIMP_SHOT. The test ends GIMP."""
+    """Shows an image, then the dialog of $GLAZE_GIMP_SHOT_PROCEDURE (interactive, as from
+    the menu; Export Glazed's for an image saved as harbour.xcf); a helper process saves the
+    screen $GLAZE_GIMP_WAIT seconds later as $GLAZE_GIMP_SHOT. The test ends GIMP."""
     import subprocess
     import sys
+    import tempfile
 
-    image, _ = new_image("u8")
+    name = os.environ["GLAZE_GIMP_SHOT_PROCEDURE"]
+    image = harbour(tempfile.mkdtemp()) if name == "plug-in-glaze-export" \
+        else new_image("u8")[0]
     Gimp.Display.new(image)
     Gimp.displays_flush()
     grab = ("import os, sys, time, gi; gi.require_version('Gdk', '3.0'); "
@@ -276,7 +385,7 @@ def dialog_on_screen():
             "os.replace(sys.argv[1] + '.part', sys.argv[1])")
     subprocess.Popen([sys.executable, "-c", grab, os.environ["GLAZE_GIMP_SHOT"],
                       os.environ["GLAZE_GIMP_WAIT"]])
-    procedure = Gimp.get_pdb().lookup_procedure("plug-in-glaze")
+    procedure = Gimp.get_pdb().lookup_procedure(name)
     config = procedure.create_config()
     config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
     config.set_property("image", image)

@@ -183,22 +183,44 @@ for _depth, _label in (("U8", "an 8-bit"), ("U16", "a 16-bit"), ("F16", "a 16-bi
     check(f"glaze {_label} layer")(lambda depth=_depth: glaze_checks(depth))
 
 
-@check("export glazed leaves the document untouched")
+@check("export glazed leaves the document untouched and the files carry their record")
 def export():
+    """PNG and JPEG, into $GLAZE_KRITA_OUT, where the test reads their records."""
     doc, _ = document("U8")
     doc.setModified(False)
     before = snapshot(doc)
-    path = os.path.join(tempfile.mkdtemp(), "glazed.png")
-    status, message = wait(extension().export_glazed(doc, path, FAST, interactive=False))
-    assert status == "done", (status, message)
-    image = QImage(path)
-    assert not image.isNull() and (image.width(), image.height()) == (W, H)
+    folder = os.environ["GLAZE_KRITA_OUT"]
+    said = []
+    for name in ("glazed.png", "glazed.jpg"):
+        path = os.path.join(folder, name)
+        status, message = wait(extension().export_glazed(doc, path, FAST, interactive=False))
+        assert status == "done", (status, message)
+        image = QImage(path)
+        assert not image.isNull() and (image.width(), image.height()) == (W, H)
+        said.append(message)
     settle(doc)
     assert not doc.modified(), "the document reports itself modified"
     assert snapshot(doc) == before, "the document's layers changed"
-    assert [name for name in os.listdir(os.path.dirname(path))] == ["glazed.png"]
+    assert sorted(os.listdir(folder)) == ["glazed.jpg", "glazed.png"], os.listdir(folder)
     doc.close()
-    return message
+    return "\n".join(said)
+
+
+@check("the dialog follows a daemon that is loading its models",
+       when=lambda: bool(os.environ.get("GLAZE_TEST_LOADING_STATE")))
+def dialog_while_loading():
+    """A daemon held in its loading (its state folder is $GLAZE_TEST_LOADING_STATE)."""
+    from glaze_krita.dialog import GlazeDialog
+
+    with environment(GLAZE_STATE_DIR=os.environ["GLAZE_TEST_LOADING_STATE"]):
+        dialog = GlazeDialog("Glaze")
+        said = dialog.daemon_line.text()
+        assert "loading models, 33% (the demo feature extractors)" in said, said
+        assert "built-in presets" in said and dialog.watch.isActive(), said
+        dialog.follow_daemon()  # what its timer does: still loading, still said
+        assert dialog.daemon_line.text() == said and dialog.watch.isActive()
+    dialog.deleteLater()
+    return said
 
 
 @check("an unreachable daemon is reported and changes nothing")
@@ -276,7 +298,7 @@ def cmyk():
 
 @check("the dialog is built from the declared settings and lists the daemon's presets")
 def dialog_from_declarations():
-    from glaze_krita.client import offered_options, options
+    from glaze_krita.client import DaemonState, daemon_state, options
     from glaze_krita.dialog import GlazeDialog
     from glaze_krita.qt import QComboBox
 
@@ -285,9 +307,14 @@ def dialog_from_declarations():
         assert isinstance(combo, QComboBox), (name, type(combo).__name__)
         return [combo.itemData(i) for i in range(combo.count())]
 
-    offered = offered_options()  # the test's daemon: it advertises the declared presets
+    state = daemon_state()  # the test's daemon: it advertises the declared presets
+    offered = state.options
     assert offered == options.advertised(), offered
-    dialog = GlazeDialog("Glaze", offered=offered)
+    dialog = GlazeDialog("Glaze", state=state)
+    # The daemon's state heads the dialog: the demo models are named as no protection.
+    said = dialog.daemon_line.text()
+    assert "ready, serving demo-seed0" in said and "NO protection" in said, said
+    assert not dialog.watch.isActive()
     assert list(dialog.fields) == [setting.name for setting in options.SETTINGS]
     values = dialog.values()
     for setting in options.SETTINGS:  # nothing remembered yet: the declared defaults
@@ -318,13 +345,13 @@ def dialog_from_declarations():
     target.setEditText("Cubism painting by someone of my own")
     assert dialog.values()["target"] == "Cubism painting by someone of my own"
     dialog.deleteLater()
-    only_sd = GlazeDialog("Glaze", offered={"defend": ["sd"]})  # a daemon with SD's alone
+    only_sd = GlazeDialog("Glaze", state=DaemonState("", {"defend": ["sd"]}))  # SD's alone
     assert list(only_sd.fields["defend"].boxes) == ["sd"]
     assert only_sd.values()["defend"] == "sd"
     only_sd.deleteLater()
     # a newer daemon's extra preset is listed; an unusable table falls back to the declared
-    newer = GlazeDialog("Glaze", offered={"intensity": {"gentle": 0.01, "default": 0.05},
-                                          "quality": "not a table"})
+    newer = GlazeDialog("Glaze", state=DaemonState("", {
+        "intensity": {"gentle": 0.01, "default": 0.05}, "quality": "not a table"}))
     assert presets(newer, "intensity") == ["gentle", "default"]
     assert newer.values()["intensity"] == "default"
     assert presets(newer, "quality") == list(options.QUALITY.presets)
@@ -332,7 +359,7 @@ def dialog_from_declarations():
     export = GlazeDialog("Export Glazed", export=True)
     assert export.values()["jpeg_quality"] == options.JPEG_QUALITY.default
     export.deleteLater()
-    return str(offered)
+    return said
 
 
 def answer_modal_windows(seen, loop):
