@@ -377,6 +377,12 @@ def build_dialog(procedure, config, title: str):
 
         GLib.timeout_add(WATCH_MS, follow)
     dialog.fill(_dialog_rows(procedure, dialog))
+    custom = Gimp.ValueArray.new(1)
+    custom.append(GObject.Value(GObject.TYPE_STRING, CUSTOM))
+    for setting in SETTINGS:  # a custom number can be set only when it is chosen
+        if setting.presets:
+            dialog.set_sensitive_if_in(custom_argument(setting), None, setting.argument,
+                                       custom, True)
     return dialog, line
 
 

@@ -304,16 +304,45 @@ def export_proposal():
     chooser = dialog.get_widget(gimp.EXPORT_FILE, GObject.TYPE_NONE)
     assert type(chooser).__name__ == "FileChooser", type(chooser).__name__  # GimpUi's
     assert chooser.get_file().get_path() == proposed
+    number = dialog.get_widget("quality-custom", GObject.TYPE_NONE)  # only for "custom"
+    assert not number.get_sensitive()
+    config.set_property("quality", gimp.CUSTOM)
+    assert number.get_sensitive()
     dialog.destroy()
     config.set_property(gimp.EXPORT_FILE, _gfile(os.path.join(folder, "other.glazed.jpg")))
     gimp.propose_export_file(image, config)  # the format last chosen is proposed again
     assert gimp.chosen_path(config) == os.path.join(folder, "harbour.glazed.jpg")
     image.delete()
+    asked = []  # replacing a file is asked first: a person's answer, each way
+    for response, replaced in (("_Replace", True), ("_Cancel", False)):
+        answer_question(response, asked)
+        assert gimp.ask_to_replace(os.path.join(folder, "harbour.xcf")) is replaced, response
+    assert asked == ["A file named \u201charbour.xcf\u201d already exists. Do you want to "
+                     "replace it?"] * 2, asked
     untitled, _ = new_image("u8")  # never saved: in the home folder, as GIMP names it
     gimp.propose_export_file(untitled, config)
     assert gimp.chosen_path(config) == os.path.join(os.environ["HOME"], "Untitled.glazed.jpg")
     untitled.delete()
     return proposed
+
+
+def answer_question(button, asked):
+    """Once GTK shows a question, note it and click its `button` (as labelled)."""
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import GLib, Gtk
+
+    def click():
+        for window in Gtk.Window.list_toplevels():
+            if isinstance(window, Gtk.MessageDialog) and window.get_visible():
+                asked.append(window.props.text)
+                for response in (Gtk.ResponseType.ACCEPT, Gtk.ResponseType.CANCEL):
+                    widget = window.get_widget_for_response(response)
+                    if widget is not None and widget.get_label() == button:
+                        widget.clicked()
+                return False
+        return True  # not shown yet
+
+    GLib.timeout_add(100, click)
 
 
 @check("the dialog follows a daemon that is loading its models")
