@@ -18,6 +18,7 @@ from .connection import (
     pid_alive,
     private_folder,
     read_connection,
+    read_loading,
     state_dir,
 )
 
@@ -31,6 +32,7 @@ class Found:
 
     running: ConnectionInfo | None = None  # its file, written by the lock's holder
     starting: int | None = None  # the pid holding the lock that has not written its file
+    loading: dict | None = None  # how far that one is in loading its models
     stale: ConnectionInfo | None = None  # a file no live daemon holds, now removed
 
     def describe(self) -> str:
@@ -39,7 +41,10 @@ class Found:
             return (f"the Glaze daemon is running: pid {info.pid}, {info.endpoint}, "
                     f"bundle {info.bundle}")
         if self.starting is not None:
-            return f"the Glaze daemon is starting (pid {self.starting}, loading its models)"
+            said = f"the Glaze daemon is starting (pid {self.starting}, loading its models"
+            if self.loading is not None:
+                said += f": {self.loading['fraction']:.0%} ({self.loading.get('message')})"
+            return said + ")"
         said = "the Glaze daemon is not running"
         if self.stale is not None:
             said += (f" (removed a stale connection file: pid {self.stale.pid} no longer "
@@ -55,7 +60,7 @@ def find() -> Found:
     if holder is not None:
         if info is not None and info.pid == holder:
             return Found(running=info)
-        return Found(starting=holder)
+        return Found(starting=holder, loading=read_loading())
     connection_path().unlink(missing_ok=True)
     return Found(stale=info)
 

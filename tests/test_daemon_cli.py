@@ -193,3 +193,37 @@ def test_foreground_start_prints_the_no_protection_note(env):
             process.kill()
             process.wait()
     assert process.returncode == 0 and "NO protection" in printed, printed
+
+
+def test_the_dialogs_say_how_far_a_starting_daemon_is(tmp_path, monkeypatch):
+    """What a dialog opened during a start says (client.daemon_state) and `glaze daemon
+    status`: the loading progress, never a silent fall-back to the built-in presets."""
+    from daemon_helpers import DaemonProcess
+
+    from glaze.daemon.client import daemon_state
+
+    monkeypatch.setenv("GLAZE_STATE_DIR", str(tmp_path / "state"))
+    assert "not running" in daemon_state().text and not daemon_state().loading
+    loading = DaemonProcess(tmp_path, held_in_loading=True)
+    try:
+        state = daemon_state()
+        assert state.loading and state.options == {}
+        assert state.text == ("Glaze daemon: loading models, 33% (the demo feature "
+                              "extractors); the lists show the built-in presets until it is "
+                              "ready"), state.text
+        status = glaze(dict(os.environ), "daemon", "status")
+        assert status.returncode == 1
+        assert "is starting" in status.stdout and "33% (the demo feature extractors)" in \
+            status.stdout, status.stdout
+    finally:
+        loading.stop()
+    assert "not running" in daemon_state().text  # its file is not trusted once it is gone
+    (tmp_path / "ready").mkdir()
+    ready = DaemonProcess(tmp_path / "ready")
+    try:
+        monkeypatch.setenv("GLAZE_STATE_DIR", str(tmp_path / "ready" / "state"))
+        state = daemon_state()
+        assert not state.loading and state.options and "serving demo-seed0" in state.text
+        assert "NO protection" in state.text
+    finally:
+        ready.stop()

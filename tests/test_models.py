@@ -50,7 +50,14 @@ def test_demo_bundle_is_built_the_same_for_the_same_seed(bundle):
 def test_demo_bundle_round_trips_through_the_real_loading_path(bundle, tmp_path):
     folder = bundle.save(tmp_path / "demo")
     assert (folder / "model_index.json").is_file() and (folder / BUNDLE_FILE).is_file()
-    loaded = load_bundle(folder)
+    heard = []  # what a starting daemon's dialogs show: each part as it starts loading
+    loaded = load_bundle(folder, progress=lambda fraction, what: heard.append((fraction, what)))
+    fractions = [fraction for fraction, _ in heard]
+    assert fractions == sorted(set(fractions)) and fractions[0] == 0 and fractions[-1] < 1
+    assert [what for _, what in heard] == [
+        "the Stable Diffusion pipeline",
+        *(f"the {label} feature extractor" for label in DEFEND.choices.values()),
+        "the perceptual model (LPIPS)"]
     assert loaded.demo and loaded.protection_note == bundle.protection_note
     assert loaded.identity == bundle.identity and loaded.generation == bundle.generation
     images = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
