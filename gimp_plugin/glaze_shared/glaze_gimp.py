@@ -79,8 +79,10 @@ class GlazePlugIn(Gimp.PlugIn):
         procedure.set_documentation(self.BLURB, self.HELP, name)
         procedure.set_attribution("Glaze for painters", "Glaze for painters", "2026")
         self.add_arguments(procedure)
-        # The running daemon's presets, when it advertises them, are what the lists hold.
-        add_settings_arguments(procedure, daemon_state().options)
+        # The running daemon's presets, when it advertises them, are what the lists hold;
+        # its state heads the dialog (asked once a run).
+        self.daemon = daemon_state()
+        add_settings_arguments(procedure, self.daemon.options)
         return procedure
 
     def add_arguments(self, procedure) -> None:
@@ -109,7 +111,7 @@ class GlazePlugIn(Gimp.PlugIn):
         if run_mode == Gimp.RunMode.INTERACTIVE:
             self.propose(image, config)
             while True:
-                if not show_dialog(procedure, config, self.TITLE):
+                if not show_dialog(procedure, config, self.TITLE, self.daemon):
                     return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
                 if self.confirm(config):
                     break
@@ -352,14 +354,14 @@ def _dialog_rows(procedure, dialog) -> list[str]:
     return [STATE_ROW, *rows]
 
 
-def build_dialog(procedure, config, title: str):
-    """The procedure's dialog, headed by the daemon's state, which it follows while the
-    daemon loads its models: (dialog, the state's label)."""
+def build_dialog(procedure, config, title: str, state=None):
+    """The procedure's dialog, headed by the daemon's `state` (asked for when not given),
+    which it follows while the daemon loads its models: (dialog, the state's label)."""
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
 
     dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
-    state = daemon_state()
+    state = state or daemon_state()
     line = dialog.get_label(STATE_ROW, state.text, False, False)
     line.set_line_wrap(True)
     line.set_max_width_chars(60)
@@ -386,12 +388,12 @@ def build_dialog(procedure, config, title: str):
     return dialog, line
 
 
-def show_dialog(procedure, config, title: str) -> bool:
+def show_dialog(procedure, config, title: str, state=None) -> bool:
     gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
 
     GimpUi.init(procedure.get_name())
-    dialog, _ = build_dialog(procedure, config, title)
+    dialog, _ = build_dialog(procedure, config, title, state)
     accepted = dialog.run()
     dialog.destroy()
     return accepted
