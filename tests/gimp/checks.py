@@ -102,14 +102,27 @@ def glaze_checks(kind, **arguments):
     image.delete()
 
 
-@check("the plug-ins import their own copy of the client and pyzmq")
-def vendored_client():
+def plugin_module(ui=False):
+    """The plug-ins' shared module (glaze_gimp), imported as they import it (it puts their
+    vendor folder first); `ui`: with GimpUi set up, for dialogs (needs a display)."""
     import importlib
     import sys
 
     shared = os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared")
-    sys.path.insert(0, shared)
-    importlib.import_module("glaze_gimp")  # puts its vendor folder first, as the plug-ins do
+    if shared not in sys.path:
+        sys.path.insert(0, shared)
+    module = importlib.import_module("glaze_gimp")
+    if ui:
+        gi.require_version("GimpUi", "3.0")
+        from gi.repository import GimpUi
+
+        GimpUi.init("glaze-checks")
+    return module
+
+
+@check("the plug-ins import their own copy of the client and pyzmq")
+def vendored_client():
+    plugin_module()
     import glaze_client.client
     import msgpack
     import zmq
@@ -121,12 +134,8 @@ def vendored_client():
 
 @check("the procedures take every declared setting with its default and presets")
 def declared_arguments():
-    import importlib
-    import sys
-
-    sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
-    gimp = importlib.import_module("glaze_gimp")  # puts its vendor folder first, as the
-    from glaze_client import options  # plug-ins do
+    gimp = plugin_module()
+    from glaze_client import options
 
     for name in ("plug-in-glaze", "plug-in-glaze-export"):
         procedure = Gimp.get_pdb().lookup_procedure(name)
@@ -165,15 +174,15 @@ def declared_arguments():
 
 @check("the dialog's checkboxes and target list become the daemon's settings")
 def settings_from_arguments():
-    import importlib
-    import sys
-
-    sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
-    gimp = importlib.import_module("glaze_gimp")
+    gimp = plugin_module()
     from glaze_client import options
 
     config = Gimp.get_pdb().lookup_procedure("plug-in-glaze").create_config()
     assert gimp.settings_from_config(config)["defend"] == "sd,sdxl,flux,flux2,qwen"
+    assert gimp.settings_from_config(config)["quality"] == "default"  # a preset, by name
+    config.set_property("intensity", gimp.CUSTOM)
+    config.set_property("intensity-custom", 0.03)
+    assert gimp.settings_from_config(config)["intensity"] == 0.03  # a number of one's own
     assert "target" not in gimp.settings_from_config(config)  # chosen for the profile
     config.set_property(gimp.choice_argument(options.DEFEND, "sdxl"), False)
     style = options.candidate_styles()[7]
@@ -196,15 +205,9 @@ def settings_from_arguments():
 @check("the dialog frames the checkboxes under their setting's label")
 def dialog_rows():
     """Builds the procedure's dialog as the plug-in does (not shown: needs a display)."""
-    import importlib
-    import sys
-
-    gi.require_version("GimpUi", "3.0")
     from gi.repository import GimpUi
 
-    sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
-    gimp = importlib.import_module("glaze_gimp")
-    GimpUi.init("glaze-checks")
+    gimp = plugin_module(ui=True)
     for name, first in (("plug-in-glaze", []), ("plug-in-glaze-export", ["file"])):
         procedure = Gimp.get_pdb().lookup_procedure(name)
         dialog = GimpUi.ProcedureDialog.new(procedure, procedure.create_config(), "Glaze")
@@ -283,16 +286,9 @@ def harbour(folder):
 @check("Export Glazed proposes NAME.glazed.png beside the image in GIMP's file chooser")
 def export_proposal():
     """The dialog as the plug-in builds it, with a display (Xvfb) for GTK."""
-    import importlib
-    import sys
     import tempfile
 
-    gi.require_version("GimpUi", "3.0")
-    from gi.repository import GimpUi
-
-    sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
-    gimp = importlib.import_module("glaze_gimp")
-    GimpUi.init("glaze-checks")
+    gimp = plugin_module(ui=True)
     folder = tempfile.mkdtemp()
     image = harbour(folder)
     procedure = Gimp.get_pdb().lookup_procedure("plug-in-glaze-export")
@@ -348,15 +344,7 @@ def answer_question(button, asked):
 @check("the dialog follows a daemon that is loading its models")
 def dialog_while_loading():
     """$GLAZE_TEST_LOADING_STATE: the state folder of a daemon held in its loading."""
-    import importlib
-    import sys
-
-    gi.require_version("GimpUi", "3.0")
-    from gi.repository import GimpUi
-
-    sys.path.insert(0, os.path.join(os.environ["GLAZE_GIMP_PLUGINS"], "glaze_shared"))
-    gimp = importlib.import_module("glaze_gimp")
-    GimpUi.init("glaze-checks")
+    gimp = plugin_module(ui=True)
     procedure = Gimp.get_pdb().lookup_procedure("plug-in-glaze")
     os.environ["GLAZE_STATE_DIR"] = os.environ["GLAZE_TEST_LOADING_STATE"]
     dialog, line = gimp.build_dialog(procedure, procedure.create_config(), "Glaze")
