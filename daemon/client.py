@@ -354,6 +354,12 @@ class Client:
                               (pixels,))
         return Job(self, answer["job"])
 
+    def preview(self, job_id: str) -> Job:
+        """Queue a preview of a cloak job this daemon finished lately: its result's data is
+        a PNG sheet of what each defended family's decoder makes of the original, the
+        glazed picture and the target, after a typical upload."""
+        return Job(self, self.request({"type": "preview", "job": job_id})["job"])
+
     # -- the socket ----------------------------------------------------------------------
 
     def _send(self, header: dict, buffers: tuple = ()) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import queue
@@ -28,6 +29,7 @@ from glaze import __version__, options
 from glaze.engine import Cancelled, CloakSettings, ModelBundle, resolve_target
 from glaze.engine.cloak import cloak
 from glaze.engine.pixels import from_buffer, to_buffer
+from glaze.engine.preview import posted_pictures, preview_posted, preview_sheet
 from glaze.engine.progress import Progress
 from glaze.engine.provenance import record, request
 
@@ -45,6 +47,7 @@ log = logging.getLogger("glaze.daemon")
 
 HEARTBEAT_TIMEOUT_S = 1.0  # a session silent this long has vanished: its jobs are cancelled
 MAX_QUEUE = 16
+PREVIEWABLE = 4  # the last cloak jobs whose preview can still be asked for
 POLL_MS = 20
 # Messages read per round of the socket loop before replies are flushed and sessions
 # checked: a peer that sends without pause cannot starve the answers. The ROUTER takes
@@ -80,6 +83,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: str = "cancelled"
     concluded: bool = False  # its final event (result, failed, cancelled) has been sent
+    of: str | None = None  # a preview job: the cloak job whose pictures it shows
 
 
 class Daemon:
@@ -107,6 +111,9 @@ class Daemon:
         self.waiting: queue.Queue[Job] = queue.Queue()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()  # (identity, header, buffers)
         self.ended: queue.SimpleQueue = queue.SimpleQueue()  # (job, its outcome)
+        # The worker's alone: what a preview of each recent cloak job shows (posted pictures,
+        # families, shifts), newest last.
+        self.previewable: OrderedDict[str, tuple] = OrderedDict()
         self.sessions: dict[str, float] = {}  # session -> last time heard from
         self.stopping = threading.Event()
         self.started = time.monotonic()
@@ -264,11 +271,22 @@ class Daemon:
                 self.bundle.extractor(name)
         except ValueError as error:
             raise ProtocolError("bad-settings", str(error)) from None
-        queued = sum(job.state == "queued" for job in self.jobs.values())
+        return self._queue(Job(secrets.token_hex(8), identity, session, layout, buffers[0],
+                               settings, profile, target))
+
+    def _preview(self, identity: bytes, header: dict, buffers: list) -> dict:
+        """What each defended family's decoder makes of a recent cloak job's original,
+        glazed picture and target: a job whose result is the sheet as a PNG."""
+        of, session = header.get("job"), header.get("session")
+        if not isinstance(of, str) or not isinstance(session, str):
+            raise ProtocolError("malformed", "a preview names its cloak 'job' and 'session'")
+        return self._queue(Job(secrets.token_hex(8), identity, session, {}, b"",
+                               CloakSettings(), "", None, of=of))
+
+    def _queue(self, job: Job) -> dict:
+        queued = sum(each.state == "queued" for each in self.jobs.values())
         if queued >= MAX_QUEUE:
             raise ProtocolError("busy", f"{queued} jobs are waiting already; try again later")
-        job = Job(secrets.token_hex(8), identity, session, layout, buffers[0], settings,
-                  profile, target)
         self.jobs[job.id] = job
         self.waiting.put(job)
         return {"type": "accepted", "job": job.id, "position": queued}
@@ -297,7 +315,8 @@ class Daemon:
         return {"type": "stopping"}
 
     HANDLERS: dict[str, Callable] = {
-        "hello": _hello, "status": _status, "submit": _submit, "cancel": _cancel,
+        "hello": _hello, "status": _status, "submit": _submit, "preview": _preview,
+        "cancel": _cancel,
         "job-state": _job_state, "ping": _ping, "echo": _echo, "stop": _stop,
     }
 
@@ -389,7 +408,7 @@ class Daemon:
             self.ended.put((job, outcome))
 
     def _run(self, job: Job) -> tuple[str, object]:
-        """Cloak one job: its final state and the outcome, the result message (header and
+        """Run one job: its final state and the outcome, the result message (header and
         buffers) when done, the error when failed. Reads the job, sets nothing on it."""
         def progress(fraction: float, message: str) -> None:
             self._send(job.identity, {"type": "progress", "job": job.id,
@@ -398,25 +417,55 @@ class Daemon:
         try:
             if job.cancel.is_set():
                 raise Cancelled(0)
-            pixels = from_buffer(job.pixels, job.layout)
-            profile = resolve_target(  # a new profile computes its candidates' centroids
-                self.bundle, job.profile, [pixels], override=job.target,
-                seed=job.settings.seed, progress=Progress(progress, job.cancel.is_set))
-            result = cloak(pixels, self.bundle, profile.target_style, job.settings,
-                           progress=progress, cancel=job.cancel.is_set)
-            out = to_buffer(result.image, job.layout, job.pixels)
+            return "done", (self._show(job, progress) if job.of is not None
+                            else self._cloak(job, progress))
         except Cancelled:
             return "cancelled", None
         except Exception as error:  # an engine failure fails this job, not the daemon
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
             return "failed", str(error) or type(error).__name__
+
+    def _cloak(self, job: Job, progress: Callable[[float, str], None]) -> tuple:
+        pixels = from_buffer(job.pixels, job.layout)
+        profile = resolve_target(  # a new profile computes its candidates' centroids
+            self.bundle, job.profile, [pixels], override=job.target,
+            seed=job.settings.seed, progress=Progress(progress, job.cancel.is_set))
+        result = cloak(pixels, self.bundle, profile.target_style, job.settings,
+                       progress=progress, cancel=job.cancel.is_set)
+        out = to_buffer(result.image, job.layout, job.pixels)
+        try:
+            self._keep_for_preview(job.id, pixels, result)
+        except Exception:  # the cloak stands; only its preview is lost
+            log.warning("job %s: no preview kept:\n%s", job.id, traceback.format_exc())
         layout = {name: job.layout[name] for name in protocol.LAYOUT_FIELDS}
         report = result.report.to_dict()
         header = {"type": "result", "job": job.id, "report": report,
                   "target_style": profile.target_style, "pixels": layout,
                   "record": self._record(job, report)}
-        return "done", (header, (out,))
+        return header, (out,)
 
+    def _keep_for_preview(self, job_id: str, pixels, result) -> None:
+        families = list(result.report.defended)
+        posted = posted_pictures(self.bundle, pixels, result.image, result.target, families)
+        shifts = {name: shift.after_upload for name, shift in result.report.extractors.items()}
+        self.previewable[job_id] = (posted, families, shifts)
+        while len(self.previewable) > PREVIEWABLE:
+            self.previewable.popitem(last=False)
+
+    def _show(self, job: Job, progress: Callable[[float, str], None]) -> tuple:
+        """The preview sheet of cloak job `job.of`, as PNG bytes."""
+        kept = self.previewable.get(job.of)
+        if kept is None:
+            raise ValueError(f"job {job.of} is not among the last {PREVIEWABLE} this daemon "
+                             "cloaked: glaze the picture again to see what a model makes of it")
+        posted, families, shifts = kept
+        progress(0.0, "decoding what each model family sees")
+        found = preview_posted(self.bundle, posted, families, shifts)
+        sheet = io.BytesIO()
+        preview_sheet(found).save(sheet, format="PNG")
+        header = {"type": "result", "job": job.id, "kind": "preview", "of": job.of,
+                  "left_out": found.left_out, "protection_note": found.stamp}
+        return header, (sheet.getvalue(),)
 
     def _record(self, job: Job, report: dict) -> dict:
         """What an output of this job carries (engine/provenance.py), as `glaze cloak`'s

@@ -121,6 +121,7 @@ class CloakReport:
 class CloakResult:
     image: np.ndarray  # the input's shape, dtype and alpha, RGB cloaked
     report: CloakReport
+    target: torch.Tensor | None = None  # Omega's image at the whole view's size, in [0, 1]
 
 
 class CloakOptimizer:
@@ -381,6 +382,16 @@ def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
     return _optimize(optimizer, image, settings, Progress(progress, cancel))
 
 
+def style_target(bundle: ModelBundle, seen: fullres.Seen, target_style: str,
+                 settings: CloakSettings, progress: Progress | None = None) -> torch.Tensor:
+    """Omega's image: the whole view of `seen` (see()) in `target_style`, what the cloak
+    moves the picture's features toward; the same for the same image, settings and seed."""
+    whole = cloak_views(seen.shape, settings, bundle)[0]
+    with torch.no_grad():
+        return transfer_style(bundle, whole.apply(seen.image), target_style, settings.strength,
+                              settings.seed, progress or Progress(None))
+
+
 def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
           settings: CloakSettings | None = None, progress: ProgressCallback | None = None,
           cancel: CancelCheck | None = None) -> CloakResult:
@@ -400,11 +411,8 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
         bundle.extractor(name)
     tracker.report(0.0, "style transfer")
     seen = see(image, settings, bundle)
-    whole = cloak_views(shape, settings, bundle)[0]
-    with torch.no_grad():
-        target = transfer_style(bundle, whole.apply(seen.image), target_style,
-                                settings.strength, settings.seed,
-                                tracker.phase(0.0, TRANSFER_SHARE))
+    target = style_target(bundle, seen, target_style, settings,
+                          tracker.phase(0.0, TRANSFER_SHARE))
     optimizer = CloakOptimizer(bundle, seen, target, settings)
     output = _optimize(optimizer, image, settings, tracker.phase(TRANSFER_SHARE, 1.0))
     report = CloakReport(
@@ -414,4 +422,4 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
         steps_run=optimizer.steps_run, seed=settings.seed, seconds=0.0,
         **_measure(bundle, optimizer, seen, image, output))
     report.seconds = time.perf_counter() - started
-    return CloakResult(image=output, report=report)
+    return CloakResult(image=output, report=report, target=target.cpu())

@@ -63,6 +63,21 @@ class Extractor:
         `enabled`: less memory on large views, for one more forward pass."""
         raise NotImplementedError
 
+    @property
+    def can_decode(self) -> bool:
+        """Whether its decoder is loaded (weights loaded for the loss drop it)."""
+        return getattr(self.model, "decoder", None) is not None
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] from a latent as `latent` gives it, through the family's own
+        VAE decoder: what a model of that family is taught a picture looks like."""
+        if not self.can_decode:
+            raise ValueError(f"the {self.name} extractor was loaded without its decoder")
+        return ((self._decoded(latent) + 1) / 2).clamp(0, 1)
+
+    def _decoded(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(latent).sample
+
     @classmethod
     def load(cls, location: str, subfolder: str | None, dtype: torch.dtype,
              local_files_only: bool) -> torch.nn.Module:
@@ -165,6 +180,9 @@ class QwenImageExtractor(Extractor):
         # (the causal padding is zeros either way).
         moments = self.model.quant_conv(self.model.encoder(pixels.unsqueeze(2)))
         return moments[:, :self.model.config.z_dim, 0]
+
+    def _decoded(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(latent.unsqueeze(2)).sample[:, :, 0]
 
     def normalized(self, latent: torch.Tensor) -> torch.Tensor:
         config = self.model.config

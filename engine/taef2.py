@@ -117,6 +117,19 @@ class Taef2Extractor(Extractor):
     kind = "taef2"
     model_class = nn.Sequential
 
+    def __init__(self, name: str, model: nn.Module, source: str,
+                 decoder: nn.Module | None = None) -> None:
+        super().__init__(name, model, source)
+        self.decoder = decoder
+
+    @property
+    def can_decode(self) -> bool:
+        return self.decoder is not None
+
+    def _decoded(self, latent: torch.Tensor) -> torch.Tensor:
+        self.decoder.to(latent.device)
+        return self.decoder(latent) * 2 - 1
+
     def latent(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model((pixels + 1) / 2)
 
@@ -133,12 +146,14 @@ class Taef2Extractor(Extractor):
 
 
 def measurement_bundle(folder: Path | None, device: str | None = None,
-                       precision: str | None = None, name: str = "flux2") -> ModelBundle:
+                       precision: str | None = None, name: str = "flux2",
+                       decoder: bool = False) -> ModelBundle:
     """The demo's Omega with TAEF2 as the `name` extractor (the FLUX.2 family it distils),
-    labelled as giving NO protection."""
+    labelled as giving NO protection; `decoder`: with TAEF2's decoder, for previews."""
     dev = pick_device(device)
+    decoding = load(folder, DECODER_FILE).requires_grad_(False) if decoder else None
     return ModelBundle(
         name="taef2-measurement", pipeline=demo_pipeline(), perceptual=perceptual_model(True),
         device=dev, precision=pick_precision(dev, precision),
-        extractors={name: Taef2Extractor(name, load(folder), str(folder))},
+        extractors={name: Taef2Extractor(name, load(folder), str(folder), decoding)},
         generation=DEMO_GENERATION, caveat=MEASUREMENT_ONLY)

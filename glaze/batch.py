@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from glaze import __version__
-from glaze.options import OUTPUT_TAG
+from glaze.options import OUTPUT_TAG, PREVIEW_TAG
 
 ARTWORKS_FOR_CENTROID = 20  # first artworks of a batch that choose a new profile's target
 LINE_EVERY_S = 10.0  # progress lines where no bar can be drawn
@@ -43,10 +43,26 @@ def _glazed_name(path: Path) -> str:
 
 
 def is_output(path: Path) -> bool:
-    """Whether `path` is named as this tool names outputs (NAME.glazed.EXT), not merely
-    a name with `.glazed` in it (sketch.glazed.v2.png is an input). A damaged output has
-    no record left to tell, so the name decides."""
-    return path.stem.endswith(OUTPUT_TAG)
+    """Whether `path` is named as this tool names outputs (NAME.glazed.EXT) and their
+    previews (NAME.glazed.preview.png), not merely a name with `.glazed` in it
+    (sketch.glazed.v2.png is an input). A damaged output has no record left to tell, so the
+    name decides."""
+    return path.stem.endswith((OUTPUT_TAG, OUTPUT_TAG + PREVIEW_TAG))
+
+
+def preview_path(output: Path) -> Path:
+    """Where the preview of `output` goes: beside it, NAME.glazed.preview.png."""
+    return output.with_name(f"{output.stem}{PREVIEW_TAG}.png")
+
+
+def write_preview(path: Path, found) -> None:
+    """The preview sheet (engine/preview.py) as a PNG, written whole or not at all."""
+    from glaze.engine.imagefile import write_image
+    from glaze.engine.preview import preview_sheet
+
+    write_image(path, np.asarray(preview_sheet(found)), note=found.stamp)
+    for family, why in found.left_out.items():
+        _say(f"{path.name}: no {family.upper()} row: {why}")
 
 
 def unwritable(folder: Path) -> str | None:
@@ -155,6 +171,8 @@ class InProcess:
                                   defend=self.settings.extractors)
         self.name, self.note = self.bundle.name, self.bundle.protection_note
         self.target: str | None = None
+        self.previews = bool(getattr(args, "preview", False))
+        self.last = None  # the last CloakResult, for its preview
 
     def _choose_target(self) -> str:
         from glaze.engine import resolve_target
@@ -172,8 +190,16 @@ class InProcess:
         from glaze.engine.cloak import cloak
 
         self.target = self.target or self._choose_target()
-        result = cloak(pixels, self.bundle, self.target, self.settings, progress=progress)
-        return result.image, result.report.to_dict()
+        self.last = cloak(pixels, self.bundle, self.target, self.settings, progress=progress)
+        return self.last.image, self.last.report.to_dict()
+
+    def preview(self, source: np.ndarray, cloaked: np.ndarray, report: dict):
+        """What each defended family's decoder makes of the last image cloaked."""
+        from glaze.engine.preview import preview
+
+        shifts = {name: shift["after_upload"] for name, shift in report["extractors"].items()}
+        return preview(self.bundle, source, cloaked, self.last.target,
+                       list(self.settings.extractors), shifts)
 
     def close(self) -> None:
         pass
@@ -228,6 +254,8 @@ def _cloak_one(job: Job, loaded, cloaker) -> None:
     write_image(job.output, image, like=loaded, note=cloaker.note, record=made)
     job.report = report
     job.status = "done"
+    if getattr(cloaker, "previews", False):
+        write_preview(preview_path(job.output), cloaker.preview(loaded.pixels, image, report))
 
 
 def as_written(output: Path, report: dict, source: np.ndarray, cloaked: np.ndarray) -> dict:
@@ -288,7 +316,9 @@ def _open_cloaker(args: argparse.Namespace, jobs: Sequence[Job]):
     from glaze.daemon.control import running
     from glaze.engine.sources import model_source
 
-    if args.daemon or (running() is not None and args.daemon is None):
+    if args.preview and args.daemon:  # the daemon makes no previews yet
+        raise DaemonError("--preview decodes in this process: leave out --daemon")
+    if args.daemon or (running() is not None and args.daemon is None and not args.preview):
         daemon = ViaDaemon(args, autostart=bool(args.daemon))
         wanted = model_source(args.model)
         if daemon.model == wanted:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from glaze import __version__
 
@@ -229,6 +230,36 @@ def run_inspect(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+def run_preview(args: argparse.Namespace) -> int:
+    from glaze.batch import preview_path, write_preview
+    from glaze.engine import ModelLoadError, load_bundle
+    from glaze.engine.imagefile import ImageFileError, read_image, read_record
+    from glaze.engine.preview import preview_of_files
+    from glaze.stamp import file_sha256
+
+    found = read_record(args.glazed)
+    if found is None:
+        print(f"glaze: {args.glazed} carries no Glaze record: the target and families it "
+              "was cloaked with are unknown", file=sys.stderr)
+        return 2
+    try:
+        original, glazed = read_image(args.original), read_image(args.glazed)
+        if found.get("source_sha256") not in (None, file_sha256(args.original)):
+            print(f"note: {args.original} is not the file {args.glazed} was made from (its "
+                  "hash differs); comparing them anyway")
+        bundle = load_bundle(found["model"], device=args.device, precision=args.precision,
+                             defend=found["defend"])
+        _print_note(bundle.protection_note)
+        shown = preview_of_files(bundle, original.pixels, glazed.pixels, found)
+        output = Path(args.output or preview_path(Path(args.glazed)))
+        write_preview(output, shown)
+    except (ImageFileError, ModelLoadError, ValueError, OSError) as error:
+        print(f"glaze: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {output}")
+    return 0
+
+
 def run_styles(args: argparse.Namespace) -> int:
     from glaze.options import candidate_styles
 
@@ -343,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     cloak.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help=PRECISION_HELP)
     cloak.add_argument("--report", metavar="FILE.json",
                        help="write every figure of every image to this file (default: none)")
+    cloak.add_argument("--preview", action="store_true",
+                       help="also write NAME.glazed.preview.png: what each defended model "
+                            "family's decoder makes of the original, the glazed picture and "
+                            "the target after a typical upload (cloaks in this process)")
     cloak.add_argument("--no-overwrite", action="store_true",
                        help="keep an existing output that another run made (other models, "
                             "target, settings, seed or source) and report it, instead of "
@@ -391,6 +426,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "the source file's hash and the shift achieved.")
     inspect.add_argument("files", nargs="+", metavar="FILE", help="cloaked image files")
     inspect.set_defaults(run=run_inspect)
+
+    shown = commands.add_parser(
+        "preview", help="show what a model makes of a file cloaked earlier",
+        description="Write a sheet of what each model family the file was cloaked against "
+                    "makes of the original, the glazed file and the target after a typical "
+                    "upload (its decoder's picture of each latent), from the glazed file's "
+                    "record: target style, settings, seed and families. Loads the models the "
+                    "record names.")
+    shown.add_argument("original", help="the image the glazed file was made from")
+    shown.add_argument("glazed", help="the glazed file (it carries its record)")
+    shown.add_argument("-o", "--output", metavar="FILE.png",
+                       help="where to write the sheet (default: NAME.glazed.preview.png beside "
+                            "the glazed file)")
+    shown.add_argument("--device", help=DEVICE_HELP)
+    shown.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help=PRECISION_HELP)
+    shown.set_defaults(run=run_preview)
 
     styles = commands.add_parser(
         "styles", help="list the candidate target styles",

@@ -167,6 +167,13 @@ BY_NAME: Mapping[str, Setting] = MappingProxyType(
 
 # The tag in an output's name: sketch.png -> sketch.glazed.png (CLI, Export Glazed).
 OUTPUT_TAG = ".glazed"
+# What a model sees of an output, beside it: sketch.glazed.png -> sketch.glazed.preview.png.
+PREVIEW_TAG = ".preview"
+# The painting programs' way to it, after a glaze: a button (Krita), an argument (GIMP).
+SHOW_PREVIEW = "Show what a model sees"
+SHOW_PREVIEW_HELP = ("open, as a new image, what each defended model family's decoder makes "
+                     "of the original, the glazed picture and the target after a typical "
+                     "upload")
 # What Export Glazed writes (Krita and GIMP alike): suffix -> format name.
 EXPORT_FORMATS: Mapping[str, str] = MappingProxyType(
     {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"})

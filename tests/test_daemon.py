@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import zmq
 from daemon_helpers import FAST, DaemonProcess, decode, layer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from timing import scaled
 
 from glaze.daemon import protocol
@@ -33,6 +35,7 @@ from glaze.daemon.client import (
 )
 from glaze.daemon.connection import ConnectionInfo
 from glaze.daemon.protocol import layout_for
+from glaze.engine.preview import CELL
 from glaze.engine.provenance import FORMAT
 
 
@@ -67,6 +70,22 @@ def test_every_pixel_format_round_trips(client, sample, order):
     assert record["bundle"] == "demo-seed0" and "NO protection" in record["protection_note"]
     assert record["source_sha256"] == hashlib.sha256(data).hexdigest()
     assert record["target_style"] == FAST["target"] and record["format"] == FORMAT
+
+
+def test_a_preview_of_a_finished_job_is_a_labelled_sheet(client):
+    """What "Show what a model sees" asks for: the daemon's decoders on the last job's
+    pictures, as a PNG (the demo's stamped), never decoded in the host."""
+    data, _ = layer(80, 48, "f32", "RGBA", seed=4)
+    job = client.submit(data, layout_for(80, 48, "RGBA", "f32"), {**FAST, "defend": "sd,flux"})
+    job.result()
+    png, message = client.preview(job.id).result()
+    assert message["kind"] == "preview" and message["of"] == job.id
+    assert not message["left_out"] and "NO protection" in message["protection_note"]
+    sheet = Image.open(io.BytesIO(png))
+    assert sheet.format == "PNG" and sheet.width == 12 + 3 * (CELL + 12)
+    assert sheet.height > 2 * CELL * 48 / 80  # a row each for SD and FLUX
+    with pytest.raises(JobFailed, match="is not among the last"):
+        client.preview("not-a-job").result()
 
 
 def test_status_and_connection_file(daemon, client):

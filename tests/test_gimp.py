@@ -72,7 +72,9 @@ FLOAT_CHECK = "glaze a float layer against SD and FLUX only"
                                   "daemon's settings",
                                   "glaze an 8-bit layer", FLOAT_CHECK,
                                   "export glazed writes the chosen files and leaves the image "
-                                  "alone"])
+                                  "alone",
+                                  "show what a model sees opens the daemon's sheet as a new "
+                                  "image"])
 def test_in_gimp(setup, name):
     results, done = run_checks(setup, [name])
     assert results[name]["ok"], results[name]["detail"]

@@ -76,6 +76,7 @@ class GlazeExport(GlazePlugIn):
             raise GlazeFailed(f"Glaze: could not write {path} ({error})") from None
         finally:
             copy.delete()
+        return result
 
 
 Gimp.main(GlazeExport.__gtype__, sys.argv)

@@ -26,7 +26,7 @@ class Glaze(GlazePlugIn):
 
     def glaze(self, image, drawables, config):
         source = drawables[0]
-        glazed, sample, _ = glazed_pixels(source, image, config)
+        glazed, sample, result = glazed_pixels(source, image, config)
         image.undo_group_start()
         try:
             layer = Gimp.Layer.new(image, f"{source.get_name()} (glazed)", source.get_width(),
@@ -39,6 +39,7 @@ class Glaze(GlazePlugIn):
         finally:
             image.undo_group_end()
         Gimp.displays_flush()
+        return result
 
 
 Gimp.main(Glaze.__gtype__, sys.argv)

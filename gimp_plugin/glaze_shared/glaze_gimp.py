@@ -45,6 +45,7 @@ SETTINGS = options.SETTINGS  # one procedure argument each, named setting.argume
 INT_RANGE = (-2**31, 2**31 - 1)  # a GObject int argument's widest range
 CUSTOM = "custom"  # a preset setting's choice that takes the number of its -custom argument
 STATE_ROW = "glaze-daemon-state"  # the dialog's first row: the daemon's state
+SHOW_PREVIEW = "show-preview"  # the argument that opens what a model sees afterwards
 WATCH_MS = 1000  # how often the dialog asks a loading daemon how far it is
 
 
@@ -83,6 +84,9 @@ class GlazePlugIn(Gimp.PlugIn):
         # its state heads the dialog (asked once a run).
         self.daemon = daemon_state()
         add_settings_arguments(procedure, self.daemon.options)
+        procedure.add_boolean_argument(SHOW_PREVIEW, options.SHOW_PREVIEW,
+                                       options.SHOW_PREVIEW_HELP, False,
+                                       GObject.ParamFlags.READWRITE)
         return procedure
 
     def add_arguments(self, procedure) -> None:
@@ -100,8 +104,9 @@ class GlazePlugIn(Gimp.PlugIn):
         dialog again)."""
         return True
 
-    def glaze(self, image, drawables, config) -> None:
-        """Make the cloak; raise GlazeFailed with a message for the user."""
+    def glaze(self, image, drawables, config) -> dict:
+        """Make the cloak and return the daemon's result message; raise GlazeFailed with a
+        message for the user."""
         raise NotImplementedError
 
     def run(self, procedure, run_mode, image, drawables, config, data):
@@ -116,7 +121,9 @@ class GlazePlugIn(Gimp.PlugIn):
                 if self.confirm(config):
                     break
         try:
-            self.glaze(image, drawables, config)
+            result = self.glaze(image, drawables, config)
+            if config.get_property(SHOW_PREVIEW):
+                show_what_a_model_sees(result, image, run_mode == Gimp.RunMode.INTERACTIVE)
         except GlazeFailed as error:
             return failure(procedure, str(error), error.status)
         return success(procedure)
@@ -321,6 +328,32 @@ def propose_export_file(image, config) -> None:
     last = chosen_path(config)
     config.set_property(EXPORT_FILE, gfile(options.export_proposal(
         saved, image.get_name().strip("[]"), os.path.splitext(last)[1] if last else ".png")))
+
+
+def show_what_a_model_sees(result: dict, image, interactive: bool):
+    """The daemon's sheet of what each defended family's decoder makes of the job's
+    pictures, opened as a new image (shown when run interactively); returns it."""
+    import tempfile
+
+    Gimp.progress_init(f"Glaze: {options.SHOW_PREVIEW.lower()}")
+    try:
+        with Client.connect() as client:
+            sheet, message = client.preview(result["job"]).result()
+    except DaemonError as error:
+        raise GlazeFailed(f"Glaze: {error}") from None
+    finally:
+        Gimp.progress_end()
+    stem = os.path.splitext(image.get_name().strip("[]"))[0] or "glazed"
+    path = os.path.join(tempfile.mkdtemp(prefix="glaze-"), f"{stem}{options.PREVIEW_TAG}.png")
+    with open(path, "wb") as out:
+        out.write(bytes(sheet))
+    shown = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, gfile(path))
+    if interactive:
+        Gimp.Display.new(shown)
+        Gimp.displays_flush()
+    for family, why in message.get("left_out", {}).items():
+        Gimp.message(f"Glaze: no {family.upper()} row: {why}.")
+    return shown
 
 
 def success(procedure):

@@ -1,4 +1,7 @@
-"""The Krita extension: the actions, and the two flows they start."""
+"""The Krita extension: the actions, and the flows they start."""
+
+import os
+import tempfile
 
 from krita import Extension, Krita
 
@@ -12,7 +15,7 @@ from .document import (
     read_projection,
     suggested_export_path,
 )
-from .job import GlazeRun
+from .job import GlazeRun, cloak_request, preview_request
 from .qt import QFileDialog, QMessageBox, QProgressDialog
 
 EXPORT_TYPES = options.EXPORT_FORMATS  # suffix -> format; Krita's exporter goes by suffix
@@ -75,8 +78,8 @@ class GlazeExtension(Extension):
             add_glazed_layer(document, node, pixels, data)
             return describe(result)
 
-        return self._start(pixels, settings, apply, f"Glazing \u201c{node.name()}\u201d",
-                           interactive)
+        return self._start(cloak_request(pixels, settings), apply,
+                           f"Glazing \u201c{node.name()}\u201d", interactive, node.name())
 
     def export_glazed(self, document, path: str, settings: dict,
                       quality: int = options.JPEG_QUALITY.default,
@@ -92,18 +95,42 @@ class GlazeExtension(Extension):
             export_pixels(document, pixels, data, path, result.get("record"), quality)
             return f"Wrote {path}.\n" + describe(result)
 
-        return self._start(pixels, settings, apply, "Exporting glazed", interactive)
+        name = os.path.splitext(os.path.basename(path))[0]
+        return self._start(cloak_request(pixels, settings), apply, "Exporting glazed",
+                           interactive, name)
 
-    def _start(self, pixels, settings: dict, apply, title: str, interactive: bool) -> GlazeRun:
-        run = GlazeRun(pixels, settings, apply, self)
+    def show_what_a_model_sees(self, job_id: str, name: str,
+                               interactive: bool = True) -> GlazeRun:
+        """Open, as a new document, the daemon's sheet of what each defended model family's
+        decoder makes of cloak job `job_id`'s original, glazed picture and target."""
+        def apply(data: bytes, result: dict) -> str:
+            path = os.path.join(tempfile.mkdtemp(prefix="glaze-"),
+                                f"{name}{options.PREVIEW_TAG}.png")
+            with open(path, "wb") as sheet:
+                sheet.write(data)
+            document = Krita.instance().openDocument(path)
+            window = Krita.instance().activeWindow()
+            if window is not None and interactive:
+                window.addView(document)
+            left_out = "".join(f"\nNo {family.upper()} row: {why}."
+                               for family, why in result.get("left_out", {}).items())
+            return f"Opened what a model sees: {path}{left_out}"
+
+        return self._start(preview_request(job_id), apply, "What a model sees", interactive)
+
+    def _start(self, request, apply, title: str, interactive: bool,
+               name: str | None = None) -> GlazeRun:
+        """Run a daemon job; interactively with progress, and for a cloak (`name`: what
+        it glazed) a result message that offers its preview."""
+        run = GlazeRun(request, apply, self)
         self.runs.append(run)
         run.finished.connect(lambda *_: self.runs.remove(run))
         if interactive:
-            self._show_progress(run, title)
+            self._show_progress(run, title, name)
         run.start()
         return run
 
-    def _show_progress(self, run: GlazeRun, title: str) -> None:
+    def _show_progress(self, run: GlazeRun, title: str, name: str | None) -> None:
         dialog = QProgressDialog(title, "Cancel", 0, 1000)
         dialog.setWindowTitle("Glaze")
         dialog.setMinimumDuration(0)
@@ -117,12 +144,23 @@ class GlazeExtension(Extension):
 
         def finished(status: str, message: str) -> None:
             dialog.close()
-            if status != "cancelled":
+            if status == "done" and name is not None and run.job_id:
+                self._offer_preview(message, run.job_id, name)
+            elif status != "cancelled":
                 self._tell(message, warning=status == "failed")
 
         run.progressed.connect(progressed)
         run.finished.connect(finished)
         dialog.show()
+
+    def _offer_preview(self, message: str, job_id: str, name: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, "Glaze", message)
+        show = box.addButton(options.SHOW_PREVIEW, QMessageBox.ButtonRole.ActionRole)
+        show.setToolTip(options.SHOW_PREVIEW_HELP.capitalize())
+        box.addButton(QMessageBox.StandardButton.Ok)
+        box.exec()
+        if box.clickedButton() is show:
+            self.show_what_a_model_sees(job_id, name)
 
     @staticmethod
     def _tell(message: str, warning: bool = True) -> None:

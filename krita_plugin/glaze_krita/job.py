@@ -1,5 +1,6 @@
-"""One glaze run: the daemon works in a thread while Krita stays responsive; the result is
-applied on Krita's own thread, all at once, or not at all."""
+"""One daemon job (a cloak, or the preview of one): the daemon works in a thread while
+Krita stays responsive; the result is applied on Krita's own thread, all at once, or not at
+all."""
 
 from .client import Client, DaemonError, JobCancelled
 from .qt import QObject, QThread, pyqtSignal
@@ -13,15 +14,16 @@ class DaemonThread(QThread):
     failed = pyqtSignal(str)
     cancelled = pyqtSignal()
 
-    def __init__(self, pixels, settings: dict, parent=None) -> None:
+    def __init__(self, request, parent=None) -> None:
+        """`request(client)` queues the job and returns it (client.Job)."""
         super().__init__(parent)
-        self.pixels, self.settings = pixels, settings
+        self.request = request
         self.cancel_requested = False
 
     def run(self) -> None:
         try:
             with Client.connect(autostart=True) as client:
-                job = client.submit(self.pixels.data, self.pixels.layout, self.settings)
+                job = self.request(client)
                 asked = []
 
                 def on_progress(fraction: float, message: str) -> None:
@@ -40,8 +42,19 @@ class DaemonThread(QThread):
             self.failed.emit(f"{type(error).__name__}: {error}")
 
 
+def cloak_request(pixels, settings: dict):
+    """A cloak job of `pixels` (document.Pixels) with the daemon's `settings`."""
+    return lambda client: client.submit(pixels.data, pixels.layout, settings)
+
+
+def preview_request(job_id: str):
+    """The preview of finished cloak job `job_id`: its data is the sheet, a PNG."""
+    return lambda client: client.preview(job_id)
+
+
 class GlazeRun(QObject):
-    """Sends `pixels` to the daemon and calls `apply(data, result)` when they come back.
+    """Runs the daemon job `request` makes (cloak_request, preview_request) and calls
+    `apply(data, result)` with what comes back; `result["job"]` names the job.
 
     `finished(status, message)`: status is "done", "failed" or "cancelled".
     """
@@ -49,10 +62,11 @@ class GlazeRun(QObject):
     progressed = pyqtSignal(float, str)
     finished = pyqtSignal(str, str)
 
-    def __init__(self, pixels, settings: dict, apply, parent=None) -> None:
+    def __init__(self, request, apply, parent=None) -> None:
         super().__init__(parent)
         self.apply = apply
-        self.thread = DaemonThread(pixels, settings, self)
+        self.job_id: str | None = None  # the job's, once it is done
+        self.thread = DaemonThread(request, self)
         self.thread.progressed.connect(self.progressed)
         self.thread.succeeded.connect(self._succeeded)
         self.thread.failed.connect(lambda message: self.finished.emit("failed", message))
@@ -68,6 +82,7 @@ class GlazeRun(QObject):
         if self.thread.cancel_requested:  # the result came first: the user still said no
             self.finished.emit("cancelled", "Cancelled.")
             return
+        self.job_id = result.get("job")
         try:
             message = self.apply(data, result)
         except Exception as error:

@@ -215,7 +215,7 @@ def dialog_rows():
         assert rows[:len(first) + 6] == [gimp.STATE_ROW, *first, "intensity", "intensity-custom",
                                          "quality", "quality-custom", "defend-frame"], rows
         dialog.get_label(gimp.STATE_ROW, "the daemon's state", False, False)
-        assert rows[-2:] == ["target-list", "target"] and not [
+        assert rows[-3:] == ["target-list", "target", gimp.SHOW_PREVIEW] and not [
             row for row in rows if row.startswith("defend-") and row != "defend-frame"], rows
         dialog.fill(rows)  # every row exists: GIMP warns of and skips unknown ones
         dialog.destroy()
@@ -247,6 +247,24 @@ def export():
     assert snapshot(image) == before and len(Gimp.get_images()) == 1
     assert sorted(os.listdir(folder)) == ["glazed.jpg", "glazed.png"], os.listdir(folder)
     image.delete()
+
+
+@check("show what a model sees opens the daemon's sheet as a new image")
+def show_preview():
+    image, source = new_image("u8")
+    before = len(Gimp.get_images())
+    status, error = run("plug-in-glaze", image, [source], **{"show-preview": True,
+                                                             "defend-sdxl": False})
+    assert status == Gimp.PDBStatusType.SUCCESS, (status, error)
+    opened = [each for each in Gimp.get_images() if each != image]
+    assert len(Gimp.get_images()) == before + 1 and len(opened) == 1, Gimp.get_images()
+    sheet = opened[0]
+    assert sheet.get_name().startswith("Untitled.preview"), sheet.get_name()
+    assert sheet.get_width() == 12 + 3 * (256 + 12), sheet.get_width()
+    assert sheet.get_height() > 4 * 256 * H / W  # a row for each of the four families
+    sheet.delete()
+    image.delete()
+    return sheet.get_name()
 
 
 @check("a preset outside the list and a custom number out of range send no job")

@@ -362,9 +362,13 @@ def dialog_from_declarations():
     return said
 
 
+SHOW_PREVIEW = "Show what a model sees"
+
+
 def answer_modal_windows(seen, loop):
     """What a person does: OK in Glaze's dialog (after a screenshot, when asked for one),
-    note the file dialog's proposal and cancel it, OK in a message box (which ends `loop`)."""
+    note the file dialog's proposal and cancel it, OK in a message box (which ends `loop`),
+    or with seen["show"], "Show what a model sees" in the result's message box."""
     widget = QApplication.activeModalWidget()
     if widget is None:
         return
@@ -379,6 +383,11 @@ def answer_modal_windows(seen, loop):
         loop.quit()
     elif kind == "QMessageBox":
         seen["messages"].append(widget.text())
+        show = [button for button in widget.buttons() if button.text() == SHOW_PREVIEW]
+        if show and seen.get("show"):  # ask for the preview; its own message ends the loop
+            seen["show"] = False
+            show[0].click()
+            return
         widget.accept()
         loop.quit()
 
@@ -448,6 +457,36 @@ def action():
     doc.setModified(False)  # close without a "save changes?" question
     doc.close()
     return seen["messages"][0]
+
+
+@check("Show what a model sees opens the daemon's sheet as a new document")
+def show_what_a_model_sees():
+    app = Krita.instance()
+    doc, source = document("U8")
+    open_in_window(doc, source)
+    yield 1.0
+    app.writeSetting("glaze", "quality", str(FAST["quality"]))
+    app.writeSetting("glaze", "work_size", str(FAST["work_size"]))
+    app.writeSetting("glaze", "target", FAST["target"])
+    app.writeSetting("glaze", "defend", "sd,flux")
+    before = {id(each) for each in app.documents()}
+    seen = {"dialogs": [], "messages": [], "files": [], "show": True}
+    trigger("glaze_layer", seen)
+    app.writeSetting("glaze", "defend", "")
+    assert seen["show"] is False, f"no {SHOW_PREVIEW!r} button: {seen['messages']}"
+    assert len(seen["messages"]) == 2 and seen["messages"][1].startswith(
+        "Opened what a model sees"), seen["messages"]
+    opened = [each for each in app.documents() if each.fileName().endswith(
+        "art.preview.png")]
+    assert len(opened) == 1, [each.fileName() for each in app.documents()]
+    sheet = opened[0]
+    assert sheet.width() == 12 + 3 * (256 + 12) and sheet.height() > 2 * 256 * H / W, \
+        (sheet.width(), sheet.height())
+    assert len(app.documents()) == len(before) + 1
+    sheet.close()
+    doc.setModified(False)
+    doc.close()
+    return seen["messages"][1]
 
 
 @check("Export Glazed proposes the document's folder and name with .glazed")

@@ -1,0 +1,74 @@
+"""What a model sees: the preview sheet on the trained TAEF2 encoder and decoder.
+
+Engineering figures, not protection claims (engine/taef2.py; weights in ../shared/weights):
+TAEF2 approximates the FLUX.2 VAE, and its sheet is stamped as giving no protection. The
+sample painting, resized to --size px, is cloaked (default settings, perceptual bound on)
+toward the fixed synthetic target the other benchmarks use (a two-colour wash with round
+strokes, engine/evaluation/synthetic.py); the sheet shows what TAEF2's decoder makes of the
+original, the glazed picture and the target after a typical upload (1024 px, JPEG q75), and
+the script prints how far each decoded picture is from the target's decode:
+
+- in pixels (mean squared difference, 0-1 scale), and
+- as the family sees them: the mean squared difference of the decoded pictures' latents.
+
+    python benchmarks/preview.py                    # 100 steps at 512 px, a few minutes
+    python benchmarks/preview.py --steps 24 --out /tmp/preview.png
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from cloak_survival import WEIGHTS, load_image
+from PIL import Image
+
+from glaze.engine.cloak import cloak_toward
+from glaze.engine.evaluation.synthetic import painting
+from glaze.engine.pixels import image_tensor
+from glaze.engine.preview import preview, preview_sheet
+from glaze.engine.settings import CloakSettings
+from glaze.engine.taef2 import measurement_bundle
+
+ROOT = Path(__file__).resolve().parent.parent
+FAMILY = "flux2"
+
+
+def distances(bundle, pictures: tuple[np.ndarray, ...]) -> dict[str, tuple[float, float]]:
+    """For the original and the glazed picture's decodes: (pixels, latents) distance to
+    the target's decode."""
+    with torch.no_grad():
+        latents = [bundle.encode(image_tensor(picture), FAMILY) for picture in pictures]
+    pixels = [picture.astype(np.float64) / 255 for picture in pictures]
+    return {name: (float(np.mean((pixels[index] - pixels[2]) ** 2)),
+                   float(torch.mean((latents[index] - latents[2]) ** 2)))
+            for index, name in enumerate(("original", "glazed"))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--size", type=int, default=512, help="the painting's long side")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "preview-taef2.png")
+    args = parser.parse_args()
+    bundle = measurement_bundle(WEIGHTS, decoder=True, name=FAMILY)
+    original = load_image(args.size)
+    height, width = original.shape[:2]
+    target = image_tensor(np.asarray(Image.fromarray(painting(512, seed=11)).resize(
+        (width, height), Image.Resampling.LANCZOS)))
+    settings = CloakSettings(quality=args.steps, work_size=args.size, defend=FAMILY)
+    glazed = cloak_toward(original, bundle, target, settings)
+    found = preview(bundle, original, glazed, target, [FAMILY])
+    print(f"TAEF2 (measurement only), the sample painting at {width}x{height}, "
+          f"{args.steps} steps, default settings; decoded after a typical upload:")
+    print(f"{'':10} {'to the target, pixels':>22} {'as the family sees it':>22}")
+    for name, (pixels, latents) in distances(bundle, found.rows[0].pictures).items():
+        print(f"{name:10} {pixels:22.4f} {latents:22.4f}")
+    preview_sheet(found).save(args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""What a mimic's model makes of a picture: each defended family's own VAE decoder turning
+the latent of the original, of the glazed picture and of the target, each as a typical
+upload stores it (geometry.upload_view, a real JPEG at transforms.UPLOAD_QUALITY), back
+into a picture. A diffusion model fine-tuned on the glazed file is taught its latent: an
+incomplete cloak decodes like the original, a working one drifts toward the target.
+
+The sheet (`preview_sheet`) sets them out one row per family, columns original / glazed /
+target, each labelled; a sheet made with models that give no protection is stamped so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from glaze.options import DEFEND
+
+from . import fullres
+from .cloak import see, style_target
+from .geometry import upload_view
+from .models import ModelBundle
+from .pixels import image_array, image_tensor
+from .settings import CloakSettings
+from .transforms import uploaded
+
+COLUMNS = ("original", "glazed", "target")
+CELL = 256  # the long side of each picture on the sheet
+MARGIN, LABEL_HEIGHT, TITLE_HEIGHT = 12, 22, 28
+INK, PAPER, STAMP = (20, 20, 20), (245, 245, 240), (200, 0, 0)
+
+
+@dataclass
+class PreviewRow:
+    family: str  # a DEFEND choice
+    shift: float | None  # the glazed picture's shift after a typical upload, if known
+    pictures: tuple[np.ndarray, ...]  # decoded, H x W x 3 uint8, in COLUMNS order
+
+    @property
+    def label(self) -> str:
+        said = f"{self.family.upper()} ({DEFEND.choices[self.family]})"
+        return said if self.shift is None else f"{said}: after-upload shift {self.shift:.0%}"
+
+
+@dataclass
+class Preview:
+    rows: list[PreviewRow]
+    left_out: dict[str, str] = field(default_factory=dict)  # family -> why it has no row
+    stamp: str | None = None  # what the models are, where they give no protection
+
+
+def posted_pictures(bundle: ModelBundle, original: np.ndarray, glazed: np.ndarray,
+                    target: torch.Tensor, families: Sequence[str]) -> list[np.ndarray]:
+    """`original` and `glazed` (same size, any supported sample type, over grey where
+    transparent, as the report sees them) and `target` (1 x 3 x h x w in [0, 1]) as a
+    typical upload stores each: 8-bit, at most 1024 px, a real JPEG."""
+    shape = original.shape[:2]
+    if glazed.shape[:2] != shape:
+        raise ValueError(f"the original is {shape[1]}x{shape[0]}, the glazed picture "
+                         f"{glazed.shape[1]}x{glazed.shape[0]}: give the original it was "
+                         "made from")
+    upload = upload_view(shape, bundle.size_multiple(list(families)))
+    factor = fullres.reduction(shape, [upload.size])
+    seen = [fullres.seen(picture, torch.device("cpu"), factor).image
+            for picture in (original, glazed)]
+    return [image_array(uploaded(upload.apply(picture.cpu()))) for picture in (*seen, target)]
+
+
+def decoded(bundle: ModelBundle, family: str, pictures: Sequence[np.ndarray]
+            ) -> list[np.ndarray]:
+    """Each 8-bit picture through `family`'s encoder and decoder."""
+    phi = bundle.extractor(family)
+    out = []
+    with torch.no_grad():
+        for picture in pictures:
+            pixels = (image_tensor(picture).to(bundle.device) * 2 - 1).to(phi.dtype)
+            with bundle.compute():
+                latent = phi.latent(pixels)
+                out.append(image_array(phi.decode(latent).float()))
+    return out
+
+
+def preview(bundle: ModelBundle, original: np.ndarray, glazed: np.ndarray,
+            target: torch.Tensor, families: Sequence[str],
+            shifts: Mapping[str, float] | None = None) -> Preview:
+    """The decoded latents of `original` and `glazed` and of `target` (the cloak's target
+    image), after a typical upload (posted_pictures), for each of `families`."""
+    return preview_posted(bundle, posted_pictures(bundle, original, glazed, target, families),
+                          families, shifts)
+
+
+def preview_posted(bundle: ModelBundle, posted: Sequence[np.ndarray], families: Sequence[str],
+                   shifts: Mapping[str, float] | None = None) -> Preview:
+    """The preview of pictures as posted (posted_pictures: original, glazed, target) for
+    each of `families` whose decoder the bundle holds; the others are left out, saying why.
+    `shifts`: each family's after-upload shift, for the labels."""
+    rows, left_out = [], {}
+    for family in families:
+        if not bundle.extractor(family).can_decode:
+            left_out[family] = ("its decoder is not loaded (the models are loaded for the "
+                                "loss, which needs the encoder alone)")
+            continue
+        rows.append(PreviewRow(family, (shifts or {}).get(family),
+                               tuple(decoded(bundle, family, posted))))
+    return Preview(rows, left_out, bundle.protection_note)
+
+
+def preview_of_files(bundle: ModelBundle, original: np.ndarray, glazed: np.ndarray,
+                     record: Mapping) -> Preview:
+    """The preview of a picture cloaked earlier, from its record (engine/provenance.py):
+    the target remade from the original with the record's style, working size and seed (as
+    the cloak made it), the families it defended, their shifts after a typical upload."""
+    settings = CloakSettings(work_size=record["work_size"], seed=record["seed"],
+                             defend=",".join(record["defend"]))
+    target = style_target(bundle, see(original, settings, bundle), record["target_style"],
+                          settings)
+    return preview(bundle, original, glazed, target, list(settings.extractors),
+                   record.get("shifts_after_upload"))
+
+
+def preview_sheet(found: Preview) -> Image.Image:
+    """The preview as one picture: a title row of COLUMNS, then one row per family, each
+    labelled; across it, the stamp of models that give no protection."""
+    if not found.rows:
+        raise ValueError("no family's decoder is available: " + "; ".join(
+            f"{family}: {why}" for family, why in found.left_out.items()))
+    height, width = found.rows[0].pictures[0].shape[:2]
+    scale = CELL / max(height, width)
+    cell = (max(1, round(width * scale)), max(1, round(height * scale)))
+    row_height = LABEL_HEIGHT + cell[1] + MARGIN
+    sheet = Image.new("RGB", (MARGIN + len(COLUMNS) * (cell[0] + MARGIN),
+                              TITLE_HEIGHT + len(found.rows) * row_height + MARGIN), PAPER)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(14)
+    for column, title in enumerate(COLUMNS):
+        draw.text((MARGIN + column * (cell[0] + MARGIN), MARGIN // 2), title, INK, font)
+    for index, row in enumerate(found.rows):
+        top = TITLE_HEIGHT + index * row_height
+        draw.text((MARGIN, top + 2), row.label, INK, font)
+        for column, picture in enumerate(row.pictures):
+            shown = Image.fromarray(picture).resize(cell, Image.Resampling.LANCZOS)
+            sheet.paste(shown, (MARGIN + column * (cell[0] + MARGIN), top + LABEL_HEIGHT))
+    if found.stamp:
+        stamp_across(sheet, "DEMO: random models, NO protection" if "DEMO" in found.stamp
+                     else "NO protection: measurement models")
+    return sheet
+
+
+def stamp_across(sheet: Image.Image, text: str) -> None:
+    """`text` in red across the middle of `sheet`, as wide as the sheet allows."""
+    draw = ImageDraw.Draw(sheet)
+    size = 40
+    font = ImageFont.load_default(size)
+    while size > 10 and draw.textlength(text, font=font) > sheet.width - 2 * MARGIN:
+        size -= 2
+        font = ImageFont.load_default(size)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    at = ((sheet.width - (right - left)) // 2, (sheet.height - (bottom - top)) // 2)
+    box = (at[0] - 6, at[1] - 4, at[0] + right - left + 6, at[1] + bottom + 4)
+    draw.rectangle(box, fill=PAPER)
+    draw.text(at, text, STAMP, font)
