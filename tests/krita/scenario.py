@@ -383,7 +383,8 @@ def answer_modal_windows(seen, loop):
         loop.quit()
     elif kind == "QMessageBox":
         seen["messages"].append(widget.text())
-        show = [button for button in widget.buttons() if button.text() == SHOW_PREVIEW]
+        show = [button for button in widget.buttons()  # Krita adds &-accelerators
+                if button.text().replace("&", "") == SHOW_PREVIEW]
         if show and seen.get("show"):  # ask for the preview; its own message ends the loop
             seen["show"] = False
             show[0].click()
