@@ -5,7 +5,8 @@ into a picture. A diffusion model fine-tuned on the glazed file is taught its la
 incomplete cloak decodes like the original, a working one drifts toward the target.
 
 The sheet (`preview_sheet`) sets them out one row per family, columns original / glazed /
-target, each labelled; a sheet made with models that give no protection is stamped so.
+target, each labelled; a sheet made with models that give no protection says so in a red
+band across its foot.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .transforms import uploaded
 
 COLUMNS = ("original", "glazed", "target")
 CELL = 256  # the long side of each picture on the sheet
-MARGIN, LABEL_HEIGHT, TITLE_HEIGHT = 12, 22, 28
+MARGIN, LABEL_HEIGHT, TITLE_HEIGHT, STAMP_HEIGHT = 12, 22, 28, 48
 INK, PAPER, STAMP = (20, 20, 20), (245, 245, 240), (200, 0, 0)
 
 
@@ -123,7 +124,7 @@ def preview_of_files(bundle: ModelBundle, original: np.ndarray, glazed: np.ndarr
 
 def preview_sheet(found: Preview) -> Image.Image:
     """The preview as one picture: a title row of COLUMNS, then one row per family, each
-    labelled; across it, the stamp of models that give no protection."""
+    labelled; at its foot, the stamp of models that give no protection."""
     if not found.rows:
         raise ValueError("no family's decoder is available: " + "; ".join(
             f"{family}: {why}" for family, why in found.left_out.items()))
@@ -131,8 +132,10 @@ def preview_sheet(found: Preview) -> Image.Image:
     scale = CELL / max(height, width)
     cell = (max(1, round(width * scale)), max(1, round(height * scale)))
     row_height = LABEL_HEIGHT + cell[1] + MARGIN
+    rows_bottom = TITLE_HEIGHT + len(found.rows) * row_height
     sheet = Image.new("RGB", (MARGIN + len(COLUMNS) * (cell[0] + MARGIN),
-                              TITLE_HEIGHT + len(found.rows) * row_height + MARGIN), PAPER)
+                              rows_bottom + MARGIN + (STAMP_HEIGHT if found.stamp else 0)),
+                      PAPER)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(14)
     for column, title in enumerate(COLUMNS):
@@ -144,21 +147,21 @@ def preview_sheet(found: Preview) -> Image.Image:
             shown = Image.fromarray(picture).resize(cell, Image.Resampling.LANCZOS)
             sheet.paste(shown, (MARGIN + column * (cell[0] + MARGIN), top + LABEL_HEIGHT))
     if found.stamp:
-        stamp_across(sheet, "DEMO: random models, NO protection" if "DEMO" in found.stamp
-                     else "NO protection: measurement models")
+        stamp_band(sheet, rows_bottom, "DEMO: random models, NO protection"
+                   if "DEMO" in found.stamp else "NO protection: measurement models")
     return sheet
 
 
-def stamp_across(sheet: Image.Image, text: str) -> None:
-    """`text` in red across the middle of `sheet`, as wide as the sheet allows."""
+def stamp_band(sheet: Image.Image, top: int, text: str) -> None:
+    """`text` in red across the sheet's width, in a band of its own from `top` down, so
+    that it is never cropped off the pictures nor hides them."""
     draw = ImageDraw.Draw(sheet)
-    size = 40
+    size = STAMP_HEIGHT - 8
     font = ImageFont.load_default(size)
     while size > 10 and draw.textlength(text, font=font) > sheet.width - 2 * MARGIN:
         size -= 2
         font = ImageFont.load_default(size)
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    at = ((sheet.width - (right - left)) // 2, (sheet.height - (bottom - top)) // 2)
-    box = (at[0] - 6, at[1] - 4, at[0] + right - left + 6, at[1] + bottom + 4)
-    draw.rectangle(box, fill=PAPER)
-    draw.text(at, text, STAMP, font)
+    draw.rectangle((0, top, sheet.width, sheet.height), fill=STAMP)
+    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
+    draw.text(((sheet.width - (right - left)) // 2, top + (sheet.height - top - size) // 2 - 2),
+              text, PAPER, font)
