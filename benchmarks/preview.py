@@ -11,22 +11,31 @@ the script prints how far each decoded picture is from the target's decode:
 - in pixels (mean squared difference, 0-1 scale), and
 - as the family sees them: the mean squared difference of the decoded pictures' latents.
 
+With --decoder-cost it prints instead what one pass of SD's full-size decoder (random
+weights: cost only) takes for a 1024 x 720 picture in bf16 on the CPU: seconds and the rise
+of the process's peak memory.
+
     python benchmarks/preview.py                    # 100 steps at 512 px, a few minutes
     python benchmarks/preview.py --steps 24 --out /tmp/preview.png
+    python benchmarks/preview.py --decoder-cost
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from cloak_step import FULL_SIZE
 from cloak_survival import WEIGHTS, load_image
 from PIL import Image
 
 from glaze.engine.cloak import cloak_toward
 from glaze.engine.evaluation.synthetic import painting
+from glaze.engine.extractors import KLExtractor
 from glaze.engine.pixels import image_tensor
 from glaze.engine.preview import posted_pictures, preview_posted, preview_sheet
 from glaze.engine.settings import CloakSettings
@@ -47,12 +56,30 @@ def distances(bundle, pictures: tuple[np.ndarray, ...]) -> dict[str, tuple[float
             for index, name in enumerate(("original", "glazed"))}
 
 
+def decoder_cost(passes: int = 2) -> None:
+    phi = KLExtractor("sd", FULL_SIZE["sd"]().eval().requires_grad_(False), "random")
+    latent = torch.randn(1, 4, 720 // 8, 1024 // 8)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds = []
+    for _ in range(passes):
+        started = time.perf_counter()
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+            phi.decode(latent)
+        seconds.append(time.perf_counter() - started)
+    risen = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    print(f"SD's full-size decoder, 1024 x 720, bf16, CPU: {', '.join(f'{s:.1f}' for s in seconds)}"
+          f" s a pass; peak memory rose {risen:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--size", type=int, default=512, help="the painting's long side")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "preview-taef2.png")
+    parser.add_argument("--decoder-cost", action="store_true")
     args = parser.parse_args()
+    if args.decoder_cost:
+        return decoder_cost()
     bundle = measurement_bundle(WEIGHTS, decoder=True, name=FAMILY)
     original = load_image(args.size)
     height, width = original.shape[:2]
