@@ -44,6 +44,9 @@ class Extractor:
         self.name = name  # a DEFEND choice: sd, sdxl, flux, flux2, qwen
         self.model = model
         self.source = source  # where it was loaded from ("demo" for the built-in tiny ones)
+        # Loads the whole VAE again, decoder included, where the encoder was loaded without
+        # it (models.load_extractor): a preview's decoder, loaded when asked for.
+        self.whole: Callable[[], torch.nn.Module] | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -80,9 +83,10 @@ class Extractor:
 
     @classmethod
     def load(cls, location: str, subfolder: str | None, dtype: torch.dtype,
-             local_files_only: bool) -> torch.nn.Module:
-        """The encoder's model from a folder or hub id, its decoder dropped. Raises
-        ValueError when the folder holds another kind of model."""
+             local_files_only: bool, decoder: bool = False) -> torch.nn.Module:
+        """The encoder's model from a folder or hub id, its decoder dropped unless
+        `decoder` (the VAE's one file holds both). Raises ValueError when the folder holds
+        another kind of model."""
         config = cls.model_class.load_config(location, subfolder=subfolder,
                                              local_files_only=local_files_only)
         found = config.get("_class_name", cls.model_class.__name__)
@@ -91,7 +95,8 @@ class Extractor:
                              "family's encoder is")
         model = cls.model_class.from_pretrained(location, subfolder=subfolder, dtype=dtype,
                                                 local_files_only=local_files_only)
-        model.decoder = model.post_quant_conv = None
+        if not decoder:
+            model.decoder = model.post_quant_conv = None
         return model
 
     def save(self, folder: Path) -> None:

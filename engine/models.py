@@ -14,6 +14,7 @@ their encoders.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -393,8 +394,8 @@ def load_extractor(name: str, source: ExtractorSource, bundle_location: str,
                              f"({where.describe()}) is declared of an unknown kind "
                              f"{source.kind!r}: this version knows {', '.join(PARTS)}")
 
-    def load(local_files_only: bool) -> torch.nn.Module:
-        return part.load(location, source.subfolder, dtype, local_files_only)
+    def load(local_files_only: bool, decoder: bool = False) -> torch.nn.Module:
+        return part.load(location, source.subfolder, dtype, local_files_only, decoder)
     try:
         model = cached_or_fetched(location, load, bundle_location)
     except (ModelLoadError, OSError, ValueError) as error:
@@ -404,7 +405,10 @@ def load_extractor(name: str, source: ExtractorSource, bundle_location: str,
         raise ModelLoadError(
             f"the {DEFEND.choices[name]} feature extractor ({where.describe()}) could not be "
             f"loaded: {error}{fetch}; or defend without it (--defend {others})") from error
-    return part(name, model, where.describe())
+    found = part(name, model, where.describe())
+    found.whole = lambda: cached_or_fetched(  # for a preview: the same VAE with its decoder
+        location, functools.partial(load, decoder=True), bundle_location)
+    return found
 
 
 def _optional_file(folder: Path, name: str) -> Path | None:

@@ -22,10 +22,12 @@ from glaze.options import DEFEND
 
 from . import fullres
 from .cloak import see, style_target
+from .extractors import Extractor
 from .geometry import upload_view
 from .models import ModelBundle
 from .pixels import image_array, image_tensor
 from .settings import CloakSettings
+from .sources import ModelLoadError
 from .transforms import uploaded
 
 COLUMNS = ("original", "glazed", "target")
@@ -70,10 +72,9 @@ def posted_pictures(bundle: ModelBundle, original: np.ndarray, glazed: np.ndarra
     return [image_array(uploaded(upload.apply(picture.cpu()))) for picture in (*seen, target)]
 
 
-def decoded(bundle: ModelBundle, family: str, pictures: Sequence[np.ndarray]
+def decoded(bundle: ModelBundle, phi: Extractor, pictures: Sequence[np.ndarray]
             ) -> list[np.ndarray]:
-    """Each 8-bit picture through `family`'s encoder and decoder."""
-    phi = bundle.extractor(family)
+    """Each 8-bit picture through `phi`'s encoder and decoder."""
     out = []
     with torch.no_grad():
         for picture in pictures:
@@ -100,13 +101,32 @@ def preview_posted(bundle: ModelBundle, posted: Sequence[np.ndarray], families: 
     `shifts`: each family's after-upload shift, for the labels."""
     rows, left_out = [], {}
     for family in families:
-        if not bundle.extractor(family).can_decode:
-            left_out[family] = ("its decoder is not loaded (the models are loaded for the "
-                                "loss, which needs the encoder alone)")
+        try:
+            decoding = decoding_extractor(bundle, family)
+        except (ModelLoadError, OSError, ValueError) as error:
+            left_out[family] = f"its decoder could not be loaded: {error}"
+            continue
+        if decoding is None:
+            left_out[family] = "its model was built without a decoder"
             continue
         rows.append(PreviewRow(family, (shifts or {}).get(family),
-                               tuple(decoded(bundle, family, posted))))
+                               tuple(decoded(bundle, decoding, posted))))
+        del decoding  # a decoder loaded for the preview is released with it
     return Preview(rows, left_out, bundle.protection_note)
+
+
+def decoding_extractor(bundle: ModelBundle, family: str) -> Extractor | None:
+    """`family`'s extractor with its decoder: the bundle's own where it kept the decoder
+    (the demo, SD's pipeline VAE, TAEF2), else the whole VAE loaded again from where the
+    encoder came from, for this preview only (the loss keeps the encoder alone resident);
+    None where there is nothing to load it from."""
+    phi = bundle.extractor(family)
+    if phi.can_decode:
+        return phi
+    if phi.whole is None:
+        return None
+    model = phi.whole().to(bundle.device).requires_grad_(False).eval()
+    return type(phi)(family, model, phi.source)
 
 
 def preview_of_files(bundle: ModelBundle, original: np.ndarray, glazed: np.ndarray,

@@ -10,7 +10,7 @@ from PIL import Image
 from glaze.cli import main
 from glaze.engine import taef2
 from glaze.engine.cloak import cloak, cloak_toward
-from glaze.engine.models import load_bundle
+from glaze.engine.models import ModelLoadError, load_bundle
 from glaze.engine.pixels import image_tensor
 from glaze.engine.preview import CELL, COLUMNS, STAMP, preview, preview_sheet
 from glaze.engine.settings import CloakSettings
@@ -45,15 +45,31 @@ def test_the_demo_sheet_has_a_row_per_family_and_its_stamp(bundle):
     assert red_pixels(preview_sheet(found)) < red_pixels(sheet) / 10
 
 
-def test_a_family_without_its_decoder_is_left_out_saying_why(bundle, tmp_path):
-    loaded = load_bundle(bundle.save(tmp_path / "demo"))  # encoders only, but SD's own VAE
+def test_a_decoder_left_out_of_the_loaded_models_is_loaded_for_the_preview_alone(
+        bundle, tmp_path):
+    """Weights loaded for the loss keep the encoder alone: the preview loads the whole VAE
+    from the same place for its rows and releases it; where nothing can be loaded, the
+    family's row is left out with one line saying why."""
+    loaded = load_bundle(bundle.save(tmp_path / "demo"))
+    assert not loaded.extractors["flux"].can_decode and loaded.extractors["sd"].can_decode
     original = painting(32, 32)
-    found = preview(loaded, original, original, image_tensor(painting(32, 32, seed=3)),
-                    ["sd", "flux"])
+    target = image_tensor(painting(32, 32, seed=3))
+    found = preview(loaded, original, original, target, ["sd", "flux", "qwen"])
+    assert [row.family for row in found.rows] == ["sd", "flux", "qwen"] and not found.left_out
+    assert not loaded.extractors["flux"].can_decode  # not kept resident
+    in_memory = preview(bundle, original, original, target, ["flux"])  # the same VAE
+    assert np.array_equal(found.rows[1].pictures[2], in_memory.rows[0].pictures[2])
+
+    def gone():
+        raise ModelLoadError("the folder is gone")
+
+    loaded.extractors["flux"].whole, loaded.extractors["qwen"].whole = gone, None
+    found = preview(loaded, original, original, target, ["sd", "flux", "qwen"])
     assert [row.family for row in found.rows] == ["sd"]
-    assert "decoder is not loaded" in found.left_out["flux"]
+    assert found.left_out == {"flux": "its decoder could not be loaded: the folder is gone",
+                              "qwen": "its model was built without a decoder"}
     found.rows.clear()
-    with pytest.raises(ValueError, match="flux: its decoder"):
+    with pytest.raises(ValueError, match="flux: its decoder could not be loaded"):
         preview_sheet(found)
 
 
