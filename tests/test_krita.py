@@ -32,7 +32,7 @@ CHECKS = [
     "the dialog is built from the declared settings and lists the daemon's presets",
     "Filter > Glaze through the real action, dialog and progress, after a script's "
     "extensions() call",
-    "Show what a model sees opens the daemon's sheet as a new document",
+    "Show what a model sees shows the daemon's sheet and adds it as a document",
     "Export Glazed proposes the document's folder and name with .glazed",
     "the actions are in the Filter and File menus",
     "Krita read the actions' categories file (its tooltips are on the actions)",

@@ -14,6 +14,8 @@ from .qt import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QPixmap,
+    QScrollArea,
     QSpinBox,
     QTimer,
     QVBoxLayout,
@@ -204,3 +206,33 @@ class GlazeDialog(QDialog):
             else:
                 values[name] = widget.text().strip() or options.BY_NAME[name].text_default()
         return values
+
+
+class PreviewDialog(QDialog):
+    """The sheet of what each defended model family makes of the picture (a PNG file), with
+    a button that adds it to Krita as a new document."""
+
+    OPEN = "Open as a new document"
+
+    def __init__(self, path: str, note: str = "", parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(options.SHOW_PREVIEW)
+        self.path = path
+        layout = QVBoxLayout(self)
+        sheet = QLabel()
+        sheet.setPixmap(QPixmap(path))
+        scroll = QScrollArea()
+        scroll.setWidget(sheet)
+        scroll.setMinimumSize(min(sheet.sizeHint().width() + 24, 1000),
+                              min(sheet.sizeHint().height() + 24, 700))
+        layout.addWidget(scroll)
+        if note:
+            said = QLabel(note)
+            said.setWordWrap(True)
+            layout.addWidget(said)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.open_button = buttons.addButton(self.OPEN,
+                                             QDialogButtonBox.ButtonRole.AcceptRole)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)

@@ -6,7 +6,7 @@ import tempfile
 from krita import Extension, Krita
 
 from .client import describe, options
-from .dialog import GlazeDialog, job_settings, remember
+from .dialog import GlazeDialog, PreviewDialog, job_settings, remember
 from .document import (
     UnsupportedLayer,
     add_glazed_layer,
@@ -101,20 +101,23 @@ class GlazeExtension(Extension):
 
     def show_what_a_model_sees(self, job_id: str, name: str,
                                interactive: bool = True) -> GlazeRun:
-        """Open, as a new document, the daemon's sheet of what each defended model family's
-        decoder makes of cloak job `job_id`'s original, glazed picture and target."""
+        """The daemon's sheet of what each defended model family's decoder makes of cloak
+        job `job_id`'s original, glazed picture and target: in a dialog that can add it as
+        a new document (`interactive`), else opened as a new document at once."""
         def apply(data: bytes, result: dict) -> str:
             path = os.path.join(tempfile.mkdtemp(prefix="glaze-"),
                                 f"{name}{options.PREVIEW_TAG}.png")
             with open(path, "wb") as sheet:
                 sheet.write(data)
+            left_out = "\n".join(f"No {family.upper()} row: {why}."
+                                  for family, why in result.get("left_out", {}).items())
+            if interactive and not PreviewDialog(path, left_out).exec():
+                return ""
             document = Krita.instance().openDocument(path)
             window = Krita.instance().activeWindow()
             if window is not None and interactive:
                 window.addView(document)
-            left_out = "".join(f"\nNo {family.upper()} row: {why}."
-                               for family, why in result.get("left_out", {}).items())
-            return f"Opened what a model sees: {path}{left_out}"
+            return "" if interactive else f"Opened what a model sees: {path}"
 
         return self._start(preview_request(job_id), apply, "What a model sees", interactive)
 
@@ -146,7 +149,7 @@ class GlazeExtension(Extension):
             dialog.close()
             if status == "done" and name is not None and run.job_id:
                 self._offer_preview(message, run.job_id, name)
-            elif status != "cancelled":
+            elif status != "cancelled" and message:
                 self._tell(message, warning=status == "failed")
 
         run.progressed.connect(progressed)

@@ -42,8 +42,9 @@ QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLabel, QLineEdi
 QMessageBox, QProgressDialog, QSpinBox = (QtWidgets.QMessageBox, QtWidgets.QProgressDialog,
                                           QtWidgets.QSpinBox)
 QCheckBox, QVBoxLayout, QWidget = QtWidgets.QCheckBox, QtWidgets.QVBoxLayout, QtWidgets.QWidget
+QPixmap, QScrollArea = QtGui.QPixmap, QtWidgets.QScrollArea
 
 __all__ = ["QT_MAJOR", "QCheckBox", "QComboBox", "QDialog", "QDialogButtonBox", "QFileDialog",
-           "QFormLayout", "QLabel", "QLineEdit", "QMessageBox", "QObject", "QProgressDialog",
-           "QSpinBox", "QThread", "QTimer", "QVBoxLayout", "QWidget", "QtCore", "QtGui",
-           "QtWidgets", "UnsupportedKrita", "pyqtSignal"]
+           "QFormLayout", "QLabel", "QLineEdit", "QMessageBox", "QObject", "QPixmap",
+           "QProgressDialog", "QScrollArea", "QSpinBox", "QThread", "QTimer", "QVBoxLayout",
+           "QWidget", "QtCore", "QtGui", "QtWidgets", "UnsupportedKrita", "pyqtSignal"]

@@ -368,7 +368,8 @@ SHOW_PREVIEW = "Show what a model sees"
 def answer_modal_windows(seen, loop):
     """What a person does: OK in Glaze's dialog (after a screenshot, when asked for one),
     note the file dialog's proposal and cancel it, OK in a message box (which ends `loop`),
-    or with seen["show"], "Show what a model sees" in the result's message box."""
+    or with seen["show"], "Show what a model sees" in the result's message box, then "Open
+    as a new document" in the dialog that shows the sheet (which ends `loop`)."""
     widget = QApplication.activeModalWidget()
     if widget is None:
         return
@@ -380,6 +381,11 @@ def answer_modal_windows(seen, loop):
     elif kind == "QFileDialog":
         seen["files"].append((widget.directory().absolutePath(), widget.selectedFiles()))
         widget.reject()
+        loop.quit()
+    elif kind == "PreviewDialog":  # what a model sees: keep it as a document
+        pixmap = widget.findChild(QtWidgets.QLabel).pixmap()
+        seen["sheets"].append((pixmap.width(), pixmap.height()))
+        widget.open_button.click()
         loop.quit()
     elif kind == "QMessageBox":
         seen["messages"].append(widget.text())
@@ -460,7 +466,7 @@ def action():
     return seen["messages"][0]
 
 
-@check("Show what a model sees opens the daemon's sheet as a new document")
+@check("Show what a model sees shows the daemon's sheet and adds it as a document")
 def show_what_a_model_sees():
     app = Krita.instance()
     doc, source = document("U8")
@@ -471,12 +477,11 @@ def show_what_a_model_sees():
     app.writeSetting("glaze", "target", FAST["target"])
     app.writeSetting("glaze", "defend", "sd,flux")
     before = {id(each) for each in app.documents()}
-    seen = {"dialogs": [], "messages": [], "files": [], "show": True}
+    seen = {"dialogs": [], "messages": [], "files": [], "show": True, "sheets": []}
     trigger("glaze_layer", seen)
     app.writeSetting("glaze", "defend", "")
     assert seen["show"] is False, f"no {SHOW_PREVIEW!r} button: {seen['messages']}"
-    assert len(seen["messages"]) == 2 and seen["messages"][1].startswith(
-        "Opened what a model sees"), seen["messages"]
+    assert len(seen["messages"]) == 1 and len(seen["sheets"]) == 1, seen  # the dialog
     opened = [each for each in app.documents() if each.fileName().endswith(
         "art.preview.png")]
     assert len(opened) == 1, [each.fileName() for each in app.documents()]
@@ -484,10 +489,11 @@ def show_what_a_model_sees():
     assert sheet.width() == 12 + 3 * (256 + 12) and sheet.height() > 2 * 256 * H / W, \
         (sheet.width(), sheet.height())
     assert len(app.documents()) == len(before) + 1
+    assert seen["sheets"][0] == (sheet.width(), sheet.height())  # the dialog showed it
     sheet.close()
     doc.setModified(False)
     doc.close()
-    return seen["messages"][1]
+    return str(seen["sheets"])
 
 
 @check("Export Glazed proposes the document's folder and name with .glazed")
