@@ -122,10 +122,13 @@ class GlazePlugIn(Gimp.PlugIn):
                     break
         try:
             result = self.glaze(image, drawables, config)
-            if config.get_property(SHOW_PREVIEW):
-                show_what_a_model_sees(result, image, run_mode == Gimp.RunMode.INTERACTIVE)
         except GlazeFailed as error:
             return failure(procedure, str(error), error.status)
+        if config.get_property(SHOW_PREVIEW):
+            try:
+                show_what_a_model_sees(result, image, run_mode == Gimp.RunMode.INTERACTIVE)
+            except GlazeFailed as error:  # the glaze stands; only its preview is missing
+                Gimp.message(f"{error} (no preview; the glaze itself was made)")
         return success(procedure)
 
 
