@@ -5,8 +5,9 @@ TAEF2 approximates the FLUX.2 VAE, and its sheet is stamped as giving no protect
 sample painting, resized to --size px, is cloaked (default settings, perceptual bound on)
 toward the fixed synthetic target the other benchmarks use (a two-colour wash with round
 strokes, engine/evaluation/synthetic.py); the sheet shows what TAEF2's decoder makes of the
-original, the glazed picture and the target after a typical upload (1024 px, JPEG q75), and
-the script prints how far each decoded picture is from the target's decode:
+original and the glazed picture after a typical upload (1024 px, JPEG q75) and of the target
+at that size, and the script prints the after-upload shift (as the report takes it) and how
+far each decoded picture is from the target's decode:
 
 - in pixels (mean squared difference, 0-1 scale), and
 - as the family sees them: the mean squared difference of the decoded pictures' latents.
@@ -33,7 +34,7 @@ from cloak_step import FULL_SIZE
 from cloak_survival import WEIGHTS, load_image
 from PIL import Image
 
-from glaze.engine.cloak import cloak_toward
+from glaze.engine.cloak import cloak_toward, see
 from glaze.engine.evaluation.synthetic import painting
 from glaze.engine.extractors import KLExtractor
 from glaze.engine.pixels import image_tensor
@@ -87,7 +88,7 @@ def main() -> None:
         (width, height), Image.Resampling.LANCZOS)))
     settings = CloakSettings(quality=args.steps, work_size=args.size, defend=FAMILY)
     glazed = cloak_toward(original, bundle, target, settings)
-    posted = posted_pictures(bundle, original, glazed, target, [FAMILY])
+    posted = posted_pictures(bundle, see(original, settings, bundle), glazed, target, settings)
     with torch.no_grad():
         latents = [bundle.encode(image_tensor(picture), FAMILY) for picture in posted]
     # as the report's after-upload shift: the share of the latent distance closed

@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -26,6 +27,11 @@ from dataclasses import dataclass
 import zmq
 
 from . import protocol
+
+try:  # the plug-ins' vendored client carries it beside this module
+    from . import options
+except ImportError:
+    from glaze import options
 from .connection import (
     ConnectionInfo,
     StartLock,
@@ -126,6 +132,20 @@ def describe(result: dict) -> str:
     if report.get("protection_note"):
         lines.append(report["protection_note"] + ".")
     return "\n".join(lines)
+
+
+def keep_sheet(sheet: bytes, stem: str) -> str:
+    """A `preview` job's sheet (a PNG) written to a fresh temporary folder as
+    STEM.preview.png, where a painting program opens it from; its path."""
+    path = os.path.join(tempfile.mkdtemp(prefix="glaze-"), options.preview_name(stem))
+    with open(path, "wb") as out:
+        out.write(sheet)
+    return path
+
+
+def left_out_lines(left_out: dict) -> list[str]:
+    """A preview's families without a row, a line each, saying why."""
+    return [f"No {family.upper()} row: {why}." for family, why in left_out.items()]
 
 
 def default_start_command() -> list[str]:

@@ -29,7 +29,7 @@ from glaze import __version__, options
 from glaze.engine import Cancelled, CloakSettings, ModelBundle, resolve_target
 from glaze.engine.cloak import cloak
 from glaze.engine.pixels import from_buffer, to_buffer
-from glaze.engine.preview import posted_pictures, preview_posted, preview_sheet
+from glaze.engine.preview import preview_posted, preview_sheet
 from glaze.engine.progress import Progress
 from glaze.engine.provenance import record, request
 
@@ -433,10 +433,7 @@ class Daemon:
         result = cloak(pixels, self.bundle, profile.target_style, job.settings,
                        progress=progress, cancel=job.cancel.is_set)
         out = to_buffer(result.image, job.layout, job.pixels)
-        try:
-            self._keep_for_preview(job.id, pixels, result)
-        except Exception:  # the cloak stands; only its preview is lost
-            log.warning("job %s: no preview kept:\n%s", job.id, traceback.format_exc())
+        self._keep_for_preview(job.id, result)
         layout = {name: job.layout[name] for name in protocol.LAYOUT_FIELDS}
         report = result.report.to_dict()
         header = {"type": "result", "job": job.id, "report": report,
@@ -444,11 +441,10 @@ class Daemon:
                   "record": self._record(job, report)}
         return header, (out,)
 
-    def _keep_for_preview(self, job_id: str, pixels, result) -> None:
-        families = list(result.report.defended)
-        posted = posted_pictures(self.bundle, pixels, result.image, result.target, families)
+    def _keep_for_preview(self, job_id: str, result) -> None:
+        """What the cloak delivered after a typical upload (a few MB), for its preview."""
         shifts = {name: shift.after_upload for name, shift in result.report.extractors.items()}
-        self.previewable[job_id] = (posted, families, shifts)
+        self.previewable[job_id] = (result.posted, list(result.report.defended), shifts)
         while len(self.previewable) > PREVIEWABLE:
             self.previewable.popitem(last=False)
 

@@ -56,7 +56,7 @@ from glaze.options import INTENSITY
 from . import fullres
 from .geometry import UPLOAD_LONG_SIDE, View, check_size, fit, mimic_views, resize, upload_view
 from .models import ModelBundle
-from .pixels import check_pixels
+from .pixels import check_pixels, image_array
 from .progress import CancelCheck, Progress, ProgressCallback
 from .settings import CloakSettings
 from .transfer import transfer_style
@@ -121,7 +121,9 @@ class CloakReport:
 class CloakResult:
     image: np.ndarray  # the input's shape, dtype and alpha, RGB cloaked
     report: CloakReport
-    target: torch.Tensor | None = None  # Omega's image at the whole view's size, in [0, 1]
+    # The original, the output and the target as a typical upload delivers them (as_posted),
+    # 8-bit: what the after-upload shift was taken on, and what a preview decodes.
+    posted: tuple[np.ndarray, ...] = ()
 
 
 class CloakOptimizer:
@@ -327,22 +329,30 @@ def _share(before: float, after: float) -> float:
     return 1.0 - after / before if before > 0 else 0.0
 
 
-def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, original: fullres.Seen,
-             source: np.ndarray, output: np.ndarray) -> dict:
+def as_posted(upload: View, original: torch.Tensor, delivered: torch.Tensor,
+              target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The original and the delivered output (the whole image over grey, reduced alike) as a
+    typical upload stores them, at the `upload` view as a real JPEG, and the target at that
+    view (what the cloak aims at; it is never posted)."""
+    with torch.no_grad():
+        return (uploaded(upload.apply(original)), uploaded(upload.apply(delivered)),
+                upload.apply(target))
+
+
+def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, delivered: torch.Tensor,
+             posted: tuple[torch.Tensor, ...], source: np.ndarray, output: np.ndarray) -> dict:
     """What the delivered output achieved: LPIPS and each extractor's shift as the whole
-    view sees it, and the shift after a typical upload (the whole image at its size, a real
-    JPEG); both images reduced alike, so that only the cloak tells them apart."""
-    delivered = fullres.seen(output, bundle.device, original.factor).image
-    view, upload = optimizer.views[0], optimizer.upload_view
+    view sees it, and the shift after a typical upload (`posted`: as_posted); both images
+    reduced alike, so that only the cloak tells them apart."""
+    view = optimizer.views[0]
     with torch.no_grad():
         seen = view.apply(delivered)
         lpips_value = bundle.perceptual_distance(seen, optimizer.bases[0]).item()
-        posted = [uploaded(upload.apply(image)) for image in (original.image, delivered)]
     shifts = {}
     for name in optimizer.defended:
         before, after = _distances(bundle, name, [optimizer.bases[0], seen],
                                    view.apply(optimizer.target))
-        upload_shift = _share(*_distances(bundle, name, posted, upload.apply(optimizer.target)))
+        upload_shift = _share(*_distances(bundle, name, list(posted[:2]), posted[2]))
         shifts[name] = ExtractorShift(before, after, _share(before, after), upload_shift,
                                       upload_shift < INCOMPLETE_BELOW)
     return {
@@ -415,11 +425,14 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
                           tracker.phase(0.0, TRANSFER_SHARE))
     optimizer = CloakOptimizer(bundle, seen, target, settings)
     output = _optimize(optimizer, image, settings, tracker.phase(TRANSFER_SHARE, 1.0))
+    delivered = fullres.seen(output, bundle.device, seen.factor).image
+    posted = as_posted(optimizer.upload_view, seen.image, delivered, optimizer.target)
     report = CloakReport(
         target_style=target_style, bundle=bundle.name, model=bundle.source,
         protection_note=bundle.protection_note,
         width=shape[1], height=shape[0], budget=settings.budget, linf_cap=settings.linf,
         steps_run=optimizer.steps_run, seed=settings.seed, seconds=0.0,
-        **_measure(bundle, optimizer, seen, image, output))
+        **_measure(bundle, optimizer, delivered, posted, image, output))
     report.seconds = time.perf_counter() - started
-    return CloakResult(image=output, report=report, target=target.cpu())
+    return CloakResult(image=output, report=report,
+                       posted=tuple(image_array(picture) for picture in posted))

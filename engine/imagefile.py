@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from glaze.stamp import RECORD_KEY, file_sha256, published, read_text_record, sidecar_path
+from glaze.stamp import (
+    RECORD_KEY,
+    file_sha256,
+    published,
+    read_text_record,
+    record_text,
+    sidecar_path,
+)
 
 from .geometry import check_size
 
@@ -165,14 +172,17 @@ def write_image(path: str | Path, pixels: np.ndarray, like: ImageFile | None = N
         options["exif"] = like.exif
     if like is not None and like.icc_profile:
         options["icc_profile"] = like.icc_profile
-    if note and fmt == "JPEG" and record is None:  # else the record is the one comment
-        options["comment"] = note
-    elif note and fmt == "PNG":
+    if fmt == "JPEG" and (note or record is not None):  # one comment: the record, if any
+        options["comment"] = note if record is None else record_text(record)
+    elif fmt == "PNG" and (note or record is not None):
         info = PngImagePlugin.PngInfo()
-        info.add_text("Comment", note)
+        if note:
+            info.add_text("Comment", note)
+        if record is not None:
+            info.add_text(RECORD_KEY, record_text(record))
         options["pnginfo"] = info
-    try:
-        with published(path, record) as temporary:
+    try:  # the record goes in with the pixels: published need not rewrite the file
+        with published(path, record, embedded=True) as temporary:
             image.save(temporary, format=fmt, **options)
     except OSError as error:
         raise ImageFileError(f"{path}: cannot write the output "

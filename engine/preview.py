@@ -1,8 +1,9 @@
 """What a mimic's model makes of a picture: each defended family's own VAE decoder turning
-the latent of the original, of the glazed picture and of the target, each as a typical
-upload stores it (geometry.upload_view, a real JPEG at transforms.UPLOAD_QUALITY), back
-into a picture. A diffusion model fine-tuned on the glazed file is taught its latent: an
-incomplete cloak decodes like the original, a working one drifts toward the target.
+the latent of the original and of the glazed picture, as a typical upload stores them (the
+1024 px view, a real JPEG at q75: cloak.as_posted, the pictures the after-upload shift is
+taken on), and of the target at that view, back into a picture. A diffusion model
+fine-tuned on the glazed file is taught its latent: an incomplete cloak decodes like the
+original, a working one drifts toward the target.
 
 The sheet (`preview_sheet`) sets them out one row per family, columns original / glazed /
 target, each labelled; a sheet made with models that give no protection says so in a red
@@ -21,14 +22,13 @@ from PIL import Image, ImageDraw, ImageFont
 from glaze.options import DEFEND
 
 from . import fullres
-from .cloak import see, style_target
+from .cloak import as_posted, see, style_target
 from .extractors import Extractor
 from .geometry import upload_view
 from .models import ModelBundle
 from .pixels import image_array, image_tensor
 from .settings import CloakSettings
 from .sources import ModelLoadError
-from .transforms import uploaded
 
 COLUMNS = ("original", "glazed", "target")
 CELL = 256  # the long side of each picture on the sheet
@@ -55,21 +55,24 @@ class Preview:
     stamp: str | None = None  # what the models are, where they give no protection
 
 
-def posted_pictures(bundle: ModelBundle, original: np.ndarray, glazed: np.ndarray,
-                    target: torch.Tensor, families: Sequence[str]) -> list[np.ndarray]:
-    """`original` and `glazed` (same size, any supported sample type, over grey where
-    transparent, as the report sees them) and `target` (1 x 3 x h x w in [0, 1]) as a
-    typical upload stores each: 8-bit, at most 1024 px, a real JPEG."""
-    shape = original.shape[:2]
-    if glazed.shape[:2] != shape:
+def same_size(shape: tuple[int, int], glazed: np.ndarray) -> None:
+    """Refuse a glazed picture that is not the size of the original (`shape`)."""
+    if tuple(glazed.shape[:2]) != tuple(shape):
         raise ValueError(f"the original is {shape[1]}x{shape[0]}, the glazed picture "
                          f"{glazed.shape[1]}x{glazed.shape[0]}: give the original it was "
                          "made from")
-    upload = upload_view(shape, bundle.size_multiple(list(families)))
-    factor = fullres.reduction(shape, [upload.size])
-    seen = [fullres.seen(picture, torch.device("cpu"), factor).image
-            for picture in (original, glazed)]
-    return [image_array(uploaded(upload.apply(picture.cpu()))) for picture in (*seen, target)]
+
+
+def posted_pictures(bundle: ModelBundle, seen: fullres.Seen, glazed: np.ndarray,
+                    target: torch.Tensor, settings: CloakSettings) -> list[np.ndarray]:
+    """The original (as `see` gives it), the `glazed` picture and the `target` as a typical
+    upload delivers them (cloak.as_posted), 8-bit: what `cloak` keeps in its result
+    (`CloakResult.posted`), made again from the files."""
+    same_size(seen.shape, glazed)
+    delivered = fullres.seen(glazed, bundle.device, seen.factor).image
+    upload = upload_view(seen.shape, bundle.size_multiple(settings.extractors))
+    return [image_array(picture)
+            for picture in as_posted(upload, seen.image, delivered, target.to(bundle.device))]
 
 
 def decoded(bundle: ModelBundle, phi: Extractor, pictures: Sequence[np.ndarray]
@@ -83,15 +86,6 @@ def decoded(bundle: ModelBundle, phi: Extractor, pictures: Sequence[np.ndarray]
                 latent = phi.latent(pixels)
                 out.append(image_array(phi.decode(latent).float()))
     return out
-
-
-def preview(bundle: ModelBundle, original: np.ndarray, glazed: np.ndarray,
-            target: torch.Tensor, families: Sequence[str],
-            shifts: Mapping[str, float] | None = None) -> Preview:
-    """The decoded latents of `original` and `glazed` and of `target` (the cloak's target
-    image), after a typical upload (posted_pictures), for each of `families`."""
-    return preview_posted(bundle, posted_pictures(bundle, original, glazed, target, families),
-                          families, shifts)
 
 
 def preview_posted(bundle: ModelBundle, posted: Sequence[np.ndarray], families: Sequence[str],
@@ -134,12 +128,13 @@ def preview_of_files(bundle: ModelBundle, original: np.ndarray, glazed: np.ndarr
     """The preview of a picture cloaked earlier, from its record (engine/provenance.py):
     the target remade from the original with the record's style, working size and seed (as
     the cloak made it), the families it defended, their shifts after a typical upload."""
+    same_size(original.shape[:2], glazed)  # before the style transfer's work
     settings = CloakSettings(work_size=record["work_size"], seed=record["seed"],
                              defend=",".join(record["defend"]))
-    target = style_target(bundle, see(original, settings, bundle), record["target_style"],
-                          settings)
-    return preview(bundle, original, glazed, target, list(settings.extractors),
-                   record.get("shifts_after_upload"))
+    seen = see(original, settings, bundle)
+    target = style_target(bundle, seen, record["target_style"], settings)
+    return preview_posted(bundle, posted_pictures(bundle, seen, glazed, target, settings),
+                          list(settings.extractors), record.get("shifts_after_upload"))
 
 
 def preview_sheet(found: Preview) -> Image.Image:

@@ -127,7 +127,6 @@ class Taef2Extractor(Extractor):
         return self.decoder is not None
 
     def _decoded(self, latent: torch.Tensor) -> torch.Tensor:
-        self.decoder.to(latent.device)
         return self.decoder(latent) * 2 - 1
 
     def latent(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -151,7 +150,7 @@ def measurement_bundle(folder: Path | None, device: str | None = None,
     """The demo's Omega with TAEF2 as the `name` extractor (the FLUX.2 family it distils),
     labelled as giving NO protection; `decoder`: with TAEF2's decoder, for previews."""
     dev = pick_device(device)
-    decoding = load(folder, DECODER_FILE).requires_grad_(False) if decoder else None
+    decoding = load(folder, DECODER_FILE).to(dev).requires_grad_(False) if decoder else None
     return ModelBundle(
         name="taef2-measurement", pipeline=demo_pipeline(), perceptual=perceptual_model(True),
         device=dev, precision=pick_precision(dev, precision),

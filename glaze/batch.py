@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from glaze import __version__
-from glaze.options import OUTPUT_TAG, PREVIEW_TAG
+from glaze.options import OUTPUT_TAG, PREVIEW_TAG, preview_name
 
 ARTWORKS_FOR_CENTROID = 20  # first artworks of a batch that choose a new profile's target
 LINE_EVERY_S = 10.0  # progress lines where no bar can be drawn
@@ -52,17 +52,18 @@ def is_output(path: Path) -> bool:
 
 def preview_path(output: Path) -> Path:
     """Where the preview of `output` goes: beside it, NAME.glazed.preview.png."""
-    return output.with_name(f"{output.stem}{PREVIEW_TAG}.png")
+    return output.with_name(preview_name(output.stem))
 
 
 def write_preview(path: Path, found) -> None:
     """The preview sheet (engine/preview.py) as a PNG, written whole or not at all."""
+    from glaze.daemon.client import left_out_lines
     from glaze.engine.imagefile import write_image
     from glaze.engine.preview import preview_sheet
 
     write_image(path, np.asarray(preview_sheet(found)), note=found.stamp)
-    for family, why in found.left_out.items():
-        _say(f"{path.name}: no {family.upper()} row: {why}")
+    for line in left_out_lines(found.left_out):
+        _say(f"{path.name}: {line}")
 
 
 def unwritable(folder: Path) -> str | None:
@@ -171,7 +172,7 @@ class InProcess:
                                   defend=self.settings.extractors)
         self.name, self.note = self.bundle.name, self.bundle.protection_note
         self.target: str | None = None
-        self.previews = bool(getattr(args, "preview", False))
+        self.previews = bool(args.preview)
         self.last = None  # the last CloakResult, for its preview
 
     def _choose_target(self) -> str:
@@ -193,13 +194,13 @@ class InProcess:
         self.last = cloak(pixels, self.bundle, self.target, self.settings, progress=progress)
         return self.last.image, self.last.report.to_dict()
 
-    def preview(self, source: np.ndarray, cloaked: np.ndarray, report: dict):
+    def preview(self, report: dict):
         """What each defended family's decoder makes of the last image cloaked."""
-        from glaze.engine.preview import preview
+        from glaze.engine.preview import preview_posted
 
         shifts = {name: shift["after_upload"] for name, shift in report["extractors"].items()}
-        return preview(self.bundle, source, cloaked, self.last.target,
-                       list(self.settings.extractors), shifts)
+        return preview_posted(self.bundle, self.last.posted, list(self.settings.extractors),
+                              shifts)
 
     def close(self) -> None:
         pass
@@ -207,6 +208,8 @@ class InProcess:
 
 class ViaDaemon:
     """Cloaks through the warm daemon (the daemon chooses and keeps the profile's target)."""
+
+    previews = False  # --preview cloaks in this process (_open_cloaker)
 
     def __init__(self, args: argparse.Namespace, autostart: bool) -> None:
         from glaze.daemon.client import Client
@@ -254,8 +257,8 @@ def _cloak_one(job: Job, loaded, cloaker) -> None:
     write_image(job.output, image, like=loaded, note=cloaker.note, record=made)
     job.report = report
     job.status = "done"
-    if getattr(cloaker, "previews", False):
-        write_preview(preview_path(job.output), cloaker.preview(loaded.pixels, image, report))
+    if cloaker.previews:
+        write_preview(preview_path(job.output), cloaker.preview(report))
 
 
 def as_written(output: Path, report: dict, source: np.ndarray, cloaked: np.ndarray) -> dict:

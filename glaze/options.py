@@ -169,6 +169,13 @@ BY_NAME: Mapping[str, Setting] = MappingProxyType(
 OUTPUT_TAG = ".glazed"
 # What a model sees of an output, beside it: sketch.glazed.png -> sketch.glazed.preview.png.
 PREVIEW_TAG = ".preview"
+
+
+def preview_name(stem: str) -> str:
+    """The file name of a preview sheet: STEM.preview.png."""
+    return f"{stem}{PREVIEW_TAG}.png"
+
+
 # The painting programs' way to it, after a glaze: a button (Krita), an argument (GIMP).
 SHOW_PREVIEW = "Show what a model sees"
 SHOW_PREVIEW_HELP = ("open, as a new image, what each defended model family's decoder makes "

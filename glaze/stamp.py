@@ -55,19 +55,32 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+def record_text(record: dict) -> str:
+    """The record as a file carries it: JSON in ASCII (PNG's tEXt is Latin-1)."""
+    return json.dumps(record)
+
+
+def holds_records(path: str | Path) -> str | None:
+    """"PNG" or "JPEG" where the file at `path` carries a record itself (by its signature),
+    None for a format that keeps it in a sidecar."""
+    with open(path, "rb") as file:
+        head = file.read(len(PNG_SIGNATURE))
+    return "PNG" if head == PNG_SIGNATURE else "JPEG" if head.startswith(JPEG_START) else None
+
+
 def embed(path: str | Path, record: dict) -> bool:
     """Put `record` into the PNG or JPEG file at `path` (the file is rewritten beside itself
     and renamed over; its pixels are not touched). False for another format, which keeps
     its record in a sidecar (`write_sidecar`)."""
+    kind = holds_records(path)
     with open(path, "rb") as file:
-        head = file.read(len(PNG_SIGNATURE))
-        text = json.dumps(record)  # ASCII: PNG's tEXt is Latin-1, JPEG's comment bytes
-        if head == PNG_SIGNATURE:
+        text = record_text(record)
+        if kind == "PNG":
             data = RECORD_KEY.encode("ascii") + b"\0" + text.encode("ascii")
             chunk = struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(
                 ">I", zlib.crc32(b"tEXt" + data))
             at = _png_data_start(file)
-        elif head.startswith(JPEG_START):
+        elif kind == "JPEG":
             data = text.encode("ascii")
             if len(data) > MAX_JPEG_COMMENT:
                 raise ValueError(f"a record of {len(data)} bytes does not fit a JPEG comment")
@@ -129,11 +142,14 @@ def write_sidecar(path: str | Path, record: dict) -> None:
 
 
 @contextlib.contextmanager
-def published(path: str | Path, record: dict | None) -> Iterator[Path]:
+def published(path: str | Path, record: dict | None,
+              embedded: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path`, with its suffix (exporters go by it), to write
     an output to. When the block succeeds, the file moves over `path` carrying `record`;
     when it fails, nothing is left. A reader sees the old file or the whole new one with its
-    record, and no sidecar of the old file ever describes the new one."""
+    record, and no sidecar of the old file ever describes the new one. `embedded`: the
+    writer put `record_text(record)` in a PNG or JPEG itself (Pillow's text chunk or
+    comment), which saves rewriting the file; a sidecar format still gets its sidecar."""
     path = Path(path)
     remove_stale_parts(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
@@ -141,9 +157,10 @@ def published(path: str | Path, record: dict | None) -> Iterator[Path]:
     try:
         yield temporary
         sidecar_path(path).unlink(missing_ok=True)
-        embedded = record is None or embed(temporary, record)
+        in_file = record is None or (embedded and holds_records(temporary) is not None) \
+            or embed(temporary, record)
         os.replace(temporary, path)
-        if not embedded:
+        if not in_file:
             write_sidecar(path, record)
     finally:
         temporary.unlink(missing_ok=True)

@@ -9,10 +9,17 @@ from PIL import Image
 
 from glaze.cli import main
 from glaze.engine import taef2
-from glaze.engine.cloak import cloak, cloak_toward
+from glaze.engine.cloak import cloak, cloak_toward, see
 from glaze.engine.models import ModelLoadError, load_bundle
 from glaze.engine.pixels import image_tensor
-from glaze.engine.preview import CELL, COLUMNS, STAMP, preview, preview_sheet
+from glaze.engine.preview import (
+    CELL,
+    COLUMNS,
+    STAMP,
+    posted_pictures,
+    preview_posted,
+    preview_sheet,
+)
 from glaze.engine.settings import CloakSettings
 from glaze.options import DEFEND
 
@@ -29,8 +36,7 @@ def test_the_demo_sheet_has_a_row_per_family_and_its_stamp(bundle):
     original = painting(48, 80)
     result = cloak(original, bundle, TARGET, FAST)
     shifts = {name: shift.after_upload for name, shift in result.report.extractors.items()}
-    found = preview(bundle, original, result.image, result.target, list(bundle.extractors),
-                    shifts)
+    found = preview_posted(bundle, result.posted, list(bundle.extractors), shifts)
     assert [row.family for row in found.rows] == list(DEFEND.choices) and not found.left_out
     for row in found.rows:
         assert len(row.pictures) == len(COLUMNS)
@@ -54,17 +60,19 @@ def test_a_decoder_left_out_of_the_loaded_models_is_loaded_for_the_preview_alone
     assert not loaded.extractors["flux"].can_decode and loaded.extractors["sd"].can_decode
     original = painting(32, 32)
     target = image_tensor(painting(32, 32, seed=3))
-    found = preview(loaded, original, original, target, ["sd", "flux", "qwen"])
+    posted = posted_pictures(loaded, see(original, FAST, loaded), original, target, FAST)
+    found = preview_posted(loaded, posted, ["sd", "flux", "qwen"])
     assert [row.family for row in found.rows] == ["sd", "flux", "qwen"] and not found.left_out
     assert not loaded.extractors["flux"].can_decode  # not kept resident
-    in_memory = preview(bundle, original, original, target, ["flux"])  # the same VAE
+    in_memory = preview_posted(bundle, posted, ["flux"])  # the same VAE, kept in memory
     assert np.array_equal(found.rows[1].pictures[2], in_memory.rows[0].pictures[2])
 
     def gone():
         raise ModelLoadError("the folder is gone")
 
     loaded.extractors["flux"].whole, loaded.extractors["qwen"].whole = gone, None
-    found = preview(loaded, original, original, target, ["sd", "flux", "qwen"])
+    posted = posted_pictures(loaded, see(original, FAST, loaded), original, target, FAST)
+    found = preview_posted(loaded, posted, ["sd", "flux", "qwen"])
     assert [row.family for row in found.rows] == ["sd"]
     assert found.left_out == {"flux": "its decoder could not be loaded: the folder is gone",
                               "qwen": "its model was built without a decoder"}
@@ -85,7 +93,8 @@ def test_a_cloaked_picture_decodes_closer_to_its_target_on_taef2(taef2_weights, 
     target = image_tensor(np.asarray(picture.rotate(180).resize((192, 136))))
     settings = CloakSettings(quality=30, work_size=192, defend="flux2", resize_robust=False)
     glazed = cloak_toward(original, bundle, target, settings)
-    found = preview(bundle, original, glazed, target, ["flux2"])
+    found = preview_posted(bundle, posted_pictures(bundle, see(original, settings, bundle),
+                                                   glazed, target, settings), ["flux2"])
     with torch.no_grad():
         before, after, aimed = (bundle.encode(image_tensor(decoded), "flux2")
                                 for decoded in found.rows[0].pictures)

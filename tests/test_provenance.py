@@ -88,6 +88,8 @@ def test_every_format_carries_its_record(tmp_path, suffix):
     record = {"model": "demo", "demo": True, "protection_note": "NO protection here"}
     write_image(path, painting(16, 16), note="NO protection here", record=record)
     assert read_record(path) == record
+    if suffix in (".png", ".jpg"):  # once, written with the pixels
+        assert path.read_bytes().count(b'"protection_note"') == 1
     if suffix in (".webp", ".tiff"):  # a sidecar names the image it describes
         assert path.with_name(path.name + ".glaze.json").is_file()
         Image.fromarray(painting(16, 16, seed=2)).save(path)  # replaced by another program

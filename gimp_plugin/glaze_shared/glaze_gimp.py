@@ -24,7 +24,9 @@ try:
         DaemonError,
         daemon_state,
         describe,
+        keep_sheet,
         layout_for,
+        left_out_lines,
     )
     from glaze_client.stamp import published  # noqa: E402, F401  (for Export Glazed)
 except ImportError:
@@ -34,7 +36,9 @@ except ImportError:
         DaemonError,
         daemon_state,
         describe,
+        keep_sheet,
         layout_for,
+        left_out_lines,
     )
     from glaze.stamp import published  # noqa: E402, F401
 
@@ -336,8 +340,6 @@ def propose_export_file(image, config) -> None:
 def show_what_a_model_sees(result: dict, image, interactive: bool):
     """The daemon's sheet of what each defended family's decoder makes of the job's
     pictures, opened as a new image (shown when run interactively); returns it."""
-    import tempfile
-
     Gimp.progress_init(f"Glaze: {options.SHOW_PREVIEW.lower()}")
     try:
         with Client.connect() as client:
@@ -347,15 +349,12 @@ def show_what_a_model_sees(result: dict, image, interactive: bool):
     finally:
         Gimp.progress_end()
     stem = os.path.splitext(image.get_name().strip("[]"))[0] or "glazed"
-    path = os.path.join(tempfile.mkdtemp(prefix="glaze-"), f"{stem}{options.PREVIEW_TAG}.png")
-    with open(path, "wb") as out:
-        out.write(bytes(sheet))
-    shown = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, gfile(path))
+    shown = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, gfile(keep_sheet(bytes(sheet), stem)))
     if interactive:
         Gimp.Display.new(shown)
         Gimp.displays_flush()
-    for family, why in message.get("left_out", {}).items():
-        Gimp.message(f"Glaze: no {family.upper()} row: {why}.")
+    for line in left_out_lines(message.get("left_out", {})):
+        Gimp.message(f"Glaze: {line}")
     return shown
 
 

@@ -17,7 +17,9 @@ try:
         JobCancelled,
         daemon_state,
         describe,
+        keep_sheet,
         layout_for,
+        left_out_lines,
     )
     from glaze_client.stamp import published  # noqa: E402
 except ImportError:
@@ -30,7 +32,9 @@ except ImportError:
             JobCancelled,
             daemon_state,
             describe,
+            keep_sheet,
             layout_for,
+            left_out_lines,
         )
         from glaze.stamp import published
     except ImportError as error:
@@ -39,4 +43,4 @@ except ImportError:
             "client). Run `glaze install --krita` again, or see the Glaze README.") from error
 
 __all__ = ["Client", "DaemonError", "DaemonState", "JobCancelled", "daemon_state", "describe",
-           "layout_for", "options", "published"]
+           "keep_sheet", "layout_for", "left_out_lines", "options", "published"]

@@ -217,7 +217,6 @@ class PreviewDialog(QDialog):
     def __init__(self, path: str, note: str = "", parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle(options.SHOW_PREVIEW)
-        self.path = path
         layout = QVBoxLayout(self)
         sheet = QLabel()
         sheet.setPixmap(QPixmap(path))

@@ -1,11 +1,10 @@
 """The Krita extension: the actions, and the flows they start."""
 
 import os
-import tempfile
 
 from krita import Extension, Krita
 
-from .client import describe, options
+from .client import describe, keep_sheet, left_out_lines, options
 from .dialog import GlazeDialog, PreviewDialog, job_settings, remember
 from .document import (
     UnsupportedLayer,
@@ -105,12 +104,8 @@ class GlazeExtension(Extension):
         job `job_id`'s original, glazed picture and target: in a dialog that can add it as
         a new document (`interactive`), else opened as a new document at once."""
         def apply(data: bytes, result: dict) -> str:
-            path = os.path.join(tempfile.mkdtemp(prefix="glaze-"),
-                                f"{name}{options.PREVIEW_TAG}.png")
-            with open(path, "wb") as sheet:
-                sheet.write(data)
-            left_out = "\n".join(f"No {family.upper()} row: {why}."
-                                  for family, why in result.get("left_out", {}).items())
+            path = keep_sheet(data, name)
+            left_out = "\n".join(left_out_lines(result.get("left_out", {})))
             if interactive and not PreviewDialog(path, left_out).exec():
                 return ""
             document = Krita.instance().openDocument(path)
