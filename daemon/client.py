@@ -117,6 +117,25 @@ def visibility_text(report: dict, with_psnr: bool = True) -> str:
     return text
 
 
+# Why a cloak stopped (engine/stopping.py's reasons), as the user is told.
+STOPPED = {"goal": "reached its goal", "plateau": "stopped where the shift stopped growing",
+           "cap": "ran its most steps"}
+
+
+def stopping_text(report: dict) -> str:
+    """Why the run ended and what it took: "reached its goal (40%) in 84 steps, 260 encoder
+    passes". A report from an older daemon gives ""."""
+    reason = STOPPED.get(report.get("stopped"))
+    if reason is None:
+        return ""
+    text = reason
+    if report.get("goal") is not None:
+        text += f" ({report['goal']:.0%})" if report["stopped"] == "goal" else (
+            f", short of its goal ({report['goal']:.0%})")
+    return (f"{text} in {report.get('steps_run', 0)} steps, "
+            f"{report.get('encoder_passes', 0)} encoder passes")
+
+
 def describe(result: dict) -> str:
     """What the user is told about a finished job: its target, how far the style moved for
     each defended model family, and any warning (a shift that fell short; models that give
@@ -126,6 +145,8 @@ def describe(result: dict) -> str:
              f"\u201d (feature shift {shifts_text(report)})."]
     if visible := visibility_text(report):
         lines.append(f"Visibility: {visible}.")
+    if stopped := stopping_text(report):
+        lines.append(f"The cloak {stopped}.")
     if report.get("incomplete"):
         lines.append("The style shift fell short for a defended model family: this image "
                      "is only partly protected.")

@@ -54,11 +54,21 @@ import torch.nn.functional as F
 from glaze.options import INTENSITY
 
 from . import fullres
-from .geometry import UPLOAD_LONG_SIDE, View, check_size, fit, mimic_views, resize, upload_view
+from .geometry import (
+    UPLOAD_LONG_SIDE,
+    View,
+    check_size,
+    fit,
+    mimic_views,
+    resize,
+    upload_view,
+    whole_view,
+)
 from .models import ModelBundle
 from .pixels import check_pixels, image_array
 from .progress import CancelCheck, Progress, ProgressCallback
 from .settings import CloakSettings
+from .stopping import Check, Stopping, time_left_text
 from .transfer import transfer_style
 from .transforms import TransformDraw, uploaded
 from .visibility import flat_mask, full_visibility, haloed_strip, jnd_map
@@ -72,6 +82,12 @@ TRANSFER_SHARE = 0.1  # the part of a job's progress bar given to style transfer
 # the cap however few steps it has; never more than half the cap at once.
 RATE_SHARE, RATE_SHARE_MAX = 0.1, 0.5
 RATE_SUM = 4.0  # the first rate's share times the steps, at least
+# The signed step's share of each pixel's cap: from the first to the last over the horizon.
+SIGNED_RATE, SIGNED_HORIZON = (0.5, 0.05), 60
+BUDGET_HALVINGS = 8  # the scale that brings a cloak back within p, to 1/256
+# Checks of the after-upload shift (engine/stopping.py): the first after FIRST_CHECK steps,
+# then as often as keeps their cost near CHECK_SHARE of the run, within CHECK_EVERY steps.
+FIRST_CHECK, CHECK_SHARE, CHECK_EVERY = 4, 0.1, (2, 25)
 
 
 @dataclass
@@ -110,6 +126,11 @@ class CloakReport:
     budget: float  # p
     linf_cap: float
     steps_run: int
+    # Why the run stopped (engine/stopping.py: the goal reached, a plateau of the shift, the
+    # most steps) and the goal it ran toward (None: every step runs).
+    stopped: str
+    goal: float | None
+    encoder_passes: int  # forward passes of the defended encoders, set-up and checks included
     seconds: float
     seed: int
 
@@ -130,14 +151,14 @@ class CloakOptimizer:
     """Adam on delta for one image and target; `step()` runs one optimizer step."""
 
     def __init__(self, bundle: ModelBundle, seen: fullres.Seen, target: torch.Tensor,
-                 settings: CloakSettings) -> None:
+                 settings: CloakSettings, views: list[View] | None = None) -> None:
         """`seen`: the image as `see` gives it for `settings`; `target`: Omega's image at
-        the first view's size."""
+        the first view's size; `views`: cloak_views' for the image (made if not given)."""
         self.bundle, self.settings = bundle, settings
         self.defended = settings.extractors
         self.shape = shape = seen.shape
         self.multiple = bundle.size_multiple(self.defended)
-        self.views = cloak_views(shape, settings, bundle)
+        self.views = views or cloak_views(shape, settings, bundle)
         # delta at the largest view's scale: twice the working size, and at least the
         # typical upload's, so that a 1024 px training view sees it unblurred.
         delta_long = (max(2 * settings.work_size, UPLOAD_LONG_SIDE) if settings.resize_robust
@@ -162,6 +183,8 @@ class CloakOptimizer:
         # shift after a typical upload, and lowered the others by 0.01-0.07.
         self.alternately_clean = [index == 0 or view == self.upload_view
                                   for index, view in enumerate(self.views)]
+        self.order = view_order(self.views, self.upload_view, settings.views_in_turn)
+        self.visits = [0] * len(self.views)
         with torch.no_grad():
             self.bases = [view.apply(seen.image) for view in self.views]
             self.coverages = [view.apply(seen.coverage) for view in self.views]
@@ -171,12 +194,16 @@ class CloakOptimizer:
             self.scales = {name: [F.mse_loss(bundle.encode(base, name), goal).clamp_min(1e-12)
                                   for base, goal in zip(self.bases, goals, strict=True)]
                            for name, goals in self.targets.items()}
-        steps = max(settings.steps, 1)
+            self.posted = PostedCheck(bundle, self.defended, self.upload_view, seen, target)
+        self.passes = len(self.defended) * (2 * len(self.views) + 2)  # the set-up's above
         self.draw = TransformDraw(settings.transforms, settings.seed)
-        self.optimizer = torch.optim.Adam([self.delta], lr=first_rate(settings.linf, steps))
-        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=steps, eta_min=settings.linf / 100)
+        self.rule = (AdamSteps(self.delta, settings) if settings.step_rule == "adam" else
+                     SignedSteps(self.delta, settings.linf if self.bound is None
+                                 else self.bound.cap, min(SIGNED_HORIZON, settings.steps)))
         self.steps_run = 0
+        self.stopped: str | None = None  # why `optimize` ended the run
+        self.stopping: Stopping | None = None  # its rule and checks, once `optimize` runs
+        self.check_seconds: list[float] = []  # what each check took
 
     @property
     def upload_view(self) -> View:
@@ -190,7 +217,9 @@ class CloakOptimizer:
         return moved.clamp(0, 1)
 
     def step(self) -> dict[str, float]:
-        index, visit = self.steps_run % len(self.views), self.steps_run // len(self.views)
+        index = self.order[self.steps_run % len(self.order)]
+        visit = self.visits[index]
+        self.visits[index] += 1
         image = self.view_image(index)
         # Each loss term is back-propagated to the transformed view on its own, so that
         # only one encoder's activations are held at a time (three at once would triple the
@@ -206,6 +235,7 @@ class CloakOptimizer:
             term = F.mse_loss(latent, self.targets[name][index]) / self.scales[name][index]
             (term / len(self.defended)).backward()
             terms[name] = term.detach()
+            self.passes += 1
         if transformed is seen:
             seen.grad = uploaded_view.grad
         else:
@@ -214,10 +244,9 @@ class CloakOptimizer:
         perceptual = self.bundle.perceptual_distance(seen, self.bases[index]).mean()
         excess = torch.relu(perceptual - self.settings.budget)
         (self.settings.alpha * excess).backward()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.delta.grad = None
         image.backward(seen.grad)
-        self.optimizer.step()
-        self.schedule.step()
+        self.rule.step()
         with torch.no_grad():
             self.delta.clamp_(-self.settings.linf, self.settings.linf)
             if self.bound is not None:
@@ -228,12 +257,101 @@ class CloakOptimizer:
                 "transform": transform,
                 **{f"feature_{name}": term.item() for name, term in terms.items()}}
 
+    def within_budget(self) -> None:
+        """Scale delta back, where need be, until the whole view's LPIPS is within the budget
+        p: the penalty is a hinge, and signed steps end by crossing it back and forth by up
+        to a step. The caps, a box around zero, hold for any smaller scale."""
+        def perceptual(scale: float) -> float:
+            moved = self.bases[0] + self.views[0].apply(scale * self.delta) * self.coverages[0]
+            return self.bundle.perceptual_distance(moved.clamp(0, 1), self.bases[0]).item()
+
+        budget = self.settings.budget
+        with torch.no_grad():
+            if perceptual(1.0) <= budget:
+                return
+            low, high = 0.0, 1.0
+            for _ in range(BUDGET_HALVINGS):
+                middle = (low + high) / 2
+                low, high = (middle, high) if perceptual(middle) <= budget else (low, middle)
+            self.delta.mul_(low)
+
+    def check(self) -> dict[str, float]:
+        """Each defended family's shift after a typical upload, as delta stands now."""
+        with torch.no_grad():
+            moved = self.posted.base + self.upload_view.apply(self.delta) * self.posted.coverage
+            shifts = self.posted.shifts(moved.clamp(0, 1))
+        self.passes += len(shifts)
+        return shifts
+
     def full_delta(self, source: np.ndarray) -> fullres.DeltaRows:
         """delta carried to full resolution, within the L_inf cap and the perceptual
         bound of `source`'s own pixels, by strips of rows."""
         if self.bound is not None:
             return self.bound.full_rows(source, self.delta)
         return fullres.FullDelta(self.delta, self.shape, self.settings.linf)
+
+
+class SignedSteps:
+    """Projected gradient descent in the box the caps make: each step moves every pixel by
+    a share of its own cap against its gradient's sign. The share falls from SIGNED_RATE[0]
+    to SIGNED_RATE[1] over `horizon` steps (cosine), then stays: SIGNED_HORIZON, or a
+    shorter run's own steps. Past the horizon the schedule does not depend on the most
+    steps, so a run stopped at its goal took the same steps as a longer one up to there.
+    Against Adam on TAEF2 (docs/engine.md, "Stopping"): the same after-upload shift in a
+    fifth of the time."""
+
+    def __init__(self, delta: torch.Tensor, scale: torch.Tensor | float, horizon: int) -> None:
+        self.delta, self.scale, self.horizon, self.steps = delta, scale, max(horizon, 1), 0
+
+    @property
+    def rate(self) -> float:
+        top, low = SIGNED_RATE
+        done = min(self.steps / self.horizon, 1.0)
+        return low + (top - low) * 0.5 * (1 + math.cos(math.pi * done))
+
+    def step(self) -> None:
+        with torch.no_grad():
+            self.delta -= self.rate * self.scale * self.delta.grad.sign()
+        self.steps += 1
+
+
+class AdamSteps:
+    """Adam, its rate cosine-annealed over the quality's steps: the step rule of the cloak
+    before goals (`CloakSettings.step_rule` "adam"), kept to measure the new one against."""
+
+    def __init__(self, delta: torch.Tensor, settings: CloakSettings) -> None:
+        steps = max(settings.steps, 1)
+        self.optimizer = torch.optim.Adam([delta], lr=first_rate(settings.linf, steps))
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=steps, eta_min=settings.linf / 100)
+
+    def step(self) -> None:
+        self.optimizer.step()
+        self.schedule.step()
+
+
+class PostedCheck:
+    """The shift after a typical upload, cheaply, while the cloak runs: the upload view of
+    the reduced picture stored as a real JPEG, against the target at that view, as
+    `as_posted` and `_measure` take it on the delivered output for the report."""
+
+    def __init__(self, bundle: ModelBundle, names: tuple[str, ...], upload: View,
+                 seen: fullres.Seen, target: torch.Tensor) -> None:
+        self.bundle = bundle
+        self.base, self.coverage = upload.apply(seen.image), upload.apply(seen.coverage)
+        original = uploaded(self.base)
+        self.goals = {name: bundle.encode(upload.apply(target), name) for name in names}
+        self.before = {name: self._distance(original, name) for name in names}
+
+    def _distance(self, image: torch.Tensor, name: str) -> float:
+        return torch.linalg.vector_norm(self.bundle.encode(image, name)
+                                        - self.goals[name]).item()
+
+    def shifts(self, image: torch.Tensor) -> dict[str, float]:
+        """Each family's share of its distance to the target that `image`, uploaded, closed."""
+        posted = uploaded(image)
+        return {name: _share(before, self._distance(posted, name))
+                for name, before in self.before.items()}
 
 
 class PerceptualBound:
@@ -295,6 +413,20 @@ class PerceptualBound:
         return bounded
 
 
+def view_order(views: list[View], upload: View, in_turn: bool = False) -> list[int]:
+    """The indices of `views` a cycle of steps visits: the typical upload's view every other
+    step, the others in turn between (the after-upload shift, which judges a cloak, is
+    taken on that view, and a mimic's other views are cut from the upload; on TAEF2 it
+    reached the same after-upload shift a quarter sooner than every view in turn:
+    docs/engine.md, "Stopping"); with `in_turn`, or without an upload view among them, each
+    view in turn (the cloak before goals)."""
+    if in_turn or upload not in views or len(views) == 1:
+        return list(range(len(views)))
+    first = views.index(upload)
+    return [index for other in range(len(views)) if other != first
+            for index in (first, other)]
+
+
 def first_rate(linf: float, steps: int) -> float:
     """Adam's first learning rate for a cloak of `steps` steps under the cap `linf`."""
     return linf * min(max(RATE_SHARE, RATE_SUM / steps), RATE_SHARE_MAX)
@@ -308,11 +440,14 @@ def cloak_views(shape: tuple[int, int], settings: CloakSettings,
                        random.Random(settings.seed), bundle.size_multiple(settings.extractors))
 
 
-def see(image: np.ndarray, settings: CloakSettings, bundle: ModelBundle) -> fullres.Seen:
-    """`image` as the optimizer sees it: over grey, reduced as far as its views allow."""
+def see(image: np.ndarray, settings: CloakSettings, bundle: ModelBundle,
+        views: list[View] | None = None) -> fullres.Seen:
+    """`image` as the optimizer sees it: over grey, reduced as far as its views (made if not
+    given) allow."""
     shape = image.shape[:2]
     upload = upload_view(shape, bundle.size_multiple(settings.extractors))
-    sizes = [view.size for view in [*cloak_views(shape, settings, bundle), upload]]
+    views = views or cloak_views(shape, settings, bundle)
+    sizes = [view.size for view in [*views, upload]]
     return fullres.seen(image, bundle.device, fullres.reduction(shape, sizes))
 
 
@@ -366,16 +501,47 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, delivered: torch.Te
     }
 
 
-def _optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSettings,
+def optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSettings,
               phase: Progress) -> np.ndarray:
-    """Run the optimizer's steps; the cloaked image in the source's own format."""
-    for step in range(settings.steps):
+    """Run the optimizer until its stopping rule ends it (engine/stopping.py), reporting
+    progress with the time left; the cloaked image in the source's own format. The reason
+    it stopped is left in `optimizer.stopped`."""
+    stopping = optimizer.stopping = Stopping(settings.goal, settings.steps)
+    started = time.perf_counter()
+    next_check, shown = FIRST_CHECK, 0.0
+    while (reason := stopping.reason(optimizer.steps_run)) is None:
         phase.check(optimizer.steps_run)
-        stats = optimizer.step()
-        phase.report((step + 1) / settings.steps,
-                     f"cloak step {step + 1}/{settings.steps} "
-                     f"(feature {stats['feature']:.3f}, LPIPS {stats['lpips']:.4f})")
+        optimizer.step()
+        steps = optimizer.steps_run
+        if steps >= next_check or steps >= settings.steps:
+            checking = time.perf_counter()
+            stopping.add(Check(steps, checking - started, optimizer.check()))
+            optimizer.check_seconds.append(time.perf_counter() - checking)
+            pace = (checking - started) / steps
+            next_check = steps + check_interval(optimizer.check_seconds[-1], pace)
+        seconds = time.perf_counter() - started
+        left = stopping.seconds_left(steps, seconds)
+        shown = max(shown, seconds / (seconds + left) if left > 0 else 1.0)
+        phase.report(shown, _progress_text(steps, settings, stopping, left))
+    optimizer.within_budget()
+    optimizer.stopped = reason
     return fullres.merge(source, optimizer.full_delta(source))
+
+
+def check_interval(check_seconds: float, step_seconds: float) -> int:
+    """Steps until the next check, so that checking takes about CHECK_SHARE of a run."""
+    wanted = math.ceil(check_seconds / max(CHECK_SHARE * step_seconds, 1e-9))
+    return min(max(wanted, CHECK_EVERY[0]), CHECK_EVERY[1])
+
+
+def _progress_text(steps: int, settings: CloakSettings, stopping: Stopping,
+                   left: float) -> str:
+    text = f"cloak step {steps} of at most {settings.steps}"
+    if stopping.checks:
+        text += f", shift after upload {stopping.best.weakest:.0%}"
+        if settings.goal is not None:
+            text += f" (goal {settings.goal:.0%})"
+    return f"{text}; {time_left_text(left)}"
 
 
 def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
@@ -387,16 +553,17 @@ def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
     settings = settings or CloakSettings()
     check_pixels(image)
     check_size(image.shape[:2])
-    optimizer = CloakOptimizer(bundle, see(image, settings, bundle),
-                               target.to(bundle.device), settings)
-    return _optimize(optimizer, image, settings, Progress(progress, cancel))
+    views = cloak_views(image.shape[:2], settings, bundle)
+    optimizer = CloakOptimizer(bundle, see(image, settings, bundle, views),
+                               target.to(bundle.device), settings, views)
+    return optimize(optimizer, image, settings, Progress(progress, cancel))
 
 
 def style_target(bundle: ModelBundle, seen: fullres.Seen, target_style: str,
                  settings: CloakSettings, progress: Progress | None = None) -> torch.Tensor:
     """Omega's image: the whole view of `seen` (see()) in `target_style`, what the cloak
     moves the picture's features toward; the same for the same image, settings and seed."""
-    whole = cloak_views(seen.shape, settings, bundle)[0]
+    whole = whole_view(seen.shape, settings.work_size, bundle.size_multiple(settings.extractors))
     with torch.no_grad():
         return transfer_style(bundle, whole.apply(seen.image), target_style, settings.strength,
                               settings.seed, progress or Progress(None))
@@ -420,18 +587,20 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
     for name in settings.extractors:  # a missing extractor is refused before any work
         bundle.extractor(name)
     tracker.report(0.0, "style transfer")
-    seen = see(image, settings, bundle)
+    views = cloak_views(shape, settings, bundle)
+    seen = see(image, settings, bundle, views)
     target = style_target(bundle, seen, target_style, settings,
                           tracker.phase(0.0, TRANSFER_SHARE))
-    optimizer = CloakOptimizer(bundle, seen, target, settings)
-    output = _optimize(optimizer, image, settings, tracker.phase(TRANSFER_SHARE, 1.0))
+    optimizer = CloakOptimizer(bundle, seen, target, settings, views)
+    output = optimize(optimizer, image, settings, tracker.phase(TRANSFER_SHARE, 1.0))
     delivered = fullres.seen(output, bundle.device, seen.factor).image
     posted = as_posted(optimizer.upload_view, seen.image, delivered, optimizer.target)
     report = CloakReport(
         target_style=target_style, bundle=bundle.name, model=bundle.source,
         protection_note=bundle.protection_note,
         width=shape[1], height=shape[0], budget=settings.budget, linf_cap=settings.linf,
-        steps_run=optimizer.steps_run, seed=settings.seed, seconds=0.0,
+        steps_run=optimizer.steps_run, stopped=optimizer.stopped, goal=settings.goal,
+        encoder_passes=optimizer.passes, seed=settings.seed, seconds=0.0,
         **_measure(bundle, optimizer, delivered, posted, image, output))
     report.seconds = time.perf_counter() - started
     return CloakResult(image=output, report=report,

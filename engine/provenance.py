@@ -11,12 +11,15 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-FORMAT = 4  # 2: the defended extractors and each one's shift; 3: the transforms, the shift
-# after a typical upload; 4: the perceptual bound, and how visible the change is
+FORMAT = 5  # 2: the defended extractors and each one's shift; 3: the transforms, the shift
+# after a typical upload; 4: the perceptual bound, and how visible the change is; 5: the
+# goal a run stops at, its step rule, why it stopped and its encoder passes
 # What must be equal for an existing output to count as this run's result. The rest of a
 # record (bundle name, shift achieved, time) describes the output and is only shown.
-MUST_MATCH = ("format", "model", "demo", "target_style", "budget", "steps", "defend",
-              "work_size", "transforms", "seed", "source_sha256")
+MUST_MATCH = ("format", "model", "demo", "target_style", "budget", "steps", "goal",
+              "step_rule", "views_in_turn", "defend", "work_size", "transforms", "seed",
+              "source_sha256")
+NONE_MEANS_OFF = ("goal",)  # None: a number of steps, all run; not "not known yet"
 
 
 def request(model: str, demo: bool, target_style: str | None, settings: Any,
@@ -26,7 +29,8 @@ def request(model: str, demo: bool, target_style: str | None, settings: Any,
     export). `target_style` is None where it is not known before cloaking (a profile yet
     to choose one): then no existing output can match."""
     return {"format": FORMAT, "model": model, "demo": demo, "target_style": target_style,
-            "budget": settings.budget, "steps": settings.steps,
+            "budget": settings.budget, "steps": settings.steps, "goal": settings.goal,
+            "step_rule": settings.step_rule, "views_in_turn": settings.views_in_turn,
             "defend": list(settings.extractors), "work_size": settings.work_size,
             "transforms": [list(pair) for pair in settings.transforms], "seed": settings.seed,
             "source_sha256": source_sha256}
@@ -44,6 +48,7 @@ def record(asked: dict, report: dict, profile: str, version: str) -> dict:
             "shifts_after_upload": {name: round(shift["after_upload"], 4)
                                     for name, shift in report.get("extractors", {}).items()},
             "linf_cap": report["linf_cap"], "steps_run": report["steps_run"],
+            "stopped": report["stopped"], "encoder_passes": report["encoder_passes"],
             "psnr": None if report.get("psnr") is None else round(report["psnr"], 2),
             "visibility": {name: None if value is None else round(value, 4)
                            for name, value in report.get("visibility", {}).items()}}
@@ -54,7 +59,7 @@ def mismatch(found: dict | None, asked: dict) -> str | None:
     if found is None:
         return "it has no record of what made it"
     for key in MUST_MATCH:
-        if asked.get(key) is None:
+        if asked.get(key) is None and key not in NONE_MEANS_OFF:
             return f"this run's {key.replace('_', ' ')} is not known before cloaking"
         if found.get(key) != asked[key]:
             return (f"it was made with {key.replace('_', ' ')} {found.get(key)!r}, this run "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from glaze.options import DEFEND, INTENSITY, QUALITY, SEED, WORK_SIZE
+from glaze.options import DEFEND, INTENSITY, QUALITY, QUALITY_GOALS, SEED, WORK_SIZE
 
 from .transforms import DEFAULT_TRANSFORMS, check_transforms
 
@@ -12,7 +12,7 @@ from .transforms import DEFAULT_TRANSFORMS, check_transforms
 # library only), which the command line, the plug-ins and the daemon read too.
 # Perceptual budget p (LPIPS) per intensity preset; the paper's default is 0.05.
 INTENSITIES = dict(INTENSITY.presets)
-# Optimizer steps per render-quality preset; the paper runs 500.
+# The most optimizer steps per render-quality preset, and the goal each stops at.
 QUALITIES = dict(QUALITY.presets)
 
 # The hard L_inf cap grows with p: 160 * p / 255 gives 4, 8 and 12 / 255 for the presets,
@@ -22,6 +22,7 @@ LINF_PER_BUDGET = 160.0 / 255.0
 LINF_RANGE = (3.0 / 255.0, 13.0 / 255.0)
 MAX_BUDGET = INTENSITY.maximum
 MAX_STEPS = QUALITY.maximum
+STEP_RULES = ("signed", "adam")
 MIN_WORK_SIZE, MAX_WORK_SIZE = WORK_SIZE.minimum, WORK_SIZE.maximum
 
 
@@ -43,7 +44,7 @@ class CloakSettings:
     """How hard and how long to cloak. Strings name presets; numbers set values directly."""
 
     intensity: str | float = INTENSITY.default  # preset name or the LPIPS budget p itself
-    quality: str | int = QUALITY.default  # preset name or the number of optimizer steps
+    quality: str | int = QUALITY.default  # preset name, or the most optimizer steps
     defend: str = DEFEND.default  # the feature extractors to optimize against, "sd,sdxl"
     seed: int = SEED.default
     alpha: float = 30.0  # weight of the LPIPS penalty (paper: "large", e.g. 30)
@@ -56,6 +57,12 @@ class CloakSettings:
     # Keep each pixel's change within its just-noticeable difference and paint no texture
     # on flat colour (cloak.PerceptualBound). Off only to measure what it costs.
     visibility_bound: bool = True
+    # "signed": projected signed-gradient steps (cloak.SignedSteps); "adam": the step rule
+    # of the cloak before goals, kept to measure against.
+    step_rule: str = "signed"
+    # Each view in turn, as the cloak before goals took them, instead of the typical upload's
+    # view every other step (cloak.view_order).
+    views_in_turn: bool = False
 
     def __post_init__(self) -> None:
         if not INTENSITY.in_range(self.budget):
@@ -69,6 +76,9 @@ class CloakSettings:
                              f"{MIN_WORK_SIZE} to {MAX_WORK_SIZE}, got {self.work_size}")
         self.extractors  # noqa: B018 (raises ValueError for an unknown or empty choice)
         check_transforms(self.transforms)
+        if self.step_rule not in STEP_RULES:
+            raise ValueError(f"step_rule must be one of {', '.join(STEP_RULES)}, "
+                             f"got {self.step_rule!r}")
         if self.max_change is not None and not 0.0 < self.max_change <= 1.0:
             raise ValueError(f"max_change must be in (0, 1], got {self.max_change}")
 
@@ -85,6 +95,12 @@ class CloakSettings:
     @property
     def steps(self) -> int:
         return int(_preset(self.quality, QUALITIES, "quality"))
+
+    @property
+    def goal(self) -> float | None:
+        """The after-upload shift at which a quality preset stops (engine/stopping.py); None
+        for a number of steps, which all run."""
+        return QUALITY_GOALS.get(self.quality) if isinstance(self.quality, str) else None
 
     @property
     def linf(self) -> float:

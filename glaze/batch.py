@@ -279,7 +279,7 @@ def _describe(job: Job) -> str:
     if job.status != "done":
         return f"{job.status.upper()} {job.source}" + (f": {job.error}" if job.error else "")
     report = job.report
-    from glaze.daemon.client import shifts_text, visibility_text
+    from glaze.daemon.client import shifts_text, stopping_text, visibility_text
 
     flag = "  INCOMPLETE: the style shift fell short" if report["incomplete"] else ""
     psnr = f"{report['psnr']:.1f} dB" if report["psnr"] is not None else "unchanged"
@@ -291,8 +291,9 @@ def _describe(job: Job) -> str:
                 f"shift measured before encoding; PNG, WebP and TIFF store it exactly)"
                 + flag)
     return (f"done {job.source} -> {job.output}  (shift {shifts_text(report)}, "
-            f"LPIPS {report['lpips']:.4f}, PSNR {psnr} on disk, {report['steps_run']} steps, "
-            f"{report['seconds']:.1f} s; {visibility_text(report, with_psnr=False)}){flag}")
+            f"LPIPS {report['lpips']:.4f}, PSNR {psnr} on disk, {report['seconds']:.1f} s; "
+            f"{visibility_text(report, with_psnr=False)}; "
+            f"{stopping_text(report) or str(report['steps_run']) + ' steps'}){flag}")
 
 
 def _settings(args: argparse.Namespace):

@@ -68,7 +68,7 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     from glaze.options import SETTINGS
 
     for setting in SETTINGS:
-        text = setting.describe()
+        text = setting.describe().replace("%", "%%")  # argparse formats help with %
         if setting.default is None and setting.placeholder:
             text += f" (default: {setting.placeholder})"
         if setting.saved:  # filled in by main() from the settings file
@@ -210,7 +210,7 @@ def run_daemon_status(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from glaze.daemon.client import visibility_text
+    from glaze.daemon.client import stopping_text, visibility_text
     from glaze.engine.imagefile import read_record
     from glaze.engine.provenance import describe
 
@@ -227,6 +227,8 @@ def run_inspect(args: argparse.Namespace) -> int:
             print(describe(found))
             if visible := visibility_text(found):
                 print(f"Visibility: {visible}.")
+            if stopped := stopping_text(found):
+                print(f"The cloak {stopped}.")
     return 1 if missing else 0
 
 

@@ -118,10 +118,20 @@ INTENSITY = Setting(
     "cap, 1x at the default)", "default", kind=float,
     presets={"low": 0.025, "default": 0.05, "high": 0.075},  # the paper's default is 0.05
     minimum=0.0, maximum=0.5, exclusive_minimum=True, preset_format="{name} (p = {value:g})")
+# Each quality preset's goal: the after-upload shift (a share of the feature distance to
+# the target) at which a cloak stops (engine/stopping.py). `faster` stops at what counts as
+# protected at all (cloak.INCOMPLETE_BELOW); the default's is above what 500 fixed steps of
+# the cloak before goals reached on the trained TAEF2 encoder (docs/engine.md, "Stopping").
+QUALITY_GOALS: Mapping[str, float] = MappingProxyType(
+    {"faster": 0.25, "default": 0.4, "slower": 0.5})
 QUALITY = Setting(
-    "quality", "Render quality", "how long to optimize, in optimizer steps", "default",
-    kind=int, presets={"faster": 150, "default": 500, "slower": 1000},  # the paper runs 500
-    minimum=0, maximum=100_000, preset_format="{name} ({value:g} steps)")
+    "quality", "Render quality", "how long to optimize: a preset stops as soon as every "
+    "defended family's shift after a typical upload reaches its goal ("
+    + ", ".join(f"{name}: {goal:.0%}" for name, goal in QUALITY_GOALS.items())
+    + " of the way to the target style), when the shift stops growing, or at its most "
+    "steps; a number of steps runs them all", "default",
+    kind=int, presets={"faster": 60, "default": 200, "slower": 600},
+    minimum=0, maximum=100_000, preset_format="{name} (up to {value:g} steps)")
 SEED = Setting("seed", "Seed", "random seed: the same seed and image give the same cloak", 0,
                kind=int)
 WORK_SIZE = Setting(  # the encoder's memory grows with its square

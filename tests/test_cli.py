@@ -2,6 +2,7 @@ import argparse
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -335,3 +336,18 @@ def test_eval_help_gives_the_library_defaults():
 
     assert f"(default: {MIMIC_SOURCES['sdxl']};" in helps["mimic_model"]
     assert f"{MIMIC_RESOLUTIONS['sdxl']} for sdxl" in helps["resolution"]
+
+
+def test_progress_lines_show_the_time_left_and_it_falls(tmp_path, capsys, monkeypatch):
+    from glaze import batch
+
+    monkeypatch.setattr(batch, "LINE_EVERY_S", 0.0)  # every progress report as a line
+    source = save(tmp_path / "art.png", painting(64, 64))
+    assert main(["cloak", str(source), "--quality", "150", "--work-size", "64",
+                 "--target", "Baroque painting by Caravaggio", "--defend", "sd"]) == 0
+    printed = capsys.readouterr().out
+    left = [int(found[1]) * (60 if found[2] == "min" else 1) for found in
+            re.finditer(r"cloak step \d+ of at most 150.*about (\d+) (s|min) left", printed)]
+    assert len(left) == 150, printed
+    assert left[-1] < left[0], left
+    assert "ran its most steps in 150 steps" in printed  # and why it stopped, at the end

@@ -1,3 +1,4 @@
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -7,13 +8,14 @@ import torch.nn.functional as F
 from conftest import painting
 
 from glaze.engine import Cancelled, CloakSettings
-from glaze.engine.cloak import CloakOptimizer, cloak
+from glaze.engine import settings as settings_module
+from glaze.engine.cloak import INCOMPLETE_BELOW, CloakOptimizer, cloak
 from glaze.engine.fullres import Seen
 from glaze.engine.geometry import MAX_SIDE, check_size
 from glaze.engine.models import load_bundle
 from glaze.engine.pixels import check_pixels
 from glaze.engine.transforms import TransformDraw
-from glaze.options import DEFEND
+from glaze.options import DEFEND, QUALITY, QUALITY_GOALS
 
 STYLE = "Impressionism painting by Claude Monet"
 FAST = dict(work_size=64, quality=6)
@@ -91,7 +93,7 @@ def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle, transforms):
     generator = torch.Generator().manual_seed(4)
     image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
     settings = CloakSettings(work_size=64, quality=4, intensity=1e-4, max_change=0.1,
-                             transforms=transforms, visibility_bound=False)
+                             transforms=transforms, visibility_bound=False, views_in_turn=True)
     seen = Seen(image, torch.ones(1, 1, 64, 96), (64, 96))
     optimizer = CloakOptimizer(bundle, seen, target, settings)
     draw = TransformDraw(transforms, settings.seed)  # the draws the steps make
@@ -117,21 +119,36 @@ def test_defend_refuses_unknown_or_empty_choices(defend):
         CloakSettings(defend=defend)
 
 
+def whole_view_lpips(optimizer: CloakOptimizer) -> float:
+    with torch.no_grad():
+        return optimizer.bundle.perceptual_distance(optimizer.view_image(0),
+                                                    optimizer.bases[0]).item()
+
+
 @pytest.mark.parametrize("views", ["working view", "robust views and transforms"])
-def test_lpips_penalty_holds_the_perturbation_near_the_budget(bundle, views):
+def test_lpips_penalty_holds_the_perturbation_near_the_budget(bundle, views, monkeypatch):
     # The demo LPIPS (random backbone) scores tiny values: use a budget on its scale and a
-    # loose L_inf cap, without the perceptual bound, so that only the penalty can hold the
-    # perturbation back.
+    # loose L_inf cap, without the perceptual bound, so that only the penalty (and at the end
+    # the scale back within p) can hold the perturbation back.
     image = painting(96, 128)
     budget = 4e-3
     common = dict(work_size=64, quality=40, intensity=budget, max_change=0.25,
                   **(WORKING_VIEW if views == "working view" else {"visibility_bound": False}))
+    reached = []  # the whole view's LPIPS as the steps left it, before the scale back
+    scale_back = CloakOptimizer.within_budget
+    monkeypatch.setattr(CloakOptimizer, "within_budget", lambda optimizer: (
+        reached.append(whole_view_lpips(optimizer)), scale_back(optimizer)))
     free = cloak(image, bundle, STYLE, CloakSettings(alpha=0.0, **common)).report
     held = cloak(image, bundle, STYLE, CloakSettings(alpha=30.0, **common)).report
-    assert free.lpips > 3 * budget  # without the penalty the cloak goes well past p
-    assert 0.5 * budget < held.lpips < 1.25 * budget  # with it, the cloak uses p, no more
+    assert reached[0] > 3 * budget  # without the penalty the steps go well past p
+    assert reached[1] < 2 * budget  # with it, they stay near p
+    for report in (free, held):  # and what is delivered is within it (8-bit rounding aside)
+        assert report.lpips < 1.1 * budget
+    assert held.lpips > 0.5 * budget  # the cloak uses p
     if views == "working view":  # the same steps spread over more views move it less
-        assert held.relative_shift > 0.3
+        # (Adam reached 0.38 here: signed steps spend an active LPIPS budget evenly;
+        # docs/engine.md, "Steps, and when they stop")
+        assert held.relative_shift > 0.1
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float16, np.float32])
@@ -251,7 +268,11 @@ def test_bad_pixel_arrays_are_refused(image, message):
 
 def test_presets():
     low, default, high = (CloakSettings(intensity=name) for name in ("low", "default", "high"))
-    assert default.budget == 0.05 and default.steps == 500
+    assert default.budget == 0.05 and default.steps == QUALITY.presets["default"]
+    assert default.goal == QUALITY_GOALS["default"] >= INCOMPLETE_BELOW
+    faster, slower = CloakSettings(quality="faster"), CloakSettings(quality="slower")
+    assert faster.goal < default.goal < slower.goal and faster.steps < slower.steps
+    assert CloakSettings(quality=12).goal is CloakSettings(quality="12").goal is None
     assert 3 / 255 <= low.linf < default.linf < high.linf <= 13 / 255
     assert low.strength < default.strength < high.strength
     assert CloakSettings(quality="faster").steps < CloakSettings(quality="slower").steps
@@ -283,7 +304,7 @@ def test_views_larger_than_the_working_size_are_checkpointed_for_the_same_steps(
         return encode(images, extractor, checkpointed)
 
     monkeypatch.setattr(bundle, "encode", spy)
-    for _ in checkpointed.views:
+    for _ in checkpointed.order:
         checkpointed.step()
     # The upload's view (64 x 96 here) is larger than a working-size square; the others not.
     # Every defended family's encoder bounds its memory there.
@@ -291,6 +312,44 @@ def test_views_larger_than_the_working_size_are_checkpointed_for_the_same_steps(
         DEFEND.choices)
     assert (64 * 64, False, "qwen") in calls
     assert all(flag == (pixels > 64 * 64) for pixels, flag, _ in calls)
-    for _ in plain.views:
+    for _ in plain.order:
         plain.step()
     torch.testing.assert_close(checkpointed.delta, plain.delta, rtol=1e-5, atol=1e-7)
+
+
+def seconds_left(message: str) -> float | None:
+    """The time a progress message says is left, in seconds."""
+    found = re.search(r"about (\d+) (s|min) left", message)
+    return None if found is None else int(found[1]) * (60 if found[2] == "min" else 1)
+
+
+def test_a_preset_stops_at_its_goal_before_its_most_steps(bundle, monkeypatch):
+    monkeypatch.setattr(settings_module, "QUALITY_GOALS", {**QUALITY_GOALS, "faster": 1e-4})
+    said = []
+    result = cloak(painting(64, 96), bundle, STYLE,
+                   CloakSettings(work_size=64, quality="faster"),
+                   progress=lambda fraction, message: said.append(message))
+    report = result.report
+    assert report.stopped == "goal" and report.goal == 1e-4
+    assert report.steps_run < CloakSettings(quality="faster").steps
+    assert report.after_upload > 0  # the output, measured again, moved toward the target
+    assert "goal 0%" in said[-1] and report.encoder_passes > report.steps_run * 5
+
+
+def test_a_shift_that_stops_growing_ends_the_run_at_a_plateau(bundle):
+    # A cap of 1/255 and the demo's random encoders after a JPEG: the shift hardly moves.
+    settings = CloakSettings(work_size=64, quality="slower", max_change=1 / 255)
+    report = cloak(painting(64, 64), bundle, STYLE, settings).report
+    assert report.stopped == "plateau" and report.steps_run < settings.steps
+    assert report.incomplete
+
+
+def test_a_number_of_steps_runs_them_all_and_says_so(bundle):
+    said = []
+    report = cloak(painting(64, 64), bundle, STYLE, CloakSettings(work_size=64, quality=40),
+                   progress=lambda fraction, message: said.append(message)).report
+    assert (report.stopped, report.steps_run, report.goal) == ("cap", 40, None)
+    assert report.incomplete  # the demo's shift after an upload falls short, and it says so
+    left = [seconds_left(message) for message in said if message.startswith("cloak step")]
+    assert len(left) == 40 and None not in left  # every step's line has the time left
+    assert left[-1] < left[0] and left[-1] <= 5

@@ -74,7 +74,9 @@ FLOAT_CHECK = "glaze a float layer against SD and FLUX only"
                                   "export glazed writes the chosen files and leaves the image "
                                   "alone",
                                   "show what a model sees opens the daemon's sheet as a new "
-                                  "image"])
+                                  "image",
+                                  "GIMP's progress bar shows the time the glaze has left, and "
+                                  "it falls"])
 def test_in_gimp(setup, name):
     results, done = run_checks(setup, [name])
     assert results[name]["ok"], results[name]["detail"]

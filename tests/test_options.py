@@ -28,7 +28,7 @@ def submit_and_cancel(client: Client, settings: dict) -> None:
 
 def test_the_welcome_and_status_carry_the_presets(daemon, client, monkeypatch):
     expected = {"intensity": {"low": 0.025, "default": 0.05, "high": 0.075},
-                "quality": {"faster": 150, "default": 500, "slower": 1000},
+                "quality": dict(options.QUALITY.presets),
                 "defend": list(options.DEFEND.choices)}  # the demo bundle has them all
     assert client.welcome["options"] == expected
     assert client.status()["options"] == expected

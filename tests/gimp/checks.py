@@ -6,6 +6,7 @@ $GLAZE_GIMP_RESULT: a JSON list of {"name", "ok", "detail"}.
 
 import json
 import os
+import re
 import struct
 import traceback
 
@@ -18,6 +19,7 @@ from gi.repository import Gegl, Gimp, GObject  # noqa: E402
 W, H = 64, 48
 FAST = {"quality": "custom", "quality-custom": 2, "work-size": 64,
         "target": "Baroque painting by Caravaggio"}
+STEPS_TO_WATCH = 150  # a cloak long enough to watch its progress
 FORMATS = {"u8": ("R'G'B'A u8", "<B", 255, Gimp.Precision.U8_NON_LINEAR),
            "float": ("R'G'B'A float", "<f", 1.0, Gimp.Precision.FLOAT_NON_LINEAR)}
 results = []
@@ -229,6 +231,35 @@ def glaze_u8():
 @check("glaze a float layer against SD and FLUX only")
 def glaze_float():
     glaze_checks("float", **{"defend-sdxl": False})
+
+
+@check("GIMP's progress bar shows the time the glaze has left, and it falls")
+def progress_time_left():
+    gimp = plugin_module()
+    said = []
+
+    class Recorded:
+        """GIMP's calls, as the plug-in makes them; its progress texts noted on the way."""
+
+        def __getattr__(self, name):
+            return getattr(Gimp, name)
+
+        def progress_set_text(self, text):
+            said.append(text)
+            return Gimp.progress_set_text(text)
+
+    gimp.Gimp = Recorded()
+    try:
+        settings = {"quality": STEPS_TO_WATCH, "work_size": 64, "target": FAST["target"],
+                    "defend": "sd,flux"}
+        gimp.cloak(painting("u8"), W, H, "u8", settings)
+    finally:
+        gimp.Gimp = Gimp
+    left = [int(found[1]) * (60 if found[2] == "min" else 1) for found in (
+        re.search(r"cloak step \d+ .*about (\d+) (s|min) left", text) for text in said)
+        if found]
+    assert len(left) > 2 and left[-1] < left[0], said
+    return said[-1]
 
 
 @check("export glazed writes the chosen files and leaves the image alone")

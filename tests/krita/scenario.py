@@ -13,6 +13,7 @@ import gc
 import importlib.util
 import json
 import os
+import re
 import struct
 import tempfile
 import time
@@ -25,6 +26,7 @@ QEventLoop, QTimer = QtCore.QEventLoop, QtCore.QTimer
 QImage, QApplication = QtGui.QImage, QtWidgets.QApplication
 
 FAST = {"quality": 2, "work_size": 64, "target": "Baroque painting by Caravaggio"}
+STEPS_TO_WATCH = 150  # a cloak long enough to watch its progress
 W, H = 64, 48
 FORMATS = {"U8": ("BGRA", "<B", 255), "U16": ("BGRA", "<H", 65535), "F16": ("RGBA", "<e", 1.0),
            "F32": ("RGBA", "<f", 1.0)}
@@ -370,8 +372,13 @@ def answer_modal_windows(seen, loop):
     note the file dialog's proposal and cancel it, OK in a message box (which ends `loop`),
     or with seen["show"], "Show what a model sees" in the result's message box, then "Open
     as a new document" in the dialog that shows the sheet (which ends `loop`)."""
+    for window in QApplication.topLevelWidgets():  # what the progress dialog says
+        if isinstance(window, QtWidgets.QProgressDialog) and window.isVisible():
+            said = seen.setdefault("progress", [])
+            if not said or said[-1] != window.labelText():
+                said.append(window.labelText())
     widget = QApplication.activeModalWidget()
-    if widget is None:
+    if widget is None or isinstance(widget, QtWidgets.QProgressDialog):
         return
     kind = type(widget).__name__
     if kind == "GlazeDialog":
@@ -447,7 +454,8 @@ def action():
     names = [type(item).__name__ for item in app.extensions()]  # a user's script: the list
     gc.collect()  # is dropped at once; Glaze's extension must stay alive
     assert "GlazeExtension" in names, names
-    app.writeSetting("glaze", "quality", str(FAST["quality"]))  # a few steps, as a script sets
+    # Enough steps for the progress dialog's time left to be seen falling.
+    app.writeSetting("glaze", "quality", str(STEPS_TO_WATCH))
     app.writeSetting("glaze", "work_size", str(FAST["work_size"]))
     app.writeSetting("glaze", "target", FAST["target"])
     app.writeSetting("glaze", "defend", "flux,sd")
@@ -455,7 +463,11 @@ def action():
     trigger("glaze_layer", seen)
     app.writeSetting("glaze", "defend", "")
     names = [n.name() for n in doc.rootNode().childNodes()]
-    assert seen["dialogs"] and seen["dialogs"][0]["quality"] == str(FAST["quality"]), seen
+    assert seen["dialogs"] and seen["dialogs"][0]["quality"] == str(STEPS_TO_WATCH), seen
+    left = [int(found[1]) * (60 if found[2] == "min" else 1) for found in (
+        re.search(r"cloak step \d+ .*about (\d+) (s|min) left", label)
+        for label in seen.get("progress", [])) if found]
+    assert len(left) > 2 and left[-1] < left[0], seen.get("progress")  # it shows, and falls
     assert seen["dialogs"][0]["defend"] == "sd,flux", seen
     assert seen["messages"] and "NO protection" in seen["messages"][0], seen
     message = seen["messages"][0]  # each defended family's shift, and only theirs

@@ -1,0 +1,162 @@
+"""How long a cloak takes to protect: the cloak before goals against the new default.
+
+Engineering figures, not protection claims. Side by side in one run, on the sample painting
+at 1024 x 720 toward a fixed synthetic target (as benchmarks/visibility.py), it cloaks
+
+- "before goals": the cloak before goals: Adam, its rate annealed over the steps, each view
+  in turn, every step of 500 (`step_rule="adam"`, `views_in_turn=True`, `quality=500`: a
+  number of steps runs them all);
+- "signed, no stopping": the new step rule and view order, every step of 200 (`--new-steps`),
+  to compare them with the cloak before goals at every moment;
+- "default": the new default, which stops at its goal, at a plateau or at its most steps;
+
+on (a) the trained TAEF2 extractor (engine/taef2.py, FLUX.2's latent space: what survives
+and how many steps a shift takes) or (b) with `--full-size`, the full-size random-weight
+encoders of every defended family (cost only; their shifts say nothing about real VAEs).
+
+For each it prints the wall time (set-up, steps and checks; for "before goals", whose
+checks exist only to trace it here, their time is left out), steps, encoder passes, why it
+stopped, the after-upload shift at its checks (its trace), the time at which that shift
+first reached 0.2, 0.3 and 0.4, and on the output: each family's shift on the working view
+and after a typical upload (1024 px, JPEG q75), the share of the working view's shift kept
+after JPEG q75 and after Gaussian noise 0.05 (at 512 px), and the visibility figures.
+
+    python benchmarks/time_to_goal.py                    # TAEF2; about 30 minutes
+    python benchmarks/time_to_goal.py --runs default
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from cloak_step import FULL_SIZE, full_size_bundle  # this folder's
+from cloak_survival import WEIGHTS, Preprocessing, load_image, long_side, shifts
+from PIL import Image
+
+from glaze.engine.cloak import CloakOptimizer, cloak_views, optimize, see
+from glaze.engine.evaluation.countermeasures import gaussian_noise
+from glaze.engine.evaluation.synthetic import painting
+from glaze.engine.geometry import UPLOAD_LONG_SIDE, whole_view
+from glaze.engine.pixels import image_tensor
+from glaze.engine.progress import Progress
+from glaze.engine.settings import CloakSettings
+from glaze.engine.taef2 import measurement_bundle
+from glaze.engine.transforms import jpeg
+from glaze.engine.visibility import visibility
+
+MEASURED = [
+    Preprocessing("working view", long_side(512)),
+    Preprocessing("typical upload", long_side(UPLOAD_LONG_SIDE), lambda a: jpeg(a, 75)),
+    Preprocessing("JPEG q75 @512", long_side(512), lambda a: jpeg(a, 75)),
+    Preprocessing("Gaussian 0.05 @512", long_side(512), lambda a: gaussian_noise(a, 0.05)),
+]
+MILESTONES = (0.2, 0.3, 0.4)
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    fields: dict  # CloakSettings fields over the defaults
+    traced_only: bool = False  # its checks exist only to trace it: their time is left out
+
+
+RUNS = {
+    "before": Run("before goals", {"step_rule": "adam", "views_in_turn": True}, True),
+    "signed": Run("signed, no stopping", {}),
+    "default": Run("default", {}),
+}
+
+
+def run_one(run: Run, image: np.ndarray, bundle, goal: torch.Tensor, defend: str,
+            steps: int | None) -> tuple[np.ndarray, dict]:
+    """Cloak `image` as `run` says; the output and what it took."""
+    fields = dict(run.fields)
+    if steps is not None:
+        fields["quality"] = steps
+    settings = CloakSettings(defend=defend, **fields)
+    started = time.perf_counter()
+    views = cloak_views(image.shape[:2], settings, bundle)
+    optimizer = CloakOptimizer(bundle, see(image, settings, bundle, views),
+                               goal.to(bundle.device), settings, views)
+    set_up = time.perf_counter() - started
+    output = optimize(optimizer, image, settings, Progress(None))
+    seconds = time.perf_counter() - started
+    checks = optimizer.stopping.checks
+    # The checks' own time, before each check, where it is to be left out.
+    before = np.cumsum([0.0, *optimizer.check_seconds])
+    before = before if run.traced_only else np.zeros_like(before)
+    trace = [(set_up + check.seconds - before[index], check.step, check.weakest)
+             for index, check in enumerate(checks)]
+    return output, {"seconds": seconds - before[-1], "set_up": set_up,
+                    "steps": optimizer.steps_run, "passes": optimizer.passes
+                    - (len(checks) * len(settings.extractors) if run.traced_only else 0),
+                    "stopped": optimizer.stopped, "trace": trace}
+
+
+def first_reached(trace: list[tuple[float, int, float]], level: float) -> str:
+    for seconds, step, shift in trace:
+        if shift >= level:
+            return f"{seconds:.0f} s (step {step})"
+    return "never"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full-size", action="store_true",
+                        help="the full-size random-weight encoders of every family (cost)")
+    parser.add_argument("--steps", type=int, default=500,
+                        help="the steps of the cloak before goals")
+    parser.add_argument("--new-steps", type=int, default=200,
+                        help="the steps of the new step rule without stopping")
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="TAEF2's folder")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.full_size:
+        bundle, defend = full_size_bundle(list(FULL_SIZE), "bf16"), ",".join(FULL_SIZE)
+        print("FULL-SIZE RANDOM-WEIGHT encoders of every family: cost only")
+    else:
+        bundle, defend = measurement_bundle(args.weights), "flux2"
+        print("TRAINED TAEF2 encoder (FLUX.2's latent space): engineering figures, not "
+              "protection claims")
+    image = load_image(UPLOAD_LONG_SIDE)
+    target = np.asarray(Image.fromarray(painting(512, seed=11)).resize(
+        (image.shape[1], image.shape[0]), Image.Resampling.BICUBIC))
+    goal = whole_view(image.shape[:2], 512).apply(image_tensor(target))
+    print(f"sample painting {image.shape[1]} x {image.shape[0]}, {bundle.precision}, "
+          f"default preset ({CloakSettings().steps} steps at most, goal "
+          f"{CloakSettings().goal:.0%})")
+    results = {}
+    for key in args.runs:
+        run = RUNS[key]
+        steps = {"before": args.steps, "signed": args.new_steps}.get(key)
+        output, took = run_one(run, image, bundle, goal, defend, steps)
+        results[run.name] = (output, took)
+        print(f"\n{run.name}: {took['seconds']:.0f} s (set-up {took['set_up']:.0f} s), "
+              f"{took['steps']} steps, {took['passes']} encoder passes, stopped: "
+              f"{took['stopped']}", flush=True)
+        print("  after-upload shift at its checks: " + ", ".join(
+            f"{seconds:.0f} s {shift:.3f}" for seconds, _, shift in took["trace"]))
+        print("  first reached " + ", ".join(
+            f"{level}: {first_reached(took['trace'], level)}" for level in MILESTONES))
+    print(f"\n{'run':<22} {'seconds':>8} {'steps':>6} {'passes':>7} {'family':>7} "
+          f"{'working':>8} {'upload':>7} {'JPEG kept':>10} {'noise kept':>11} "
+          f"{'over JND':>9} {'flat SSIM':>10}")
+    for name, (output, took) in results.items():
+        seen = visibility(image_tensor(image), image_tensor(output))
+        for family in defend.split(","):
+            working, upload, after_jpeg, noisy = (shift for (shift,) in shifts(
+                bundle, family, image, [output], target, MEASURED))
+            print(f"{name:<22} {took['seconds']:>8.0f} {took['steps']:>6} "
+                  f"{took['passes']:>7} {family:>7} {working:>8.3f} {upload:>7.3f} "
+                  f"{after_jpeg / working:>10.0%} {noisy / working:>11.0%} "
+                  f"{seen.over_jnd:>9.1%} {seen.flat_ssim:>10.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

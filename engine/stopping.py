@@ -1,0 +1,95 @@
+"""When a cloak stops, and how long it has left.
+
+Every few steps the cloak checks each defended family's shift after a typical upload (what
+`incomplete` judges). The run ends at the first check where every family has reached the
+goal of its quality preset, when the weakest family's shift has stopped growing over the
+last checks (a plateau: more steps would buy nothing), or at the preset's cap of steps.
+The output is the last step's: on random-weight encoders, whose shift after an upload is
+noise, "the best check" would pick an early step and give up the shift on the views.
+
+Plain Python: the rules are tested apart from any model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GOAL, PLATEAU, CAP = "goal", "plateau", "cap"  # why a run stopped, as reported
+# A plateau: over the last PLATEAU_CHECKS checks (and at least PLATEAU_STEPS steps) the
+# weakest family's shift grew by less than PLATEAU_GAIN (a share of the distance to the
+# target).
+PLATEAU_CHECKS, PLATEAU_STEPS, PLATEAU_GAIN = 3, 20, 0.005
+TREND_CHECKS = 3  # the checks the time-to-goal estimate draws its trend from
+
+
+@dataclass(frozen=True)
+class Check:
+    step: int  # steps run when it was taken
+    seconds: float  # time spent in the run so far
+    shifts: dict[str, float]  # each defended family's shift after a typical upload
+
+    @property
+    def weakest(self) -> float:
+        return min(self.shifts.values())
+
+
+@dataclass
+class Stopping:
+    """The stopping rule of one run: `goal` (None: run to the cap) and `cap` in steps."""
+
+    goal: float | None
+    cap: int
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def best(self) -> Check | None:
+        """The check with the largest weakest-family shift (the earliest of equals)."""
+        return max(reversed(self.checks), key=lambda check: check.weakest, default=None)
+
+    def add(self, check: Check) -> None:
+        self.checks.append(check)
+
+    def reason(self, steps_run: int) -> str | None:
+        """Why the run stops now (GOAL, PLATEAU, CAP), or None to go on."""
+        last = self.checks[-1] if self.checks else None
+        if last is not None and last.step == steps_run:
+            if self.goal is not None and last.weakest >= self.goal:
+                return GOAL
+            if self.goal is not None and self._plateau():
+                return PLATEAU
+        return CAP if steps_run >= self.cap else None
+
+    def _plateau(self) -> bool:
+        """Whether the best shift grew by less than PLATEAU_GAIN since the window began: the
+        last PLATEAU_CHECKS checks, and at least PLATEAU_STEPS steps."""
+        last = self.checks[-1].step
+        before = [check for check in self.checks[:-PLATEAU_CHECKS]
+                  if check.step <= last - PLATEAU_STEPS]
+        if not before:
+            return False
+        return self.best.weakest - max(check.weakest for check in before) < PLATEAU_GAIN
+
+    def seconds_left(self, steps_run: int, seconds: float) -> float:
+        """The time the run has left, from its measured pace: to the cap, or sooner to the
+        goal where the last checks' trend reaches it first."""
+        pace = seconds / max(steps_run, 1)
+        steps = self.cap - steps_run
+        trend = self.checks[-TREND_CHECKS:]
+        if self.goal is not None and len(trend) >= 2:
+            gained = trend[-1].weakest - trend[0].weakest
+            if trend[-1].weakest >= self.goal:
+                steps = 0
+            elif gained > 0:
+                per_step = gained / (trend[-1].step - trend[0].step)
+                steps = min(steps, (self.goal - trend[-1].weakest) / per_step)
+        return max(steps, 0) * pace
+
+
+def time_left_text(seconds: float) -> str:
+    """"about 4 min left", "about 40 s left", "about 3 s left": what the progress line says
+    (to the second under ten seconds, to five under a minute and a half)."""
+    if seconds >= 90:
+        return f"about {round(seconds / 60)} min left"
+    if seconds >= 10:
+        return f"about {round(seconds / 5) * 5} s left"
+    return f"about {max(1, round(seconds))} s left"

@@ -1,0 +1,78 @@
+"""The stopping rule and the time left, apart from any model (engine/stopping.py)."""
+
+import re
+
+import pytest
+
+from glaze.engine.stopping import (
+    CAP,
+    GOAL,
+    PLATEAU,
+    PLATEAU_CHECKS,
+    PLATEAU_GAIN,
+    PLATEAU_STEPS,
+    Check,
+    Stopping,
+    time_left_text,
+)
+
+
+def checked(stopping: Stopping, *shifts: float, every: int = 10) -> Stopping:
+    for index, shift in enumerate(shifts, start=1):
+        stopping.add(Check(index * every, index * every * 2.0, {"sd": shift, "flux": shift + 0.1}))
+    return stopping
+
+
+def test_the_goal_ends_the_run_once_every_family_reaches_it():
+    stopping = checked(Stopping(goal=0.3, cap=500), 0.1, 0.2)
+    assert stopping.reason(20) is None
+    stopping.add(Check(30, 60.0, {"sd": 0.35, "flux": 0.29}))  # one family still short
+    assert stopping.reason(30) is None
+    stopping.add(Check(40, 80.0, {"sd": 0.35, "flux": 0.31}))
+    assert stopping.reason(40) == GOAL
+    assert stopping.reason(41) is None  # judged at a check only
+
+
+def test_a_plateau_ends_the_run_short_of_its_goal():
+    rising = [0.05 * step for step in range(1, 7)]
+    stopping = checked(Stopping(goal=0.9, cap=500), *rising)
+    assert stopping.reason(60) is None
+    flat = rising + [rising[-1] + PLATEAU_GAIN / 2] * PLATEAU_CHECKS
+    stopping = checked(Stopping(goal=0.9, cap=500), *flat)
+    assert stopping.reason(10 * len(flat)) == PLATEAU
+    # as few steps as PLATEAU_STEPS need: frequent checks over a short span go on
+    stopping = checked(Stopping(goal=0.9, cap=500), *flat, every=PLATEAU_STEPS // 8)
+    assert stopping.reason(len(flat) * (PLATEAU_STEPS // 8)) is None
+
+
+def test_without_a_goal_every_step_runs_and_the_cap_ends_it():
+    stopping = checked(Stopping(goal=None, cap=50), 0.5, 0.5, 0.5, 0.5, 0.5)
+    assert stopping.reason(49) is None
+    assert stopping.reason(50) == CAP
+    assert Stopping(goal=0.3, cap=0).reason(0) == CAP
+
+
+def test_the_best_check_is_the_weakest_family_s_highest():
+    stopping = Stopping(goal=None, cap=100)
+    stopping.add(Check(10, 1.0, {"sd": 0.2, "flux": 0.5}))
+    stopping.add(Check(20, 2.0, {"sd": 0.3, "flux": 0.1}))
+    assert stopping.best.step == 10
+    stopping.add(Check(30, 3.0, {"sd": 0.25, "flux": 0.25}))
+    assert stopping.best.step == 30
+
+
+def test_the_time_left_comes_from_the_pace_and_the_trend():
+    stopping = Stopping(goal=0.4, cap=200)
+    assert stopping.seconds_left(10, 20.0) == pytest.approx(190 * 2.0)  # no trend: to the cap
+    checked(stopping, 0.1, 0.2)  # 0.01 a step: 20 steps to the goal
+    assert stopping.seconds_left(20, 40.0) == pytest.approx(20 * 2.0)
+    stopping.add(Check(30, 60.0, {"sd": 0.4}))
+    assert stopping.seconds_left(30, 60.0) == 0
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0.2, "about 1 s left"), (3.4, "about 3 s left"),
+                                               (42, "about 40 s left"),
+                                               (200, "about 3 min left")])
+def test_the_time_left_in_words(seconds, text):
+    assert time_left_text(seconds) == text
+    assert re.fullmatch(r"about \d+ (s|min) left", text)
