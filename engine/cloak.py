@@ -148,7 +148,8 @@ class CloakResult:
 
 
 class CloakOptimizer:
-    """Adam on delta for one image and target; `step()` runs one optimizer step."""
+    """The optimization of delta for one image and target; `step()` runs one step, `check()`
+    measures the shift after a typical upload, `optimize` runs them until a stop."""
 
     def __init__(self, bundle: ModelBundle, seen: fullres.Seen, target: torch.Tensor,
                  settings: CloakSettings, views: list[View] | None = None) -> None:
@@ -502,7 +503,7 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, delivered: torch.Te
 
 
 def optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSettings,
-              phase: Progress) -> np.ndarray:
+             phase: Progress) -> np.ndarray:
     """Run the optimizer until its stopping rule ends it (engine/stopping.py), reporting
     progress with the time left; the cloaked image in the source's own format. The reason
     it stopped is left in `optimizer.stopped`."""

@@ -47,6 +47,7 @@ from glaze.options import DEFEND
 
 from .demo import demo_extractors, demo_pipeline
 from .extractors import PARTS, Extractor, KLExtractor, config_dict
+from .geometry import resize
 from .sources import (
     BUNDLE_FILE,
     DEFAULT,
@@ -70,6 +71,9 @@ NO_PROTECTION = ("DEMO bundle (tiny random models): this output gives NO protect
 T = TypeVar("T")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+# AlexNet's strides and pools leave nothing of a picture under about 32 px a side (a small
+# image's upload view is its own size): LPIPS compares such views enlarged to this.
+LPIPS_MIN_SIDE = 64
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -219,7 +223,12 @@ class ModelBundle:
         return phi.normalized(latent.float())
 
     def perceptual_distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """LPIPS between N x 3 x H x W images in [0, 1], one value per image."""
+        """LPIPS between N x 3 x H x W images in [0, 1], one value per image; images whose
+        short side is under LPIPS_MIN_SIDE are compared enlarged to it, both alike."""
+        short = min(a.shape[-2:])
+        if short < LPIPS_MIN_SIDE:
+            size = tuple(math.ceil(side * LPIPS_MIN_SIDE / short) for side in a.shape[-2:])
+            a, b = resize(a, size), resize(b, size)
         return self.perceptual(a.float(), b.float(), normalize=True).flatten()
 
     def save(self, folder: str | Path) -> Path:

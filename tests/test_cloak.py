@@ -353,3 +353,10 @@ def test_a_number_of_steps_runs_them_all_and_says_so(bundle):
     left = [seconds_left(message) for message in said if message.startswith("cloak step")]
     assert len(left) == 40 and None not in left  # every step's line has the time left
     assert left[-1] < left[0] and left[-1] <= 5
+
+
+def test_a_tiny_image_s_views_all_get_steps(bundle):
+    """A 16 x 16 picture's upload view is its own size, too small for LPIPS's AlexNet as it
+    is: it is compared enlarged, and every view, visited first or last, gets its steps."""
+    report = cloak(painting(16, 16), bundle, STYLE, CloakSettings(work_size=64, quality=6)).report
+    assert report.steps_run == 6 and report.lpips >= 0
