@@ -298,8 +298,9 @@ class SignedSteps:
     to SIGNED_RATE[1] over `horizon` steps (cosine), then stays: SIGNED_HORIZON, or a
     shorter run's own steps. Past the horizon the schedule does not depend on the most
     steps, so a run stopped at its goal took the same steps as a longer one up to there.
-    Against Adam on TAEF2 (docs/engine.md, "Stopping"): the same after-upload shift in a
-    fifth of the time."""
+    On TAEF2, inside the perceptual bound, it reached the after-upload shift of 500 Adam
+    steps in 22% of their time (docs/engine.md, "Steps, and when they stop"), Adam's steps
+    being in the same units for every pixel whatever its cap."""
 
     def __init__(self, delta: torch.Tensor, scale: torch.Tensor | float, horizon: int) -> None:
         self.delta, self.scale, self.horizon, self.steps = delta, scale, max(horizon, 1), 0
@@ -418,9 +419,10 @@ def view_order(views: list[View], upload: View, in_turn: bool = False) -> list[i
     """The indices of `views` a cycle of steps visits: the typical upload's view every other
     step, the others in turn between (the after-upload shift, which judges a cloak, is
     taken on that view, and a mimic's other views are cut from the upload; on TAEF2 it
-    reached the same after-upload shift a quarter sooner than every view in turn:
-    docs/engine.md, "Stopping"); with `in_turn`, or without an upload view among them, each
-    view in turn (the cloak before goals)."""
+    reached the same after-upload shift a quarter sooner than every view in turn, for a
+    lower shift on the 512 px working view: docs/engine.md, "Steps, and when they stop");
+    with `in_turn`, or without an upload view among them, each view in turn (the cloak
+    before goals)."""
     if in_turn or upload not in views or len(views) == 1:
         return list(range(len(views)))
     first = views.index(upload)

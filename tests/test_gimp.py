@@ -75,7 +75,7 @@ FLOAT_CHECK = "glaze a float layer against SD and FLUX only"
                                   "alone",
                                   "show what a model sees opens the daemon's sheet as a new "
                                   "image",
-                                  "GIMP's progress bar shows the time the glaze has left, and "
+                                  "GIMP's progress bar shows the time the glaze has left and "
                                   "it falls"])
 def test_in_gimp(setup, name):
     results, done = run_checks(setup, [name])

@@ -233,7 +233,7 @@ def glaze_float():
     glaze_checks("float", **{"defend-sdxl": False})
 
 
-@check("GIMP's progress bar shows the time the glaze has left, and it falls")
+@check("GIMP's progress bar shows the time the glaze has left and it falls")
 def progress_time_left():
     gimp = plugin_module()
     said = []
