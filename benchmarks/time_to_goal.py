@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.full_size:
-        bundle, defend = full_size_bundle(list(FULL_SIZE), "bf16"), ",".join(FULL_SIZE)
+        bundle, defend = full_size_bundle(None, "bf16", tuple(FULL_SIZE)), ",".join(FULL_SIZE)
         print("FULL-SIZE RANDOM-WEIGHT encoders of every family: cost only")
     else:
         bundle, defend = measurement_bundle(args.weights), "flux2"

@@ -351,9 +351,13 @@ class PostedCheck:
 
     def shifts(self, image: torch.Tensor) -> dict[str, float]:
         """Each family's share of its distance to the target that `image`, uploaded, closed."""
-        posted = uploaded(image)
-        return {name: _share(before, self._distance(posted, name))
-                for name, before in self.before.items()}
+        return self.posted_shifts(uploaded(image))
+
+    def posted_shifts(self, posted: torch.Tensor) -> dict[str, float]:
+        """The same for a picture already as an upload stores it (as_posted's)."""
+        with torch.no_grad():
+            return {name: _share(before, self._distance(posted, name))
+                    for name, before in self.before.items()}
 
 
 class PerceptualBound:
@@ -480,17 +484,18 @@ def as_posted(upload: View, original: torch.Tensor, delivered: torch.Tensor,
 def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, delivered: torch.Tensor,
              posted: tuple[torch.Tensor, ...], source: np.ndarray, output: np.ndarray) -> dict:
     """What the delivered output achieved: LPIPS and each extractor's shift as the whole
-    view sees it, and the shift after a typical upload (`posted`: as_posted); both images
-    reduced alike, so that only the cloak tells them apart."""
+    view sees it, and the shift after a typical upload (`posted`: as_posted, against the
+    original and target features the optimizer's checks hold); both images reduced alike,
+    so that only the cloak tells them apart."""
     view = optimizer.views[0]
     with torch.no_grad():
         seen = view.apply(delivered)
         lpips_value = bundle.perceptual_distance(seen, optimizer.bases[0]).item()
-    shifts = {}
+    shifts, uploaded_shifts = {}, optimizer.posted.posted_shifts(posted[1])
     for name in optimizer.defended:
         before, after = _distances(bundle, name, [optimizer.bases[0], seen],
                                    view.apply(optimizer.target))
-        upload_shift = _share(*_distances(bundle, name, list(posted[:2]), posted[2]))
+        upload_shift = uploaded_shifts[name]
         shifts[name] = ExtractorShift(before, after, _share(before, after), upload_shift,
                                       upload_shift < INCOMPLETE_BELOW)
     return {

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -145,3 +146,9 @@ def painting(height: int, width: int, channels: int = 3, dtype=np.uint8,
     if np.dtype(dtype).kind == "u":
         return np.rint(image * np.iinfo(dtype).max).astype(dtype)
     return image.astype(dtype)
+
+
+def times_left(text: str) -> list[int]:
+    """The times left, in seconds, that a cloak's step messages in `text` give in turn."""
+    return [int(found[1]) * (60 if found[2] == "min" else 1) for found in
+            re.finditer(r"cloak step \d+ [^\n]*?about (\d+) (s|min) left", text)]

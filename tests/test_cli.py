@@ -2,7 +2,6 @@ import argparse
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import png
 import pytest
-from conftest import painting
+from conftest import painting, times_left
 from PIL import Image, ImageCms
 from timing import scaled
 
@@ -346,8 +345,7 @@ def test_progress_lines_show_the_time_left_and_it_falls(tmp_path, capsys, monkey
     assert main(["cloak", str(source), "--quality", "150", "--work-size", "64",
                  "--target", "Baroque painting by Caravaggio", "--defend", "sd"]) == 0
     printed = capsys.readouterr().out
-    left = [int(found[1]) * (60 if found[2] == "min" else 1) for found in
-            re.finditer(r"cloak step \d+ of at most 150.*about (\d+) (s|min) left", printed)]
-    assert len(left) == 150, printed
+    left = times_left(printed)
+    assert len(left) == 150 and "cloak step 150 of at most 150" in printed, printed
     assert left[-1] < left[0], left
     assert "ran its most steps in 150 steps" in printed  # and why it stopped, at the end

@@ -1,11 +1,10 @@
-import re
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import painting
+from conftest import painting, times_left
 
 from glaze.engine import Cancelled, CloakSettings
 from glaze.engine import settings as settings_module
@@ -317,12 +316,6 @@ def test_views_larger_than_the_working_size_are_checkpointed_for_the_same_steps(
     torch.testing.assert_close(checkpointed.delta, plain.delta, rtol=1e-5, atol=1e-7)
 
 
-def seconds_left(message: str) -> float | None:
-    """The time a progress message says is left, in seconds."""
-    found = re.search(r"about (\d+) (s|min) left", message)
-    return None if found is None else int(found[1]) * (60 if found[2] == "min" else 1)
-
-
 def test_a_preset_stops_at_its_goal_before_its_most_steps(bundle, monkeypatch):
     monkeypatch.setattr(settings_module, "QUALITY_GOALS", {**QUALITY_GOALS, "faster": 1e-4})
     said = []
@@ -350,8 +343,9 @@ def test_a_number_of_steps_runs_them_all_and_says_so(bundle):
                    progress=lambda fraction, message: said.append(message)).report
     assert (report.stopped, report.steps_run, report.goal) == ("cap", 40, None)
     assert report.incomplete  # the demo's shift after an upload falls short, and it says so
-    left = [seconds_left(message) for message in said if message.startswith("cloak step")]
-    assert len(left) == 40 and None not in left  # every step's line has the time left
+    steps = [message for message in said if message.startswith("cloak step")]
+    left = times_left("\n".join(steps))
+    assert len(steps) == len(left) == 40  # every step's line has the time left
     assert left[-1] < left[0] and left[-1] <= 5
 
 
