@@ -4,15 +4,22 @@ Engineering figures, not protection claims. Side by side in one run, on the samp
 at 1024 x 720 toward a fixed synthetic target (as benchmarks/visibility.py), it cloaks
 
 - "before goals": the cloak before goals: Adam, its rate annealed over the steps, each view
-  in turn, every step of 500 (`step_rule="adam"`, `views_in_turn=True`, `quality=500`: a
-  number of steps runs them all);
-- "signed, no stopping": the new step rule and view order, every step of 200 (`--new-steps`),
+  in turn, every defended encoder at every step, every step of 500 (`step_rule="adam"`,
+  `views_in_turn=True`, `every_family=True`, `quality=500`: a number of steps runs them
+  all);
+- "signed, no stopping": the new step rule, view order and turns of the encoders, every
+  step of 200 (`--new-steps`),
   to compare them with the cloak before goals at every moment;
 - "default": the new default, which stops at its goal, at a plateau or at its most steps;
+- "faster" (`--runs ... faster`): the `faster` preset, likewise;
 
 on (a) the trained TAEF2 extractor (engine/taef2.py, FLUX.2's latent space: what survives
 and how many steps a shift takes) or (b) with `--full-size`, the full-size random-weight
 encoders of every defended family (cost only; their shifts say nothing about real VAEs).
+
+With `--estimate-before N` (with `--full-size`, 4 unless given: one step on each view) the
+cloak before goals runs only N steps and its time is estimated from them: set-up plus its
+most steps at their mean time, stated as an estimate, without shifts.
 
 For each it prints the wall time (set-up, steps and checks; for "before goals", whose
 checks exist only to trace it here, their time is left out), steps, encoder passes, why it
@@ -23,6 +30,7 @@ after JPEG q75 and after Gaussian noise 0.05 (at 512 px), and the visibility fig
 
     python benchmarks/time_to_goal.py                    # TAEF2; about 30 minutes
     python benchmarks/time_to_goal.py --runs default
+    python benchmarks/time_to_goal.py --full-size --runs before faster   # about 25 minutes
 """
 
 from __future__ import annotations
@@ -66,15 +74,18 @@ class Run:
 
 
 RUNS = {
-    "before": Run("before goals", {"step_rule": "adam", "views_in_turn": True}, True),
+    "before": Run("before goals", {"step_rule": "adam", "views_in_turn": True,
+                                   "every_family": True}, True),
     "signed": Run("signed, no stopping", {}),
     "default": Run("default", {}),
+    "faster": Run("faster", {"quality": "faster"}),
 }
 
 
 def run_one(run: Run, image: np.ndarray, bundle, goal: torch.Tensor, defend: str,
-            steps: int | None) -> tuple[np.ndarray, dict]:
-    """Cloak `image` as `run` says; the output and what it took."""
+            steps: int | None, sample: int | None = None) -> tuple[np.ndarray | None, dict]:
+    """Cloak `image` as `run` says; the output and what it took. With `sample`, run only
+    that many steps and estimate the whole run's time from them (no output)."""
     fields = dict(run.fields)
     if steps is not None:
         fields["quality"] = steps
@@ -84,6 +95,18 @@ def run_one(run: Run, image: np.ndarray, bundle, goal: torch.Tensor, defend: str
     optimizer = CloakOptimizer(bundle, see(image, settings, bundle, views),
                                goal.to(bundle.device), settings, views)
     set_up = time.perf_counter() - started
+    if sample:
+        step_seconds = []
+        for _ in range(sample):
+            stepping = time.perf_counter()
+            optimizer.step()
+            step_seconds.append(time.perf_counter() - stepping)
+        mean = float(np.mean(step_seconds))
+        return None, {"seconds": set_up + mean * settings.steps, "set_up": set_up,
+                      "steps": settings.steps, "stopped": f"estimated from {sample} steps",
+                      "passes": optimizer.passes - sample * len(settings.extractors)
+                      + settings.steps * len(settings.extractors), "trace": [],
+                      "step_seconds": step_seconds}
     output = optimize(optimizer, image, settings, Progress(None))
     seconds = time.perf_counter() - started
     checks = optimizer.stopping.checks
@@ -113,7 +136,11 @@ def main() -> None:
                         help="the steps of the cloak before goals")
     parser.add_argument("--new-steps", type=int, default=200,
                         help="the steps of the new step rule without stopping")
-    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS),
+                        default=["before", "signed", "default"])
+    parser.add_argument("--estimate-before", type=int, metavar="STEPS",
+                        help="run only this many steps of the cloak before goals and estimate "
+                        "its time from them (with --full-size: one step per view)")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="TAEF2's folder")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -131,15 +158,21 @@ def main() -> None:
     print(f"sample painting {image.shape[1]} x {image.shape[0]}, {bundle.precision}, "
           f"default preset ({CloakSettings().steps} steps at most, goal "
           f"{CloakSettings().goal:.0%})")
+    estimate = args.estimate_before or (4 if args.full_size else None)
     results = {}
     for key in args.runs:
         run = RUNS[key]
         steps = {"before": args.steps, "signed": args.new_steps}.get(key)
-        output, took = run_one(run, image, bundle, goal, defend, steps)
+        output, took = run_one(run, image, bundle, goal, defend, steps,
+                               estimate if key == "before" else None)
         results[run.name] = (output, took)
         print(f"\n{run.name}: {took['seconds']:.0f} s (set-up {took['set_up']:.0f} s), "
               f"{took['steps']} steps, {took['passes']} encoder passes, stopped: "
               f"{took['stopped']}", flush=True)
+        if output is None:
+            print("  ESTIMATED: its steps took " + ", ".join(
+                f"{seconds:.1f}" for seconds in took["step_seconds"]) + " s")
+            continue
         print("  after-upload shift at its checks: " + ", ".join(
             f"{seconds:.0f} s {shift:.3f}" for seconds, _, shift in took["trace"]))
         print("  first reached " + ", ".join(
@@ -148,6 +181,8 @@ def main() -> None:
           f"{'working':>8} {'upload':>7} {'JPEG kept':>10} {'noise kept':>11} "
           f"{'over JND':>9} {'flat SSIM':>10}")
     for name, (output, took) in results.items():
+        if output is None:
+            continue
         seen = visibility(image_tensor(image), image_tensor(output))
         for family in defend.split(","):
             working, upload, after_jpeg, noisy = (shift for (shift,) in shifts(

@@ -84,10 +84,14 @@ RATE_SHARE, RATE_SHARE_MAX = 0.1, 0.5
 RATE_SUM = 4.0  # the first rate's share times the steps, at least
 # The signed step's share of each pixel's cap: from the first to the last over the horizon.
 SIGNED_RATE, SIGNED_HORIZON = (0.5, 0.05), 60
+# A family at or past its goal keeps this weight in the turns of the encoders (FamilyTurns).
+TURN_FLOOR = 0.05
 BUDGET_HALVINGS = 8  # the scale that brings a cloak back within p, to 1/256
-# Checks of the after-upload shift (engine/stopping.py): the first after FIRST_CHECK steps,
-# then as often as keeps their cost near CHECK_SHARE of the run, within CHECK_EVERY steps.
-FIRST_CHECK, CHECK_SHARE, CHECK_EVERY = 4, 0.1, (2, 25)
+# Checks of the after-upload shift (engine/stopping.py): as often as keeps their cost near
+# CHECK_SHARE of the run, every 2 to 25 steps. An encoder's forward pass costs about
+# FORWARD_SHARE of its forward and backward (benchmarks/cloak_step.py, SD's encoder on the
+# CPU: 2.8 of 7.1 s at 512 x 512, 10.1 of 33-39 s at 1024 x 720).
+CHECK_SHARE, CHECK_EVERY, FORWARD_SHARE = 0.1, (2, 25), 1 / 3
 
 
 @dataclass
@@ -186,17 +190,19 @@ class CloakOptimizer:
                                   for index, view in enumerate(self.views)]
         self.order = view_order(self.views, self.upload_view, settings.views_in_turn)
         self.visits = [0] * len(self.views)
+        self.turns = FamilyTurns(self.defended, settings.goal)
+        # Each family's features of the target on each view, made at first need (a short
+        # run on several families visits few of the pairs), and the distance each term is
+        # divided by: its own at its first visit, so that every term starts at 1.
+        self.targets: dict[tuple[str, View], torch.Tensor] = {}
+        self.scales: dict[tuple[str, View], torch.Tensor] = {}
+        self.passes = 0  # forward passes of the defended encoders: set-up, steps and checks
         with torch.no_grad():
             self.bases = [view.apply(seen.image) for view in self.views]
             self.coverages = [view.apply(seen.coverage) for view in self.views]
-            # Per extractor, per view: the target's features and the starting distance.
-            self.targets = {name: [bundle.encode(view.apply(target), name)
-                                   for view in self.views] for name in self.defended}
-            self.scales = {name: [F.mse_loss(bundle.encode(base, name), goal).clamp_min(1e-12)
-                                  for base, goal in zip(self.bases, goals, strict=True)]
-                           for name, goals in self.targets.items()}
-            self.posted = PostedCheck(bundle, self.defended, self.upload_view, seen, target)
-        self.passes = len(self.defended) * (2 * len(self.views) + 2)  # the set-up's above
+            goals = {name: self.target_of(name, self.upload_view) for name in self.defended}
+            self.posted = PostedCheck(bundle, self.upload_view, seen, goals)
+        self.passes += len(self.defended)  # the posted original's
         self.draw = TransformDraw(settings.transforms, settings.seed)
         self.rule = (AdamSteps(self.delta, settings) if settings.step_rule == "adam" else
                      SignedSteps(self.delta, settings.linf if self.bound is None
@@ -231,10 +237,14 @@ class CloakOptimizer:
         transform, transformed = ("none", seen) if clean else self.draw(seen)
         uploaded_view = transformed.detach().requires_grad_(True)
         terms = {}
-        for name in self.defended:
+        families = self.defended if self.settings.every_family else (self.turns.next(),)
+        for name in families:
             latent = self.bundle.encode(uploaded_view, name, self.checkpointed[index])
-            term = F.mse_loss(latent, self.targets[name][index]) / self.scales[name][index]
-            (term / len(self.defended)).backward()
+            view = self.views[index]
+            distance = F.mse_loss(latent, self.target_of(name, view))
+            scale = self.scales.setdefault((name, view), distance.detach().clamp_min(1e-12))
+            term = distance / scale
+            (term / len(families)).backward()
             terms[name] = term.detach()
             self.passes += 1
         if transformed is seen:
@@ -257,6 +267,29 @@ class CloakOptimizer:
         return {"feature": feature.item(), "lpips": perceptual.item(), "loss": loss.item(),
                 "transform": transform,
                 **{f"feature_{name}": term.item() for name, term in terms.items()}}
+
+    def check_every(self) -> int:
+        """Steps between checks, so that checking costs about CHECK_SHARE of a run: from
+        the pixels each encodes (a check, every family's forward pass on the upload view; a
+        step, one family's or every family's forward and backward on its view), not from
+        measured times, so that the same settings check, and stop, at the same steps on
+        any machine."""
+        order = [self.views[index].box for index in self.order]
+        step = sum(height * width for _, _, height, width in order) / len(order)
+        if self.settings.every_family:
+            step *= len(self.defended)
+        _, _, height, width = self.upload_view.box
+        check = FORWARD_SHARE * height * width * len(self.defended)
+        fewest, most = CHECK_EVERY
+        return min(max(math.ceil(check / (CHECK_SHARE * step)), fewest), most)
+
+    def target_of(self, name: str, view: View) -> torch.Tensor:
+        """Family `name`'s features of the target on `view`, encoded at first need."""
+        if (name, view) not in self.targets:
+            with torch.no_grad():
+                self.targets[name, view] = self.bundle.encode(view.apply(self.target), name)
+            self.passes += 1
+        return self.targets[name, view]
 
     def within_budget(self) -> None:
         """Scale delta back, where need be, until the whole view's LPIPS is within the budget
@@ -282,6 +315,7 @@ class CloakOptimizer:
             moved = self.posted.base + self.upload_view.apply(self.delta) * self.posted.coverage
             shifts = self.posted.shifts(moved.clamp(0, 1))
         self.passes += len(shifts)
+        self.turns.weigh(shifts)
         return shifts
 
     def full_delta(self, source: np.ndarray) -> fullres.DeltaRows:
@@ -335,15 +369,15 @@ class AdamSteps:
 class PostedCheck:
     """The shift after a typical upload, cheaply, while the cloak runs: the upload view of
     the reduced picture stored as a real JPEG, against the target at that view, as
-    `as_posted` and `_measure` take it on the delivered output for the report."""
+    `as_posted` and `_measure` take it on the delivered output for the report. `goals`:
+    each family's features of the target at the `upload` view."""
 
-    def __init__(self, bundle: ModelBundle, names: tuple[str, ...], upload: View,
-                 seen: fullres.Seen, target: torch.Tensor) -> None:
-        self.bundle = bundle
+    def __init__(self, bundle: ModelBundle, upload: View, seen: fullres.Seen,
+                 goals: dict[str, torch.Tensor]) -> None:
+        self.bundle, self.goals = bundle, goals
         self.base, self.coverage = upload.apply(seen.image), upload.apply(seen.coverage)
         original = uploaded(self.base)
-        self.goals = {name: bundle.encode(upload.apply(target), name) for name in names}
-        self.before = {name: self._distance(original, name) for name in names}
+        self.before = {name: self._distance(original, name) for name in goals}
 
     def _distance(self, image: torch.Tensor, name: str) -> float:
         return torch.linalg.vector_norm(self.bundle.encode(image, name)
@@ -419,6 +453,33 @@ class PerceptualBound:
         return bounded
 
 
+class FamilyTurns:
+    """Which defended family's encoder a step runs, where several are defended: one a step,
+    so that a step costs one encoder pass, not one per family. Each family earns its weight
+    at every step and the one with the most credit runs (a weighted round robin: equal
+    weights take them in turn, in declared order). After each check a family's weight is
+    TURN_FLOOR plus how far its shift after upload falls short of the goal (with no goal,
+    of the strongest family's), so that the family furthest behind runs most often, and one
+    past the goal still runs now and then, which holds what it reached."""
+
+    def __init__(self, names: tuple[str, ...], goal: float | None) -> None:
+        self.names, self.goal = names, goal
+        self.weights = dict.fromkeys(names, 1.0)
+        self.credit = dict.fromkeys(names, 0.0)
+
+    def weigh(self, shifts: dict[str, float]) -> None:
+        reach = self.goal if self.goal is not None else max(shifts.values())
+        self.weights = {name: TURN_FLOOR + max(reach - shifts[name], 0.0)
+                        for name in self.names}
+
+    def next(self) -> str:
+        for name in self.names:
+            self.credit[name] += self.weights[name]
+        chosen = max(self.names, key=self.credit.__getitem__)
+        self.credit[chosen] -= sum(self.weights.values())
+        return chosen
+
+
 def view_order(views: list[View], upload: View, in_turn: bool = False) -> list[int]:
     """The indices of `views` a cycle of steps visits: the typical upload's view every other
     step, the others in turn between (the after-upload shift, which judges a cloak, is
@@ -459,10 +520,9 @@ def see(image: np.ndarray, settings: CloakSettings, bundle: ModelBundle,
 
 
 def _distances(bundle: ModelBundle, name: str, images: list[torch.Tensor],
-               goal: torch.Tensor) -> list[float]:
-    """Extractor `name`'s feature distance from each of `images` to `goal`'s features."""
+               target: torch.Tensor) -> list[float]:
+    """Extractor `name`'s feature distance from each of `images` to the `target` features."""
     with torch.no_grad():
-        target = bundle.encode(goal, name)
         return [torch.linalg.vector_norm(bundle.encode(image, name) - target).item()
                 for image in images]
 
@@ -494,7 +554,7 @@ def _measure(bundle: ModelBundle, optimizer: CloakOptimizer, delivered: torch.Te
     shifts, uploaded_shifts = {}, optimizer.posted.posted_shifts(posted[1])
     for name in optimizer.defended:
         before, after = _distances(bundle, name, [optimizer.bases[0], seen],
-                                   view.apply(optimizer.target))
+                                   optimizer.target_of(name, view))
         upload_shift = uploaded_shifts[name]
         shifts[name] = ExtractorShift(before, after, _share(before, after), upload_shift,
                                       upload_shift < INCOMPLETE_BELOW)
@@ -516,17 +576,17 @@ def optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSetti
     it stopped is left in `optimizer.stopped`."""
     stopping = optimizer.stopping = Stopping(settings.goal, settings.steps)
     started = time.perf_counter()
-    next_check, shown = FIRST_CHECK, 0.0
+    every, shown = optimizer.check_every(), 0.0
     while (reason := stopping.reason(optimizer.steps_run)) is None:
         phase.check(optimizer.steps_run)
         optimizer.step()
         steps = optimizer.steps_run
-        if steps >= next_check or steps >= settings.steps:
+        # No check at the most steps: the run ends there whatever it finds, and the report
+        # measures the output.
+        if steps % every == 0 and steps < settings.steps:
             checking = time.perf_counter()
             stopping.add(Check(steps, checking - started, optimizer.check()))
             optimizer.check_seconds.append(time.perf_counter() - checking)
-            pace = (checking - started) / steps
-            next_check = steps + check_interval(optimizer.check_seconds[-1], pace)
         seconds = time.perf_counter() - started
         left = stopping.seconds_left(steps, seconds)
         shown = max(shown, seconds / (seconds + left) if left > 0 else 1.0)
@@ -534,12 +594,6 @@ def optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSetti
     optimizer.within_budget()
     optimizer.stopped = reason
     return fullres.merge(source, optimizer.full_delta(source))
-
-
-def check_interval(check_seconds: float, step_seconds: float) -> int:
-    """Steps until the next check, so that checking takes about CHECK_SHARE of a run."""
-    wanted = math.ceil(check_seconds / max(CHECK_SHARE * step_seconds, 1e-9))
-    return min(max(wanted, CHECK_EVERY[0]), CHECK_EVERY[1])
 
 
 def _progress_text(steps: int, settings: CloakSettings, stopping: Stopping,

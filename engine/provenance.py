@@ -11,14 +11,15 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-FORMAT = 5  # 2: the defended extractors and each one's shift; 3: the transforms, the shift
+FORMAT = 6  # 2: the defended extractors and each one's shift; 3: the transforms, the shift
 # after a typical upload; 4: the perceptual bound, and how visible the change is; 5: the
-# goal a run stops at, its step rule, why it stopped and its encoder passes
+# goal a run stops at, its step rule, why it stopped and its encoder passes; 6: one
+# family's encoder a step, or every family's
 # What must be equal for an existing output to count as this run's result. The rest of a
 # record (bundle name, shift achieved, time) describes the output and is only shown.
 MUST_MATCH = ("format", "model", "demo", "target_style", "budget", "steps", "goal",
-              "step_rule", "views_in_turn", "defend", "work_size", "transforms", "seed",
-              "source_sha256")
+              "step_rule", "views_in_turn", "every_family", "defend", "work_size",
+              "transforms", "seed", "source_sha256")
 NONE_MEANS_OFF = ("goal",)  # None: a number of steps, all run; not "not known yet"
 
 
@@ -31,6 +32,7 @@ def request(model: str, demo: bool, target_style: str | None, settings: Any,
     return {"format": FORMAT, "model": model, "demo": demo, "target_style": target_style,
             "budget": settings.budget, "steps": settings.steps, "goal": settings.goal,
             "step_rule": settings.step_rule, "views_in_turn": settings.views_in_turn,
+            "every_family": settings.every_family,
             "defend": list(settings.extractors), "work_size": settings.work_size,
             "transforms": [list(pair) for pair in settings.transforms], "seed": settings.seed,
             "source_sha256": source_sha256}

@@ -63,6 +63,9 @@ class CloakSettings:
     # Each view in turn, as the cloak before goals took them, instead of the typical upload's
     # view every other step (cloak.view_order).
     views_in_turn: bool = False
+    # Every defended encoder at every step, as the cloak before goals ran them, instead of
+    # one family's a step in weighted turns (cloak.FamilyTurns).
+    every_family: bool = False
 
     def __post_init__(self) -> None:
         if not INTENSITY.in_range(self.budget):

@@ -130,7 +130,7 @@ QUALITY = Setting(
     + ", ".join(f"{name}: {goal:.0%}" for name, goal in QUALITY_GOALS.items())
     + " of the way to the target style), when the shift stops growing, or at its most "
     "steps; a number of steps runs them all", "default",
-    kind=int, presets={"faster": 60, "default": 200, "slower": 600},
+    kind=int, presets={"faster": 16, "default": 200, "slower": 600},
     minimum=0, maximum=100_000, preset_format="{name} (up to {value:g} steps)")
 SEED = Setting("seed", "Seed", "random seed: the same seed and image give the same cloak", 0,
                kind=int)

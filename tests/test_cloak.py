@@ -1,3 +1,4 @@
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -87,12 +88,14 @@ def test_an_extractor_left_out_of_defend_leaves_the_loss_and_the_report(bundle, 
 @pytest.mark.parametrize("transforms", [(), (("blur", 1.0),)])
 def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle, transforms):
     """Each extractor's term is back-propagated on its own (one encoder's activations held
-    at a time), through the step's drawn transform: the gradient must be that of the whole
-    loss in one backward."""
+    at a time), through the step's drawn transform: with every family at every step, the
+    gradient must be that of the whole loss in one backward, each term divided by its
+    distance at its first visit (so that it starts at 1)."""
     generator = torch.Generator().manual_seed(4)
     image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
     settings = CloakSettings(work_size=64, quality=4, intensity=1e-4, max_change=0.1,
-                             transforms=transforms, visibility_bound=False, views_in_turn=True)
+                             transforms=transforms, visibility_bound=False, views_in_turn=True,
+                             every_family=True)
     seen = Seen(image, torch.ones(1, 1, 64, 96), (64, 96))
     optimizer = CloakOptimizer(bundle, seen, target, settings)
     draw = TransformDraw(transforms, settings.seed)  # the draws the steps make
@@ -101,15 +104,45 @@ def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle, transforms):
     seen = optimizer.view_image(1)
     drawn, moved = draw(seen)
     assert drawn == (transforms[0][0] if transforms else "none")
-    terms = [F.mse_loss(bundle.encode(moved, name), optimizer.targets[name][1])
-             / optimizer.scales[name][1] for name in DEFEND.choices]
+    view = optimizer.views[1]
+    distances = [F.mse_loss(bundle.encode(moved, name), optimizer.target_of(name, view))
+                 for name in DEFEND.choices]
     excess = torch.relu(bundle.perceptual_distance(seen, optimizer.bases[1]).mean()
                         - settings.budget)
     assert excess > 0
-    whole = sum(terms) / len(terms) + settings.alpha * excess
+    whole = (sum(distance / distance.detach() for distance in distances) / len(distances)
+             + settings.alpha * excess)
     (expected,) = torch.autograd.grad(whole, optimizer.delta)
     optimizer.step()
     assert torch.allclose(optimizer.delta.grad, expected, rtol=1e-4, atol=1e-8)
+    for name, distance in zip(DEFEND.choices, distances, strict=True):
+        assert torch.allclose(optimizer.scales[name, view], distance, rtol=1e-4)
+
+
+def test_steps_take_the_families_in_turns_weighted_toward_the_furthest(bundle):
+    """Without every_family a step runs one family's encoder: in turn while nothing is
+    measured, then most often the family furthest from the goal, the others still now and
+    then."""
+    generator = torch.Generator().manual_seed(5)
+    image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
+    settings = CloakSettings(work_size=64, quality="default", transforms=(),
+                             visibility_bound=False)
+    optimizer = CloakOptimizer(bundle, Seen(image, torch.ones(1, 1, 64, 96), (64, 96)),
+                               target, settings)
+    names = settings.extractors
+    assert len(names) == 5
+    assert optimizer.passes == 2 * len(names)  # the target and the original, as uploaded
+    first = [set(optimizer.step()) & {f"feature_{name}" for name in names}
+             for _ in range(len(names))]
+    assert first == [{f"feature_{name}"} for name in names]  # one each, in declared order
+    # A step is one encoder pass, and a family's target on a view is encoded once.
+    assert optimizer.passes == len(names) + len(names) + len(optimizer.targets)
+    furthest = names[2]
+    optimizer.turns.weigh({name: 0.1 if name == furthest else 0.45 for name in names})
+    ran = Counter(next(key for key in optimizer.step() if key.startswith("feature_"))
+                  for _ in range(40))
+    assert ran[f"feature_{furthest}"] > 40 / 2  # weight 0.35 of 0.55 in all
+    assert all(ran[f"feature_{name}"] >= 1 for name in names)
 
 
 @pytest.mark.parametrize("defend", ["", "sd,mj", "sdxl,,unknown"])
@@ -291,7 +324,7 @@ def test_views_larger_than_the_working_size_are_checkpointed_for_the_same_steps(
         bundle, monkeypatch):
     generator = torch.Generator().manual_seed(6)
     image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
-    settings = CloakSettings(work_size=64, quality=8, transforms=())
+    settings = CloakSettings(work_size=64, quality=8, transforms=(), every_family=True)
     seen = Seen(image, torch.ones(1, 1, 64, 96), (64, 96))
     checkpointed, plain = (CloakOptimizer(bundle, seen, target, settings) for _ in range(2))
     plain.checkpointed = [False] * len(plain.views)
@@ -317,16 +350,17 @@ def test_views_larger_than_the_working_size_are_checkpointed_for_the_same_steps(
 
 
 def test_a_preset_stops_at_its_goal_before_its_most_steps(bundle, monkeypatch):
-    monkeypatch.setattr(settings_module, "QUALITY_GOALS", {**QUALITY_GOALS, "faster": 1e-4})
+    monkeypatch.setattr(settings_module, "QUALITY_GOALS", {**QUALITY_GOALS, "default": 1e-4})
     said = []
-    result = cloak(painting(64, 96), bundle, STYLE,
-                   CloakSettings(work_size=64, quality="faster"),
+    result = cloak(painting(64, 96), bundle, STYLE, CloakSettings(work_size=64),
                    progress=lambda fraction, message: said.append(message))
     report = result.report
     assert report.stopped == "goal" and report.goal == 1e-4
-    assert report.steps_run < CloakSettings(quality="faster").steps
+    assert report.steps_run < CloakSettings().steps
     assert report.after_upload > 0  # the output, measured again, moved toward the target
-    assert "goal 0%" in said[-1] and report.encoder_passes > report.steps_run * 5
+    # One encoder pass a step, and every family's at the set-up and at each check.
+    families = len(CloakSettings().extractors)
+    assert "goal 0%" in said[-1] and report.steps_run + 3 * families <= report.encoder_passes
 
 
 def test_a_shift_that_stops_growing_ends_the_run_at_a_plateau(bundle):
@@ -339,7 +373,9 @@ def test_a_shift_that_stops_growing_ends_the_run_at_a_plateau(bundle):
 
 def test_a_number_of_steps_runs_them_all_and_says_so(bundle):
     said = []
-    report = cloak(painting(64, 64), bundle, STYLE, CloakSettings(work_size=64, quality=40),
+    # Every family at every step: steps slow enough for the time left to count down in s.
+    settings = CloakSettings(work_size=64, quality=40, every_family=True)
+    report = cloak(painting(64, 64), bundle, STYLE, settings,
                    progress=lambda fraction, message: said.append(message)).report
     assert (report.stopped, report.steps_run, report.goal) == ("cap", 40, None)
     assert report.incomplete  # the demo's shift after an upload falls short, and it says so

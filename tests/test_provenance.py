@@ -106,7 +106,7 @@ def test_inspect_prints_the_record_and_fails_without_one(artwork, capsys):
     assert said.startswith("NOTE: DEMO bundle") and "target_style: Baroque painting" in said
     # How visible the cloak is, as the cloak measured it at full size.
     made = read_record(artwork.with_name("art.glazed.png"))
-    assert made["format"] == 5 and 0 <= made["visibility"]["over_jnd"] <= 0.01
+    assert made["format"] == 6 and 0 <= made["visibility"]["over_jnd"] <= 0.01
     assert (f"Visibility: {made['visibility']['over_jnd']:.1%} of pixels over their "
             "just-noticeable difference") in said and f"PSNR {made['psnr']:.1f} dB" in said
     # Why the cloak stopped and what it took (FAST: a number of steps, all run).
