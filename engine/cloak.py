@@ -175,10 +175,11 @@ class CloakOptimizer:
         self.target = target
         # An encoder's forward keeps for its backward what grows with the view: over its
         # weights, the SD encoder's forward and backward (bf16, CPU) peaked at 1.8 GiB on
-        # 512 x 512 and 5.9 GiB on the typical upload's 1024 x 720. Views larger than a
-        # working-size square recompute each encoder block in the backward instead: 3.2 GiB
-        # there, for up to a sixth more time on that view (benchmarks/cloak_step.py --memory).
-        self.checkpointed = [view.box[2] * view.box[3] > settings.work_size ** 2
+        # 512 x 512 and 5.9 GiB on the typical upload's 1024 x 720. Where that would take
+        # too much of the free memory, the view's blocks are recomputed in the backward
+        # instead: 3.2 GiB there, for up to a sixth more time (benchmarks/cloak_step.py
+        # --memory); where it fits, the time is saved.
+        self.checkpointed = [bundle.needs_checkpointing(self.defended, view.box[2] * view.box[3])
                              for view in self.views]
         # The views the report measures (the whole view, the typical upload's) see the
         # picture as it is on every other visit, so that their clean shifts are not left to

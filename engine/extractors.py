@@ -39,6 +39,10 @@ class Extractor:
     model_class: ClassVar[type[torch.nn.Module]]
     size_multiple: ClassVar[int] = 8  # input sides must be multiples of it
     channels_last: ClassVar[bool] = True  # 4-D convolutions, which the CPU runs faster so
+    # What a forward keeps for its backward, in bytes per pixel of the view, in bf16 without
+    # checkpointing (benchmarks/cloak_step.py --memory, 720 x 1024 on the CPU: SD's kl-f8
+    # encoder 5,877 MiB, FLUX.2's 5,866, Qwen-Image's 7,222).
+    activation_bytes: ClassVar[int] = 8_400
 
     def __init__(self, name: str, model: torch.nn.Module, source: str) -> None:
         self.name = name  # a DEFEND choice: sd, sdxl, flux, flux2, qwen
@@ -171,6 +175,7 @@ class QwenImageExtractor(Extractor):
 
     kind = "qwenimage"
     model_class = AutoencoderKLQwenImage
+    activation_bytes = 10_300
     channels_last = False
 
     def __init__(self, name: str, model: torch.nn.Module, source: str) -> None:

@@ -74,6 +74,9 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 # AlexNet's strides and pools leave nothing of a picture under about 32 px a side (a small
 # image's upload view is its own size): LPIPS compares such views enlarged to this.
 LPIPS_MIN_SIDE = 64
+# A view is encoded without recomputing its blocks where its activations take at most this
+# share of the free memory (ModelBundle.needs_checkpointing).
+MEMORY_SHARE = 0.5
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -185,6 +188,15 @@ class ModelBundle:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
+    def needs_checkpointing(self, names: Sequence[str], pixels: int) -> bool:
+        """Whether encoding a view of `pixels` through `names`' encoders (one at a time)
+        should recompute blocks in the backward: where keeping the activations would take
+        more than MEMORY_SHARE of the memory free now. Recomputing cost the SD encoder a
+        sixth more time on the typical upload's view (benchmarks/cloak_step.py --memory)."""
+        widest = max(self.extractor(name).activation_bytes for name in names)
+        scale = torch.finfo(self.precision).bits / 16
+        return widest * scale * pixels > MEMORY_SHARE * available_memory(self.device)
+
     def attention(self) -> contextlib.AbstractContextManager:
         """The attention-kernel context for encoder passes."""
         if self.device.type == "cpu":
@@ -248,6 +260,20 @@ class ModelBundle:
                 "generation": asdict(self.generation), "extractors": extractors}
         (folder / BUNDLE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return folder
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for new tensors on `device`: CUDA's free memory, the system's available
+    memory on Linux; 0 where it cannot be known (then every large view is checkpointed)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def pick_device(requested: str | None = None) -> torch.device:
