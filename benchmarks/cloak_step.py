@@ -7,7 +7,9 @@ convolutions, base width 96, 16 channels) VAE encoders, with random weights: the
 step does not depend on the weights' values. Prints, per size and precision, the median
 time of a bare SD encoder forward+backward, of one whole cloak step (encoders + LPIPS +
 resizes + Adam) defending against SD alone, against the three families of before 2026 (SD,
-SDXL, FLUX.1) and against all five, measured alternately in the same run, and the ratios.
+SDXL, FLUX.1) and against all five, every family's encoder at every step (`every_family`,
+as the cloak before goals ran them; the default runs one a step), measured alternately in
+the same run, and the ratios.
 
 With `--memory`, it also measures what each family's encoder forward+backward holds at its
 peak over what was held before (the weights, torch's kernels), with and without gradient
@@ -102,8 +104,8 @@ def measure(bundle: ModelBundle, size: int, repeats: int,
     coverage = torch.ones(1, 1, size, size, device=bundle.device)
     seen = Seen(image, coverage, (size, size))
     optimizers = [CloakOptimizer(bundle, seen, target, CloakSettings(
-        work_size=size, quality=repeats + 1, resize_robust=False, defend=defend))
-        for defend in defends]
+        work_size=size, quality=repeats + 1, resize_robust=False, defend=defend,
+        every_family=True)) for defend in defends]
     probe = image.clone().requires_grad_(True)
 
     def bare() -> None:

@@ -7,11 +7,13 @@ with |delta| <= linf everywhere as a hard safety cap.
 Several extractors. Phi is the set of image encoders the user defends against (SD 1/2,
 SDXL, FLUX.1, FLUX.2, Qwen-Image: `CloakSettings.defend`; engine/extractors.py). The target
 is Omega's one style-transferred image, encoded by each extractor. Each extractor's feature
-term is its squared distance to its target divided by the squared distance the image starts
-at, and the terms are averaged: every term starts at 1 whatever its latent's scale or
-channel count (SDXL's latents are scaled by 0.13, FLUX.2's have 128), so none dominates,
-and the average keeps the feature term on the scale alpha was chosen for with one
-extractor. Every defended encoder runs at every step.
+term is its squared distance to its target divided by that distance at its first visit of
+the view (where the image starts), and the terms are averaged: every term starts at 1
+whatever its latent's scale or channel count (SDXL's latents are scaled by 0.13, FLUX.2's
+have 128), so none dominates, and the average keeps the feature term on the scale alpha
+was chosen for with one extractor. A step runs one family's encoder, the families taking
+turns weighted toward the one furthest from its goal (FamilyTurns); every check measures
+them all.
 
 Large images. A mimic never trains on the full-resolution file: it resizes it to its training
 size (512-1024 px) and often crops. So the loss is taken where the mimic looks: on "views"
