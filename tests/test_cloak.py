@@ -10,7 +10,7 @@ from conftest import painting, times_left
 from glaze.engine import Cancelled, CloakSettings
 from glaze.engine import models as models_module
 from glaze.engine import settings as settings_module
-from glaze.engine.cloak import INCOMPLETE_BELOW, CloakOptimizer, cloak
+from glaze.engine.cloak import INCOMPLETE_BELOW, CloakOptimizer, FamilyTurns, cloak
 from glaze.engine.fullres import Seen
 from glaze.engine.geometry import MAX_SIDE, check_size
 from glaze.engine.models import MEMORY_SHARE, load_bundle
@@ -144,6 +144,13 @@ def test_steps_take_the_families_in_turns_weighted_toward_the_furthest(bundle):
                   for _ in range(40))
     assert ran[f"feature_{furthest}"] > 40 / 2  # weight 0.35 of 0.55 in all
     assert all(ran[f"feature_{name}"] >= 1 for name in names)
+
+
+def test_turns_without_a_goal_favour_the_families_behind_the_strongest():
+    turns = FamilyTurns(("sd", "flux2"), None)  # a number of steps: no goal
+    turns.weigh({"sd": 0.3, "flux2": 0.1})  # weights 0.05 and 0.25
+    ran = Counter(turns.next() for _ in range(30))
+    assert ran == {"sd": 5, "flux2": 25}
 
 
 @pytest.mark.parametrize("defend", ["", "sd,mj", "sdxl,,unknown"])
