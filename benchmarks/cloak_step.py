@@ -14,12 +14,14 @@ the same run, and the ratios.
 With `--memory`, it also measures what each family's encoder forward+backward holds at its
 peak over what was held before (the weights, torch's kernels), with and without gradient
 checkpointing, and its time, each in a process of its own (CPU: the resident high-water
-mark; CUDA: torch's allocator). The activations grow with the view's pixels; the cloak
-checkpoints views larger than a working-size square, such as a typical upload's.
+mark; CUDA: torch's allocator), and the time of a forward pass alone. The activations grow
+with the view's pixels; the cloak checkpoints a view where they would take more than half
+the free memory (ModelBundle.needs_checkpointing, from each extractor's bytes a pixel).
 
     python benchmarks/cloak_step.py --sizes 512 --precisions bf16 --repeats 3
     python benchmarks/cloak_step.py --sizes --memory 512x512 720x1024   # a few minutes
     python benchmarks/cloak_step.py --sizes --memory 720x1024 --families qwen flux2
+    python benchmarks/cloak_step.py --sizes --memory 720x1024 --families sd taef2
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLQwenImage
@@ -47,6 +50,7 @@ from glaze.engine.models import (
     pick_precision,
 )
 from glaze.engine.settings import CloakSettings
+from glaze.engine.taef2 import find_weights, measurement_bundle
 
 # The extractors' full-size architectures: SD's kl-f8 VAE (34M-parameter encoder), which
 # SDXL's shares with its own scaling, FLUX.1's with 16 latent channels and FLUX.2's with
@@ -64,6 +68,9 @@ FULL_SIZE = {
     "qwen": lambda: AutoencoderKLQwenImage(),
 }
 BEFORE_2026 = ("sd", "sdxl", "flux")  # the families defended before FLUX.2 and Qwen-Image
+TAEF2 = "taef2"  # --memory's name for the trained TAEF2 (engine/taef2.py), not a family
+# TAEF2's weights, in shared/weights beside the repository (the benchmarks' one place).
+WEIGHTS = find_weights(Path(__file__).resolve().parent.parent)
 
 
 def full_size_bundle(device: str | None, precision: str,
@@ -144,12 +151,16 @@ def view_shape(text: str) -> tuple[int, int]:
 def peak(device: str | None, precision: str, view: tuple[int, int], checkpointed: bool,
          family: str = "sd") -> dict[str, float]:
     """One `family` encoder forward+backward on a `view` (h, w) image, in this process: MiB
-    held at the peak over what was held before it, and seconds."""
-    bundle = full_size_bundle(device, precision, (family,))
+    held at the peak over what was held before it, and seconds; and the seconds of a
+    forward pass alone (no gradient), what a check or a target costs."""
+    if family == TAEF2:
+        bundle, name = measurement_bundle(WEIGHTS, device, precision), "flux2"
+    else:
+        bundle, name = full_size_bundle(device, precision, (family,)), family
     cuda = bundle.device.type == "cuda"
 
     def forward_backward(image: torch.Tensor) -> None:
-        bundle.encode(image.requires_grad_(True), family, checkpointed).square().mean(
+        bundle.encode(image.requires_grad_(True), name, checkpointed).square().mean(
         ).backward()
 
     forward_backward(torch.rand(1, 3, 64, 64, device=bundle.device))  # kernels, small
@@ -161,14 +172,16 @@ def peak(device: str | None, precision: str, view: tuple[int, int], checkpointed
         base = restart_peak()
     seconds = timed(lambda: forward_backward(image))
     top = torch.cuda.max_memory_allocated() if cuda else peak_bytes()
-    return {"peak_mib": (top - base) / MIB, "seconds": seconds}
+    with torch.no_grad():
+        forward = timed(lambda: bundle.encode(image.detach(), name))
+    return {"peak_mib": (top - base) / MIB, "seconds": seconds, "forward": forward}
 
 
 def memory_table(views: list[str], precisions: list[str], device: str | None,
                  families: list[str]) -> None:
     print("\nEncoder forward+backward, peak over what was held before it; one each")
     print(f"{'family':>7} {'view':>10} {'precision':>9} {'plain MiB':>10} {'ckpt MiB':>9} "
-          f"{'plain s':>8} {'ckpt s':>7}")
+          f"{'plain s':>8} {'ckpt s':>7} {'fwd s':>6}")
     for family in families:
         for precision in precisions:
             for view in views:
@@ -189,7 +202,7 @@ def memory_row(family: str, view: str, precision: str, device: str | None) -> No
     plain, checkpointed_row = rows
     print(f"{family:>7} {view:>10} {precision:>9} {plain['peak_mib']:>10.0f} "
           f"{checkpointed_row['peak_mib']:>9.0f} {plain['seconds']:>8.1f} "
-          f"{checkpointed_row['seconds']:>7.1f}", flush=True)
+          f"{checkpointed_row['seconds']:>7.1f} {plain['forward']:>6.1f}", flush=True)
 
 
 def main() -> None:
@@ -200,8 +213,10 @@ def main() -> None:
     parser.add_argument("--device")
     parser.add_argument("--memory", nargs="*", metavar="HxW", default=[],
                         help="views whose peak memory to measure, plain and checkpointed")
-    parser.add_argument("--families", nargs="+", default=list(FULL_SIZE), choices=FULL_SIZE,
-                        help="the encoders whose memory to measure")
+    parser.add_argument("--families", nargs="+", default=list(FULL_SIZE),
+                        choices=[*FULL_SIZE, TAEF2],
+                        help="the encoders whose memory to measure (taef2: the trained "
+                        "TAEF2 in ../shared/weights)")
     parser.add_argument("--peak-of", help=argparse.SUPPRESS)  # a child's view
     parser.add_argument("--checkpointed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cloak_step import FULL_SIZE, full_size_bundle  # this folder's: full-size random VAEs
+from cloak_step import FULL_SIZE, WEIGHTS, full_size_bundle  # this folder's: full-size random VAEs
 from PIL import Image
 
 from glaze.engine.cloak import cloak_toward
@@ -50,12 +50,11 @@ from glaze.engine.geometry import UPLOAD_LONG_SIDE, View, center_crop_view, fit,
 from glaze.engine.models import ModelBundle, load_bundle
 from glaze.engine.pixels import image_array, image_tensor
 from glaze.engine.settings import CloakSettings
-from glaze.engine.taef2 import find_weights, measurement_bundle
+from glaze.engine.taef2 import measurement_bundle
 from glaze.engine.transforms import jpeg
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "sample-artwork.png"
-WEIGHTS = find_weights(ROOT)  # TAEF2's, in shared/weights beside the repository
 TAEF2 = "taef2"
 
 

@@ -91,8 +91,9 @@ TURN_FLOOR = 0.05
 BUDGET_HALVINGS = 8  # the scale that brings a cloak back within p, to 1/256
 # Checks of the after-upload shift (engine/stopping.py): as often as keeps their cost near
 # CHECK_SHARE of the run, every 2 to 25 steps. An encoder's forward pass costs about
-# FORWARD_SHARE of its forward and backward (benchmarks/cloak_step.py, SD's encoder on the
-# CPU: 2.8 of 7.1 s at 512 x 512, 10.1 of 33-39 s at 1024 x 720).
+# FORWARD_SHARE of its forward and backward (benchmarks/cloak_step.py --sizes --memory
+# 720x1024 --families sd taef2, on the CPU at 1024 x 720: SD's encoder 10.6 of 34.9 s,
+# TAEF2 1.0 of 2.3 s).
 CHECK_SHARE, CHECK_EVERY, FORWARD_SHARE = 0.1, (2, 25), 1 / 3
 
 
@@ -181,8 +182,8 @@ class CloakOptimizer:
         # too much of the free memory, the view's blocks are recomputed in the backward
         # instead: 3.2 GiB there, for up to a sixth more time (benchmarks/cloak_step.py
         # --memory); where it fits, the time is saved.
-        self.checkpointed = [bundle.needs_checkpointing(self.defended, view.box[2] * view.box[3])
-                             for view in self.views]
+        self.checkpointed = bundle.needs_checkpointing(
+            self.defended, [view.pixels for view in self.views])
         # The views the report measures (the whole view, the typical upload's) see the
         # picture as it is on every other visit, so that their clean shifts are not left to
         # the draw: in 12 steps, whether one of the whole view's two visits drew `none`
@@ -241,9 +242,9 @@ class CloakOptimizer:
         uploaded_view = transformed.detach().requires_grad_(True)
         terms = {}
         families = self.defended if self.settings.every_family else (self.turns.next(),)
+        view = self.views[index]
         for name in families:
             latent = self.bundle.encode(uploaded_view, name, self.checkpointed[index])
-            view = self.views[index]
             distance = F.mse_loss(latent, self.target_of(name, view))
             scale = self.scales.setdefault((name, view), distance.detach().clamp_min(1e-12))
             term = distance / scale
@@ -277,12 +278,10 @@ class CloakOptimizer:
         step, one family's or every family's forward and backward on its view), not from
         measured times, so that the same settings check, and stop, at the same steps on
         any machine."""
-        order = [self.views[index].box for index in self.order]
-        step = sum(height * width for _, _, height, width in order) / len(order)
+        step = sum(self.views[index].pixels for index in self.order) / len(self.order)
         if self.settings.every_family:
             step *= len(self.defended)
-        _, _, height, width = self.upload_view.box
-        check = FORWARD_SHARE * height * width * len(self.defended)
+        check = FORWARD_SHARE * self.upload_view.pixels * len(self.defended)
         fewest, most = CHECK_EVERY
         return min(max(math.ceil(check / (CHECK_SHARE * step)), fewest), most)
 

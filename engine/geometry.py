@@ -58,6 +58,11 @@ class View:
     size: tuple[int, int]
     box: tuple[int, int, int, int]  # top, left, height, width
 
+    @property
+    def pixels(self) -> int:
+        """The pixels an encoder sees of this view."""
+        return self.box[2] * self.box[3]
+
     def apply(self, images: torch.Tensor) -> torch.Tensor:
         top, left, height, width = self.box
         return resize(images, self.size)[..., top:top + height, left:left + width]

@@ -78,6 +78,7 @@ LPIPS_MIN_SIDE = 64
 # share of the free memory (ModelBundle.needs_checkpointing).
 MEMORY_SHARE = 0.5
 
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """How Omega is run for style transfer and for target-style centroids."""
@@ -188,14 +189,16 @@ class ModelBundle:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def needs_checkpointing(self, names: Sequence[str], pixels: int) -> bool:
-        """Whether encoding a view of `pixels` through `names`' encoders (one at a time)
-        should recompute blocks in the backward: where keeping the activations would take
-        more than MEMORY_SHARE of the memory free now. Recomputing cost the SD encoder a
-        sixth more time on the typical upload's view (benchmarks/cloak_step.py --memory)."""
+    def needs_checkpointing(self, names: Sequence[str], pixels: Sequence[int]) -> list[bool]:
+        """For views of `pixels` each, whether encoding them through `names`' encoders (one
+        at a time) should recompute blocks in the backward: where keeping the activations
+        would take more than MEMORY_SHARE of the memory free now. Recomputing cost the SD
+        encoder a sixth more time on the typical upload's view (benchmarks/cloak_step.py
+        --memory)."""
         widest = max(self.extractor(name).activation_bytes for name in names)
+        room = MEMORY_SHARE * available_memory(self.device)
         scale = torch.finfo(self.precision).bits / 16
-        return widest * scale * pixels > MEMORY_SHARE * available_memory(self.device)
+        return [widest * scale * count > room for count in pixels]
 
     def attention(self) -> contextlib.AbstractContextManager:
         """The attention-kernel context for encoder passes."""

@@ -116,7 +116,7 @@ class Taef2Extractor(Extractor):
 
     kind = "taef2"
     model_class = nn.Sequential
-    activation_bytes = 1_300  # 886 MiB at 720 x 1024 (bf16, CPU)
+    activation_bytes = 1_300  # 885 MiB at 720 x 1024 (bf16, CPU; cloak_step.py --memory)
 
     def __init__(self, name: str, model: nn.Module, source: str,
                  decoder: nn.Module | None = None) -> None:
