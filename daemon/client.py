@@ -124,7 +124,8 @@ STOPPED = {"goal": "reached its goal", "plateau": "stopped where the shift stopp
 
 def stopping_text(report: dict) -> str:
     """Why the run ended and what it took: "reached its goal (40%) in 84 steps, 260 encoder
-    passes". A report from an older daemon gives ""."""
+    passes", and the step whose cloak it kept where that is not the last. A report from an
+    older daemon gives ""."""
     reason = STOPPED.get(report.get("stopped"))
     if reason is None:
         return ""
@@ -132,8 +133,11 @@ def stopping_text(report: dict) -> str:
     if report.get("goal") is not None:
         text += f" ({report['goal']:.0%})" if report["stopped"] == "goal" else (
             f", short of its goal ({report['goal']:.0%})")
-    return (f"{text} in {report.get('steps_run', 0)} steps, "
-            f"{report.get('encoder_passes', 0)} encoder passes")
+    steps = report.get("steps_run", 0)
+    text += f" in {steps} steps"
+    if report.get("kept_step", steps) < steps:
+        text += f", keeping step {report['kept_step']}'s cloak, the best of its last checks"
+    return f"{text}, {report.get('encoder_passes', 0)} encoder passes"
 
 
 def describe(result: dict) -> str:

@@ -70,7 +70,7 @@ from .models import ModelBundle
 from .pixels import check_pixels, image_array
 from .progress import CancelCheck, Progress, ProgressCallback
 from .settings import CloakSettings
-from .stopping import Check, Stopping, time_left_text
+from .stopping import PLATEAU, Check, Stopping, time_left_text
 from .transfer import transfer_style
 from .transforms import TransformDraw, uploaded
 from .visibility import flat_mask, full_visibility, haloed_strip, jnd_map
@@ -133,6 +133,7 @@ class CloakReport:
     budget: float  # p
     linf_cap: float
     steps_run: int
+    kept_step: int  # the step whose delta the output is: the last, or at a plateau the best
     # Why the run stopped (engine/stopping.py: the goal reached, a plateau of the shift, the
     # most steps) and the goal it ran toward (None: every step runs).
     stopped: str
@@ -212,6 +213,8 @@ class CloakOptimizer:
                      SignedSteps(self.delta, settings.linf if self.bound is None
                                  else self.bound.cap, min(SIGNED_HORIZON, settings.steps)))
         self.steps_run = 0
+        self.kept: tuple[int, torch.Tensor] | None = None  # a check's step and its delta
+        self.kept_step = 0  # the step whose delta `optimize` ended with
         self.stopped: str | None = None  # why `optimize` ended the run
         self.stopping: Stopping | None = None  # its rule and checks, once `optimize` runs
         self.check_seconds: list[float] = []  # what each check took
@@ -320,6 +323,19 @@ class CloakOptimizer:
         self.turns.weigh(shifts)
         return shifts
 
+    def keep(self) -> None:
+        """Keep delta as it stands, to end with it (`restore_kept`)."""
+        self.kept = (self.steps_run, self.delta.detach().clone())
+
+    def restore_kept(self) -> int:
+        """Go back to the kept delta, if any; the step it was kept at."""
+        if self.kept is None:
+            return self.steps_run
+        step, delta = self.kept
+        with torch.no_grad():
+            self.delta.copy_(delta)
+        return step
+
     def full_delta(self, source: np.ndarray) -> fullres.DeltaRows:
         """delta carried to full resolution, within the L_inf cap and the perceptual
         bound of `source`'s own pixels, by strips of rows."""
@@ -340,6 +356,7 @@ class SignedSteps:
 
     def __init__(self, delta: torch.Tensor, scale: torch.Tensor | float, horizon: int) -> None:
         self.delta, self.scale, self.horizon, self.steps = delta, scale, max(horizon, 1), 0
+        self.settled: int | None = self.horizon  # from here on, its step stays the same
 
     @property
     def rate(self) -> float:
@@ -356,6 +373,8 @@ class SignedSteps:
 class AdamSteps:
     """Adam, its rate cosine-annealed over the quality's steps: the step rule of the cloak
     before goals (`CloakSettings.step_rule` "adam"), kept to measure the new one against."""
+
+    settled = None  # its rate falls to the last step
 
     def __init__(self, delta: torch.Tensor, settings: CloakSettings) -> None:
         steps = max(settings.steps, 1)
@@ -575,8 +594,10 @@ def optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSetti
              phase: Progress) -> np.ndarray:
     """Run the optimizer until its stopping rule ends it (engine/stopping.py), reporting
     progress with the time left; the cloaked image in the source's own format. The reason
-    it stopped is left in `optimizer.stopped`."""
-    stopping = optimizer.stopping = Stopping(settings.goal, settings.steps)
+    it stopped is left in `optimizer.stopped`, the step whose delta it is in
+    `optimizer.kept_step`."""
+    stopping = optimizer.stopping = Stopping(settings.goal, settings.steps,
+                                             optimizer.rule.settled)
     started = time.perf_counter()
     every, shown = optimizer.check_every(), 0.0
     while (reason := stopping.reason(optimizer.steps_run)) is None:
@@ -588,11 +609,17 @@ def optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSetti
         if steps % every == 0 and steps < settings.steps:
             checking = time.perf_counter()
             stopping.add(Check(steps, checking - started, optimizer.check()))
+            if stopping.worth_keeping():
+                optimizer.keep()
             optimizer.check_seconds.append(time.perf_counter() - checking)
         seconds = time.perf_counter() - started
         left = stopping.seconds_left(steps, seconds)
         shown = max(shown, seconds / (seconds + left) if left > 0 else 1.0)
         phase.report(shown, _progress_text(steps, settings, stopping, left))
+    # Past the step rule's settling a plateau's last steps only wandered: its best check's
+    # delta is kept (engine/stopping.py).
+    optimizer.kept_step = (optimizer.restore_kept() if reason == PLATEAU
+                           else optimizer.steps_run)
     optimizer.within_budget()
     optimizer.stopped = reason
     return fullres.merge(source, optimizer.full_delta(source))
@@ -663,7 +690,8 @@ def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
         target_style=target_style, bundle=bundle.name, model=bundle.source,
         protection_note=bundle.protection_note,
         width=shape[1], height=shape[0], budget=settings.budget, linf_cap=settings.linf,
-        steps_run=optimizer.steps_run, stopped=optimizer.stopped, goal=settings.goal,
+        steps_run=optimizer.steps_run, kept_step=optimizer.kept_step,
+        stopped=optimizer.stopped, goal=settings.goal,
         encoder_passes=optimizer.passes, seed=settings.seed, seconds=0.0,
         **_measure(bundle, optimizer, delivered, posted, image, output))
     report.seconds = time.perf_counter() - started

@@ -4,8 +4,13 @@ Every few steps the cloak checks each defended family's shift after a typical up
 `incomplete` judges). The run ends at the first check where every family has reached the
 goal of its quality preset, when the weakest family's shift has stopped growing over the
 last checks (a plateau: more steps would buy nothing), or at the preset's cap of steps.
-The output is the last step's: on random-weight encoders, whose shift after an upload is
-noise, "the best check" would pick an early step and give up the shift on the views.
+
+Once the step rule has settled (its step no longer shrinks: SignedSteps past its horizon),
+the shift no longer converges but wanders within a step's reach of where it is, so a single
+check that does not beat the best is a plateau, and the run keeps the delta of its best
+check since it settled. Before that the output is the last step's: on random-weight
+encoders, whose shift after an upload is noise, "the best check" of the whole run would
+pick an early step and give up the shift on the views.
 
 Plain Python: the rules are tested apart from any model.
 """
@@ -35,10 +40,13 @@ class Check:
 
 @dataclass
 class Stopping:
-    """The stopping rule of one run: `goal` (None: run to the cap) and `cap` in steps."""
+    """The stopping rule of one run: `goal` (None: run to the cap), `cap` in steps and
+    `settled`, the step from which the step rule's step stays the same (None: it shrinks
+    to the end)."""
 
     goal: float | None
     cap: int
+    settled: int | None = None
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -48,6 +56,20 @@ class Stopping:
 
     def add(self, check: Check) -> None:
         self.checks.append(check)
+
+    @property
+    def settled_checks(self) -> list[Check]:
+        """The checks taken since the step rule settled."""
+        if self.settled is None:
+            return []
+        return [check for check in self.checks if check.step >= self.settled]
+
+    def worth_keeping(self) -> bool:
+        """Whether the last check is the best since the step rule settled: its delta is
+        the one a plateau there ends with."""
+        settled = self.settled_checks
+        return bool(settled) and settled[-1] is max(reversed(settled),
+                                                    key=lambda check: check.weakest)
 
     def reason(self, steps_run: int) -> str | None:
         """Why the run stops now (GOAL, PLATEAU, CAP), or None to go on."""
@@ -61,10 +83,12 @@ class Stopping:
 
     def _plateau(self) -> bool:
         """Whether the best shift grew by less than PLATEAU_GAIN since the window began: the
-        last PLATEAU_CHECKS checks, and at least PLATEAU_STEPS steps."""
+        last PLATEAU_CHECKS checks and at least PLATEAU_STEPS steps, or once the step rule
+        has settled, the last check alone."""
         last = self.checks[-1].step
-        before = [check for check in self.checks[:-PLATEAU_CHECKS]
-                  if check.step <= last - PLATEAU_STEPS]
+        checks, steps = ((1, 0) if len(self.settled_checks) > 1
+                         else (PLATEAU_CHECKS, PLATEAU_STEPS))
+        before = [check for check in self.checks[:-checks] if check.step <= last - steps]
         if not before:
             return False
         return self.best.weakest - max(check.weakest for check in before) < PLATEAU_GAIN

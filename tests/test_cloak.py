@@ -10,11 +10,12 @@ from conftest import painting, times_left
 from glaze.engine import Cancelled, CloakSettings
 from glaze.engine import models as models_module
 from glaze.engine import settings as settings_module
-from glaze.engine.cloak import INCOMPLETE_BELOW, CloakOptimizer, FamilyTurns, cloak
+from glaze.engine.cloak import INCOMPLETE_BELOW, CloakOptimizer, FamilyTurns, cloak, optimize
 from glaze.engine.fullres import Seen
 from glaze.engine.geometry import MAX_SIDE, check_size
 from glaze.engine.models import MEMORY_SHARE, load_bundle
 from glaze.engine.pixels import check_pixels
+from glaze.engine.progress import Progress
 from glaze.engine.transforms import TransformDraw
 from glaze.options import DEFEND, QUALITY, QUALITY_GOALS
 
@@ -381,6 +382,32 @@ def test_a_shift_that_stops_growing_ends_the_run_at_a_plateau(bundle):
     report = cloak(painting(64, 64), bundle, STYLE, settings).report
     assert report.stopped == "plateau" and report.steps_run < settings.steps
     assert report.incomplete
+
+
+def test_a_plateau_past_the_settling_ends_with_its_best_check_s_delta(bundle, monkeypatch):
+    generator = torch.Generator().manual_seed(8)
+    image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
+    settings = CloakSettings(work_size=64, quality="default", transforms=(),
+                             visibility_bound=False)
+    optimizer = CloakOptimizer(bundle, Seen(image, torch.ones(1, 1, 64, 96), (64, 96)),
+                               target, settings)
+    settled, every = optimizer.rule.settled, optimizer.check_every()
+    # Scripted shifts: rising to the settling, best one check after it, then lower.
+    best_step = (settled // every + 1) * every
+    shifts = iter(0.3 - abs(best_step - step) / 1000 for step in range(every, 10**4, every))
+    deltas = {}
+
+    def scripted() -> dict[str, float]:
+        deltas[optimizer.steps_run] = optimizer.delta.detach().clone()
+        return dict.fromkeys(settings.extractors, next(shifts))
+
+    monkeypatch.setattr(optimizer, "check", scripted)
+    monkeypatch.setattr(optimizer, "within_budget", lambda: None)
+    optimize(optimizer, painting(64, 96), settings, Progress(None))
+    assert optimizer.stopped == "plateau" and optimizer.steps_run == best_step + every
+    assert optimizer.kept_step == best_step
+    torch.testing.assert_close(optimizer.delta.detach(), deltas[best_step])
+    assert not torch.equal(deltas[best_step], deltas[best_step + every])
 
 
 def test_a_number_of_steps_runs_them_all_and_says_so(bundle):

@@ -45,6 +45,24 @@ def test_a_plateau_ends_the_run_short_of_its_goal():
     assert stopping.reason(len(flat) * (PLATEAU_STEPS // 8)) is None
 
 
+def test_once_settled_a_check_that_does_not_beat_the_best_is_a_plateau():
+    rising = [0.1, 0.2, 0.3, 0.4, 0.5]  # every 10 steps; the step rule settles at 40
+    stopping = checked(Stopping(goal=0.9, cap=500, settled=40), *rising)
+    assert stopping.reason(50) is None and stopping.worth_keeping()  # 50 beat 40
+    stopping.add(Check(60, 120.0, {"sd": 0.5 + PLATEAU_GAIN / 2}))
+    assert stopping.reason(60) == PLATEAU and stopping.worth_keeping()
+    # Not settled yet: the same checks need the whole window.
+    unsettled = checked(Stopping(goal=0.9, cap=500, settled=None), *rising)
+    unsettled.add(Check(60, 120.0, {"sd": 0.5 + PLATEAU_GAIN / 2}))
+    assert unsettled.reason(60) is None and not unsettled.worth_keeping()
+    # A settled check below the best since settling is a plateau, and not worth keeping.
+    dipped = checked(Stopping(goal=0.9, cap=500, settled=40), *rising, 0.45)
+    assert dipped.reason(60) == PLATEAU and not dipped.worth_keeping()
+    # The check at the settling step is judged by the whole window, as before it.
+    at_settling = checked(Stopping(goal=0.9, cap=500, settled=50), *rising)
+    assert at_settling.reason(50) is None and at_settling.worth_keeping()
+
+
 def test_without_a_goal_every_step_runs_and_the_cap_ends_it():
     stopping = checked(Stopping(goal=None, cap=50), 0.5, 0.5, 0.5, 0.5, 0.5)
     assert stopping.reason(49) is None
