@@ -119,7 +119,7 @@ def visibility_text(report: dict, with_psnr: bool = True) -> str:
 
 # Why a cloak stopped (engine/stopping.py's reasons), as the user is told.
 STOPPED = {"goal": "reached its goal", "plateau": "stopped where the shift stopped growing",
-           "cap": "ran its most steps"}
+           "cap": "ran its most steps", "cancelled": "was finished early on request"}
 
 
 def stopping_text(report: dict) -> str:
@@ -478,6 +478,10 @@ class Job:
 
     def cancel(self) -> None:
         self.client.request({"type": "cancel", "job": self.id})
+
+    def finish(self) -> None:
+        """End the cloak at its next step with what it has made (its result still comes)."""
+        self.client.request({"type": "finish", "job": self.id})
 
     def state(self) -> str:
         return self.client.request({"type": "job-state", "job": self.id})["state"]

@@ -81,6 +81,7 @@ class Job:
     # worker (taking the job, ending it) or by a cancel that ends it while it waits.
     state: str = "queued"
     cancel: threading.Event = field(default_factory=threading.Event)
+    finish: threading.Event = field(default_factory=threading.Event)  # end with what it has
     reason: str = "cancelled"
     concluded: bool = False  # its final event (result, failed, cancelled) has been sent
     of: str | None = None  # a preview job: the cloak job whose pictures it shows
@@ -296,6 +297,13 @@ class Daemon:
         self._cancel_job(job, "cancelled by the client")
         return {"type": "cancelling", "job": job.id}
 
+    def _finish(self, identity: bytes, header: dict, buffers: list) -> dict:
+        """End a cloak at its next step (after one at least) with what it has made: its
+        result comes as any other's, its report saying `stopped` "cancelled"."""
+        job = self._job(header)
+        job.finish.set()
+        return {"type": "finishing", "job": job.id}
+
     def _job_state(self, identity: bytes, header: dict, buffers: list) -> dict:
         job_id = header.get("job")
         if isinstance(job_id, str) and job_id in self.finished:
@@ -316,7 +324,7 @@ class Daemon:
 
     HANDLERS: dict[str, Callable] = {
         "hello": _hello, "status": _status, "submit": _submit, "preview": _preview,
-        "cancel": _cancel,
+        "cancel": _cancel, "finish": _finish,
         "job-state": _job_state, "ping": _ping, "echo": _echo, "stop": _stop,
     }
 
@@ -431,7 +439,7 @@ class Daemon:
             self.bundle, job.profile, [pixels], override=job.target,
             seed=job.settings.seed, progress=Progress(progress, job.cancel.is_set))
         result = cloak(pixels, self.bundle, profile.target_style, job.settings,
-                       progress=progress, cancel=job.cancel.is_set)
+                       progress=progress, cancel=job.cancel.is_set, finish=job.finish.is_set)
         out = to_buffer(result.image, job.layout, job.pixels)
         self._keep_for_preview(job.id, result)
         layout = {name: job.layout[name] for name in protocol.LAYOUT_FIELDS}

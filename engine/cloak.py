@@ -68,7 +68,7 @@ from .geometry import (
 )
 from .models import ModelBundle
 from .pixels import check_pixels, image_array
-from .progress import CancelCheck, Progress, ProgressCallback
+from .progress import CancelCheck, FinishCheck, Progress, ProgressCallback
 from .settings import CloakSettings
 from .stopping import PLATEAU, Check, Stopping, time_left_text
 from .transfer import transfer_style
@@ -135,7 +135,8 @@ class CloakReport:
     steps_run: int
     kept_step: int  # the step whose delta the output is: the last, or at a plateau the best
     # Why the run stopped (engine/stopping.py: the goal reached, a plateau of the shift, the
-    # most steps) and the goal it ran toward (None: every step runs).
+    # most steps, or "cancelled": finished early when asked) and the goal it ran toward
+    # (None: every step runs).
     stopped: str
     goal: float | None
     encoder_passes: int  # forward passes of the defended encoders, set-up and checks included
@@ -600,7 +601,7 @@ def optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSetti
                                              optimizer.rule.settled)
     started = time.perf_counter()
     every, shown = optimizer.check_every(), 0.0
-    while (reason := stopping.reason(optimizer.steps_run)) is None:
+    while (reason := stopping.reason(optimizer.steps_run, phase.finishing())) is None:
         phase.check(optimizer.steps_run)
         optimizer.step()
         steps = optimizer.steps_run
@@ -637,7 +638,8 @@ def _progress_text(steps: int, settings: CloakSettings, stopping: Stopping,
 
 def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
                  settings: CloakSettings | None = None, progress: ProgressCallback | None = None,
-                 cancel: CancelCheck | None = None) -> np.ndarray:
+                 cancel: CancelCheck | None = None,
+                 finish: FinishCheck | None = None) -> np.ndarray:
     """The cloak's optimization toward a given target image (1 x 3 x h x w in [0, 1], at
     the whole view's size) instead of a style transfer: the encoder attacks PhotoGuard and
     Mist make, and fixed targets for benchmarks."""
@@ -647,7 +649,7 @@ def cloak_toward(image: np.ndarray, bundle: ModelBundle, target: torch.Tensor,
     views = cloak_views(image.shape[:2], settings, bundle)
     optimizer = CloakOptimizer(bundle, see(image, settings, bundle, views),
                                target.to(bundle.device), settings, views)
-    return optimize(optimizer, image, settings, Progress(progress, cancel))
+    return optimize(optimizer, image, settings, Progress(progress, cancel, finish=finish))
 
 
 def style_target(bundle: ModelBundle, seen: fullres.Seen, target_style: str,
@@ -662,18 +664,20 @@ def style_target(bundle: ModelBundle, seen: fullres.Seen, target_style: str,
 
 def cloak(image: np.ndarray, bundle: ModelBundle, target_style: str,
           settings: CloakSettings | None = None, progress: ProgressCallback | None = None,
-          cancel: CancelCheck | None = None) -> CloakResult:
+          cancel: CancelCheck | None = None, finish: FinishCheck | None = None) -> CloakResult:
     """Cloak `image` (H x W x 3|4; uint8, uint16, float16 or float32) toward `target_style`.
 
     Returns the cloaked image in the input's own format (alpha untouched) and a report.
-    Raises ValueError for unsupported input and Cancelled when `cancel()` turns true.
+    Raises ValueError for unsupported input and Cancelled when `cancel()` turns true. When
+    `finish()` turns true the cloak ends at its next step (after one at least) with what it
+    has made, and its report says `stopped` "cancelled".
     """
     settings = settings or CloakSettings()
     started = time.perf_counter()
     check_pixels(image)
     shape = image.shape[:2]
     check_size(shape)
-    tracker = Progress(progress, cancel)
+    tracker = Progress(progress, cancel, finish=finish)
     tracker.check()
     for name in settings.extractors:  # a missing extractor is refused before any work
         bundle.extractor(name)

@@ -1,4 +1,5 @@
-"""Progress reporting and cooperative cancellation, shared by every long engine call."""
+"""Progress reporting, cooperative cancellation and "finish now", shared by every long engine
+call."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], message)
 CancelCheck = Callable[[], bool]  # returns True once the caller wants the work stopped
+# returns True once the caller wants a cloak ended at its next step, keeping what it made
+FinishCheck = Callable[[], bool]
 
 
 class Cancelled(Exception):
@@ -25,6 +28,7 @@ class Progress:
     cancel: CancelCheck | None = None
     start: float = 0.0
     end: float = 1.0
+    finish: FinishCheck | None = None
 
     def report(self, fraction: float, message: str) -> None:
         if self.callback is not None:
@@ -36,8 +40,12 @@ class Progress:
         if self.cancel is not None and self.cancel():
             raise Cancelled(steps_run)
 
+    def finishing(self) -> bool:
+        """Whether the caller asked to end the work now and keep what it made."""
+        return self.finish is not None and self.finish()
+
     def phase(self, start: float, end: float) -> Progress:
         """The sub-slice [start, end] of this one (fractions of this slice)."""
         span = self.end - self.start
         return Progress(self.callback, self.cancel, self.start + span * start,
-                        self.start + span * end)
+                        self.start + span * end, self.finish)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from .stopping import CANCELLED
+
 FORMAT = 6  # 2: the defended extractors and each one's shift; 3: the transforms, the shift
 # after a typical upload; 4: the perceptual bound, and how visible the change is; 5: the
 # goal a run stops at, its step rule, why it stopped and its encoder passes; 6: one
@@ -60,6 +62,8 @@ def mismatch(found: dict | None, asked: dict) -> str | None:
     """Why an output with record `found` is not what `asked` wants (None: it is)."""
     if found is None:
         return "it has no record of what made it"
+    if found.get("stopped") == CANCELLED:  # made as asked, but not all of it
+        return "it was finished early, before its cloak's own end"
     for key in MUST_MATCH:
         if asked.get(key) is None and key not in NONE_MEANS_OFF:
             return f"this run's {key.replace('_', ' ')} is not known before cloaking"

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-GOAL, PLATEAU, CAP = "goal", "plateau", "cap"  # why a run stopped, as reported
+# Why a run stopped, as reported. CANCELLED: the caller asked to finish now (after a step at
+# least), and the output keeps what the steps so far made.
+GOAL, PLATEAU, CAP, CANCELLED = "goal", "plateau", "cap", "cancelled"
 # A plateau: over the last PLATEAU_CHECKS checks (and at least PLATEAU_STEPS steps) the
 # weakest family's shift grew by less than PLATEAU_GAIN (a share of the distance to the
 # target).
@@ -71,15 +73,18 @@ class Stopping:
         return bool(settled) and settled[-1] is max(reversed(settled),
                                                     key=lambda check: check.weakest)
 
-    def reason(self, steps_run: int) -> str | None:
-        """Why the run stops now (GOAL, PLATEAU, CAP), or None to go on."""
+    def reason(self, steps_run: int, finishing: bool = False) -> str | None:
+        """Why the run stops now (GOAL, PLATEAU, CAP; CANCELLED where `finishing`, once a
+        step has run), or None to go on."""
         last = self.checks[-1] if self.checks else None
         if last is not None and last.step == steps_run:
             if self.goal is not None and last.weakest >= self.goal:
                 return GOAL
             if self.goal is not None and self._plateau():
                 return PLATEAU
-        return CAP if steps_run >= self.cap else None
+        if steps_run >= self.cap:
+            return CAP
+        return CANCELLED if finishing and steps_run > 0 else None
 
     def _plateau(self) -> bool:
         """Whether the best shift grew by less than PLATEAU_GAIN since the window began: the

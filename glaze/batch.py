@@ -5,17 +5,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from glaze import __version__
-from glaze.options import OUTPUT_TAG, PREVIEW_TAG, preview_name
+from glaze.options import FINISH_NOW_HELP, OUTPUT_TAG, PREVIEW_TAG, preview_name
 
 ARTWORKS_FOR_CENTROID = 20  # first artworks of a batch that choose a new profile's target
 LINE_EVERY_S = 10.0  # progress lines where no bar can be drawn
@@ -187,11 +189,13 @@ class InProcess:
         _say(f"profile {profile.name!r}: target style {profile.target_style!r} ({how})")
         return profile.target_style
 
-    def __call__(self, pixels: np.ndarray, progress) -> tuple[np.ndarray, dict]:
+    def __call__(self, pixels: np.ndarray, progress,
+                 finish: Callable[[], bool]) -> tuple[np.ndarray, dict]:
         from glaze.engine.cloak import cloak
 
         self.target = self.target or self._choose_target()
-        self.last = cloak(pixels, self.bundle, self.target, self.settings, progress=progress)
+        self.last = cloak(pixels, self.bundle, self.target, self.settings, progress=progress,
+                          finish=finish)
         return self.last.image, self.last.report.to_dict()
 
     def preview(self, report: dict):
@@ -221,7 +225,8 @@ class ViaDaemon:
         self.model = welcome.get("model")  # older daemons do not say
         _say(f"using the Glaze daemon (pid {self.client.info.pid}, {self.name})")
 
-    def __call__(self, pixels: np.ndarray, progress) -> tuple[np.ndarray, dict]:
+    def __call__(self, pixels: np.ndarray, progress,
+                 finish: Callable[[], bool]) -> tuple[np.ndarray, dict]:
         from glaze.daemon.client import DaemonError
         from glaze.daemon.protocol import layout_for
         from glaze.options import wire_settings
@@ -233,7 +238,15 @@ class ViaDaemon:
         try:
             job = self.client.submit(np.ascontiguousarray(rgba), layout_for(width, height),
                                      settings)
-            data, result = job.result(on_progress=progress)
+            asked = []
+
+            def on_progress(fraction: float, message: str) -> None:
+                if finish() and not asked:  # once: the result ends it
+                    job.finish()
+                    asked.append(True)
+                progress(fraction, message)
+
+            data, result = job.result(on_progress=on_progress)
         except DaemonError as error:
             raise ValueError(f"the daemon could not cloak it: {error}") from None
         image = np.frombuffer(data, np.uint8).reshape(height, width, 4)
@@ -243,13 +256,14 @@ class ViaDaemon:
         self.client.close()
 
 
-def _cloak_one(job: Job, loaded, cloaker) -> None:
-    """Cloak one job (its output folder was checked writable before any cloaking)."""
+def _cloak_one(job: Job, loaded, cloaker, finish: Callable[[], bool]) -> None:
+    """Cloak one job (its output folder was checked writable before any cloaking); when
+    `finish()` turns true its cloak ends at its next step with what it has made."""
     from glaze.engine.imagefile import write_image
 
     with _progress(job.source.name, position=1,
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as progress:
-        image, report = cloaker(loaded.pixels, progress)
+        image, report = cloaker(loaded.pixels, progress, finish)
     from glaze.engine.provenance import record
 
     report = as_written(job.output, report, loaded.pixels, image)
@@ -259,6 +273,30 @@ def _cloak_one(job: Job, loaded, cloaker) -> None:
     job.status = "done"
     if cloaker.previews:
         write_preview(preview_path(job.output), cloaker.preview(report))
+
+
+@contextlib.contextmanager
+def _finish_on_interrupt() -> Iterator[threading.Event]:
+    """An event set by the first Ctrl-C: the picture in hand is finished with what its cloak
+    has made and the batch ends there. A second Ctrl-C stops at once (KeyboardInterrupt)."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals are the main's
+        yield asked
+        return
+
+    def interrupted(signum, frame) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+        _say(f"finishing: {FINISH_NOW_HELP}; the pictures after it are left. Ctrl-C again "
+             "to stop at once")
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None
+                      else signal.default_int_handler)
 
 
 def as_written(output: Path, report: dict, source: np.ndarray, cloaked: np.ndarray) -> dict:
@@ -414,10 +452,15 @@ def run_cloak(args: argparse.Namespace) -> int:
         if cloaker.note:
             _say(f"NOTE: {cloaker.note}.")
     try:
-        with _bar(total=len(pending), desc="images", unit="image") as overall:
+        with (_bar(total=len(pending), desc="images", unit="image") as overall,
+              _finish_on_interrupt() as finishing):
             for job in pending:
+                if finishing.is_set():
+                    job.status, job.error = "skipped", "not started: the run was finished early"
+                    _say(_describe(job))
+                    continue
                 try:
-                    _cloak_one(job, read_image(job.source), cloaker)
+                    _cloak_one(job, read_image(job.source), cloaker, finishing.is_set)
                 except (ImageFileError, ValueError, OSError) as error:
                     job.status, job.error = "failed", str(error)
                 overall.update()
@@ -439,6 +482,8 @@ def run_cloak(args: argparse.Namespace) -> int:
     print(f"{done} cloaked, {len(every) - done - len(failed)} skipped, {len(failed)} failed")
     if cloaker is not None and cloaker.note and done:
         print(f"NOTE: {cloaker.note}.")
+    if finishing.is_set():
+        return 130  # interrupted, as a shell counts Ctrl-C
     return 1 if failed or not every else 0
 
 

@@ -191,6 +191,9 @@ SHOW_PREVIEW = "Show what a model sees"
 SHOW_PREVIEW_HELP = ("open, as a new image, what each defended model family's decoder makes "
                      "of the original, the glazed picture and the target after a typical "
                      "upload")
+FINISH_NOW = "Finish now"
+FINISH_NOW_HELP = ("end the cloak at its next step and keep what it has made; the report says "
+                   "how far its shift got")
 # What Export Glazed writes (Krita and GIMP alike): suffix -> format name.
 EXPORT_FORMATS: Mapping[str, str] = MappingProxyType(
     {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"})

@@ -2,6 +2,7 @@ import argparse
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from PIL import Image, ImageCms
 from timing import scaled
 
 from glaze.cli import build_parser, main
+from glaze.engine.imagefile import read_record
 
 FAST = ["--quality", "2", "--work-size", "64", "--target", "Baroque painting by Caravaggio"]
 
@@ -283,6 +285,34 @@ def test_console_script_runs_the_demo(tmp_path):
     assert "NO protection" in done.stdout
     # Not a terminal: progress comes as lines (tqdm would draw nothing).
     assert "target style: 0% (" in done.stdout and "art.png: 0% (style transfer)" in done.stdout
+
+
+def test_ctrl_c_finishes_the_picture_in_hand_and_a_second_stops(tmp_path):
+    """The first Ctrl-C finishes the picture being cloaked with what it has made and leaves
+    the rest of the batch; the output says so and its record too."""
+    first, second = (save(tmp_path / f"{name}.png", painting(64, 64, seed=index))
+                     for index, name in enumerate(("a", "b")))
+    glaze = Path(sys.executable).with_name("glaze")
+    child = subprocess.Popen(
+        [str(glaze), "cloak", str(first), str(second), "--quality", "100000",
+         "--work-size", "64", "--defend", "sd", "--target", "Baroque painting by Caravaggio"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    said = []
+    for line in child.stdout:  # its first progress line: the cloak of a.png has begun
+        said.append(line)
+        if line.startswith("a.png: "):
+            break
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=scaled(300))
+    printed = "".join(said) + out
+    assert child.returncode == 130, err
+    assert "finishing:" in printed and "was finished early on request" in printed, printed
+    assert "SKIPPED" in printed and "not started" in printed, printed
+    assert "1 cloaked, 1 skipped, 0 failed" in printed
+    made = read_record(tmp_path / "a.glazed.png")
+    assert made["stopped"] == "cancelled" and made["steps_run"] < 100000
+    assert leftovers(tmp_path) == ["a.glazed.png"]  # nothing of b, nothing half-written
 
 
 def parsers(parser: argparse.ArgumentParser, path: tuple = ("glaze",)):

@@ -254,6 +254,24 @@ def test_cancel_stops_within_one_step(bundle):
     assert len(seen) == stop_after
 
 
+def test_finish_now_ends_at_the_next_step_keeping_what_it_made(bundle):
+    image, seen = painting(64, 64), []
+
+    def progress(fraction, message):
+        if message.startswith("cloak step"):
+            seen.append(message)
+
+    result = cloak(image, bundle, STYLE, CloakSettings(work_size=64, quality=50),
+                   progress=progress, finish=lambda: len(seen) >= 3)
+    report = result.report
+    assert (report.stopped, report.steps_run, report.kept_step) == ("cancelled", 3, 3)
+    assert report.linf > 0 and not np.array_equal(result.image, image)  # its steps' cloak
+    # Asked before any step (during the style transfer): one step runs, to have a cloak.
+    early = cloak(image, bundle, STYLE, CloakSettings(work_size=64, quality=50),
+                  finish=lambda: True).report
+    assert (early.stopped, early.steps_run) == ("cancelled", 1)
+
+
 def test_cancel_during_style_transfer(bundle):
     calls = []
 

@@ -32,6 +32,7 @@ from glaze.daemon.client import (
     ProtocolMismatch,
     RequestRejected,
     connected_socket,
+    describe,
 )
 from glaze.daemon.connection import ConnectionInfo
 from glaze.daemon.protocol import layout_for
@@ -201,6 +202,21 @@ def test_cancel_a_running_job(client):
     with pytest.raises(JobCancelled, match="cancelled by the client"):
         job.result()
     assert job.state() == "cancelled"
+
+
+def test_finish_a_running_job_keeps_what_it_made(client):
+    data, _ = layer(64, 64, "u8", "RGBA")
+    job = client.submit(data, layout_for(64, 64), {**FAST, "quality": 100000})
+    for event in job.events():
+        if event["type"] == "progress" and event["message"].startswith("cloak step"):
+            break
+    job.finish()
+    pixels, result = job.result()
+    report = result["report"]
+    assert report["stopped"] == "cancelled" and 0 < report["steps_run"] < 100000
+    assert result["record"]["stopped"] == "cancelled"  # a file made from it says so
+    assert bytes(pixels) != data and job.state() == "done"
+    assert "was finished early on request" in describe(result)
 
 
 def test_an_engine_failure_fails_only_that_job(client):

@@ -11,6 +11,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 from glaze.cli import main
 from glaze.engine.imagefile import read_record, write_image
 from glaze.engine.models import BUNDLE_FILE
+from glaze.engine.provenance import mismatch
 from glaze.stamp import PNG_SIGNATURE, SIDECAR_SUFFIX, file_sha256, published
 
 FAST = ["--quality", "2", "--work-size", "64", "--target", "Baroque painting by Caravaggio"]
@@ -115,6 +116,14 @@ def test_inspect_prints_the_record_and_fails_without_one(artwork, capsys):
             "passes.") in said and made["encoder_passes"] > 2 * 5
     assert main(["inspect", str(artwork)]) == 1
     assert "no Glaze record" in capsys.readouterr().out
+
+
+def test_an_output_finished_early_is_not_taken_for_the_run_asked(artwork, capsys):
+    assert main(["cloak", str(artwork), *FAST]) == 0
+    output = artwork.with_name("art.glazed.png")
+    made = read_record(output)
+    assert mismatch(made, made) is None  # as asked, all of it
+    assert "finished early" in mismatch({**made, "stopped": "cancelled"}, made)
 
 
 def test_the_report_names_the_model_it_was_made_with(artwork, tmp_path):

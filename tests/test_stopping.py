@@ -5,6 +5,7 @@ import re
 import pytest
 
 from glaze.engine.stopping import (
+    CANCELLED,
     CAP,
     GOAL,
     PLATEAU,
@@ -61,6 +62,15 @@ def test_once_settled_a_check_that_does_not_beat_the_best_is_a_plateau():
     # The check at the settling step is judged by the whole window, as before it.
     at_settling = checked(Stopping(goal=0.9, cap=500, settled=50), *rising)
     assert at_settling.reason(50) is None and at_settling.worth_keeping()
+
+
+def test_finishing_ends_the_run_after_a_step_and_other_reasons_come_first():
+    stopping = Stopping(goal=0.3, cap=10)
+    assert stopping.reason(0, finishing=True) is None  # not before a step has run
+    assert stopping.reason(1, finishing=True) == CANCELLED
+    assert stopping.reason(10, finishing=True) == CAP  # the run ended by itself anyway
+    checked(stopping, 0.35)
+    assert stopping.reason(10, finishing=True) == GOAL
 
 
 def test_without_a_goal_every_step_runs_and_the_cap_ends_it():

@@ -15,11 +15,14 @@ from .qt import (
     QLabel,
     QLineEdit,
     QPixmap,
+    QProgressBar,
     QScrollArea,
     QSpinBox,
+    QtCore,
     QTimer,
     QVBoxLayout,
     QWidget,
+    pyqtSignal,
 )
 
 GROUP = "glaze"
@@ -235,3 +238,43 @@ class PreviewDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
+
+
+class ProgressDialog(QDialog):
+    """A job's progress, modal to Krita's window: Cancel, and for a cloak "Finish now",
+    which ends it at its next step (after one at least) and applies what it has made."""
+
+    canceled = pyqtSignal()
+    finish_now = pyqtSignal()
+    RANGE = 1000
+
+    def __init__(self, title: str, finishable: bool, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Glaze")
+        self.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        layout = QVBoxLayout(self)
+        self.label = QLabel(title)
+        self.label.setMinimumWidth(420)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, self.RANGE)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.finish_button = buttons.addButton(options.FINISH_NOW,
+                                               QDialogButtonBox.ButtonRole.ActionRole)
+        self.finish_button.setToolTip(options.FINISH_NOW_HELP.capitalize())
+        self.finish_button.setVisible(finishable)
+        self.finish_button.clicked.connect(self._finish)
+        buttons.rejected.connect(self.reject)
+        for widget in (self.label, self.bar, buttons):
+            layout.addWidget(widget)
+
+    def show_progress(self, fraction: float, message: str) -> None:
+        self.bar.setValue(int(fraction * self.RANGE))
+        self.label.setText(message)
+
+    def _finish(self) -> None:
+        self.finish_button.setEnabled(False)  # asked once; the result ends the dialog
+        self.finish_now.emit()
+
+    def reject(self) -> None:  # Cancel, Escape or the window's close button
+        self.canceled.emit()
+        super().reject()

@@ -5,7 +5,7 @@ import os
 from krita import Extension, Krita
 
 from .client import describe, keep_sheet, left_out_lines, options
-from .dialog import GlazeDialog, PreviewDialog, job_settings, remember
+from .dialog import GlazeDialog, PreviewDialog, ProgressDialog, job_settings, remember
 from .document import (
     UnsupportedLayer,
     add_glazed_layer,
@@ -15,7 +15,7 @@ from .document import (
     suggested_export_path,
 )
 from .job import GlazeRun, cloak_request, preview_request
-from .qt import QFileDialog, QMessageBox, QProgressDialog
+from .qt import QFileDialog, QMessageBox
 
 EXPORT_TYPES = options.EXPORT_FORMATS  # suffix -> format; Krita's exporter goes by suffix
 # id -> (text, menu, method); glaze_krita.action files these ids under Krita's categories.
@@ -129,19 +129,16 @@ class GlazeExtension(Extension):
         return run
 
     def _show_progress(self, run: GlazeRun, title: str, name: str | None) -> None:
-        dialog = QProgressDialog(title, "Cancel", 0, 1000)
-        dialog.setWindowTitle("Glaze")
-        dialog.setMinimumDuration(0)
-        dialog.setAutoClose(False)
-        dialog.setAutoReset(False)
+        dialog = ProgressDialog(title, finishable=name is not None)
         dialog.canceled.connect(run.cancel)
+        dialog.finish_now.connect(run.finish_now)
 
         def progressed(fraction: float, message: str) -> None:
-            dialog.setValue(int(fraction * 1000))
-            dialog.setLabelText(f"{title}: {message}")
+            dialog.show_progress(fraction, f"{title}: {message}")
 
         def finished(status: str, message: str) -> None:
-            dialog.close()
+            dialog.hide()  # not close(): a dialog's close rejects it, which means Cancel
+            dialog.deleteLater()
             if status == "done" and name is not None and run.job_id:
                 self._offer_preview(message, run.job_id, name)
             elif status != "cancelled" and message:

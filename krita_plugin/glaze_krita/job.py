@@ -19,17 +19,22 @@ class DaemonThread(QThread):
         super().__init__(parent)
         self.request = request
         self.cancel_requested = False
+        self.finish_requested = False  # end the cloak at its next step, keeping its result
 
     def run(self) -> None:
         try:
             with Client.connect(autostart=True) as client:
                 job = self.request(client)
-                asked = []
+                asked = set()
 
                 def on_progress(fraction: float, message: str) -> None:
-                    if self.cancel_requested and not asked:  # once: the daemon confirms
+                    # Each asked once: the daemon confirms with the job's end.
+                    if self.cancel_requested and "cancel" not in asked:
                         job.cancel()
-                        asked.append(True)
+                        asked.add("cancel")
+                    elif self.finish_requested and not asked:
+                        job.finish()
+                        asked.add("finish")
                     self.progressed.emit(fraction, message)
 
                 data, result = job.result(on_progress)
@@ -77,6 +82,10 @@ class GlazeRun(QObject):
 
     def cancel(self) -> None:
         self.thread.cancel_requested = True
+
+    def finish_now(self) -> None:
+        """End the cloak at its next step and apply what it has made."""
+        self.thread.finish_requested = True
 
     def _succeeded(self, data: bytes, result: dict) -> None:
         if self.thread.cancel_requested:  # the result came first: the user still said no

@@ -39,12 +39,11 @@ QObject, QThread, QTimer, pyqtSignal = (QtCore.QObject, QtCore.QThread, QtCore.Q
 QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLabel, QLineEdit = (
     QtWidgets.QComboBox, QtWidgets.QDialog, QtWidgets.QDialogButtonBox, QtWidgets.QFileDialog,
     QtWidgets.QFormLayout, QtWidgets.QLabel, QtWidgets.QLineEdit)
-QMessageBox, QProgressDialog, QSpinBox = (QtWidgets.QMessageBox, QtWidgets.QProgressDialog,
-                                          QtWidgets.QSpinBox)
+QMessageBox, QSpinBox = QtWidgets.QMessageBox, QtWidgets.QSpinBox
 QCheckBox, QVBoxLayout, QWidget = QtWidgets.QCheckBox, QtWidgets.QVBoxLayout, QtWidgets.QWidget
-QPixmap, QScrollArea = QtGui.QPixmap, QtWidgets.QScrollArea
+QPixmap, QProgressBar, QScrollArea = QtGui.QPixmap, QtWidgets.QProgressBar, QtWidgets.QScrollArea
 
 __all__ = ["QT_MAJOR", "QCheckBox", "QComboBox", "QDialog", "QDialogButtonBox", "QFileDialog",
            "QFormLayout", "QLabel", "QLineEdit", "QMessageBox", "QObject", "QPixmap",
-           "QProgressDialog", "QScrollArea", "QSpinBox", "QThread", "QTimer", "QVBoxLayout",
+           "QProgressBar", "QScrollArea", "QSpinBox", "QThread", "QTimer", "QVBoxLayout",
            "QWidget", "QtCore", "QtGui", "QtWidgets", "UnsupportedKrita", "pyqtSignal"]

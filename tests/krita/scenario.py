@@ -26,7 +26,7 @@ QEventLoop, QTimer = QtCore.QEventLoop, QtCore.QTimer
 QImage, QApplication = QtGui.QImage, QtWidgets.QApplication
 
 FAST = {"quality": 2, "work_size": 64, "target": "Baroque painting by Caravaggio"}
-STEPS_TO_WATCH = 150  # a cloak long enough to watch its progress
+STEPS_TO_WATCH = 400  # a cloak long enough to watch its time left fall, then finish it
 W, H = 64, 48
 FORMATS = {"U8": ("BGRA", "<B", 255), "U16": ("BGRA", "<H", 65535), "F16": ("RGBA", "<e", 1.0),
            "F32": ("RGBA", "<f", 1.0)}
@@ -373,12 +373,15 @@ def answer_modal_windows(seen, loop):
     or with seen["show"], "Show what a model sees" in the result's message box, then "Open
     as a new document" in the dialog that shows the sheet (which ends `loop`)."""
     for window in QApplication.topLevelWidgets():  # what the progress dialog says
-        if isinstance(window, QtWidgets.QProgressDialog) and window.isVisible():
+        if type(window).__name__ == "ProgressDialog" and window.isVisible():
             said = seen.setdefault("progress", [])
-            if not said or said[-1] != window.labelText():
-                said.append(window.labelText())
+            if not said or said[-1] != window.label.text():
+                said.append(window.label.text())
+            if seen.get("finish") and falling(said):  # enough watched: Finish now
+                seen["finish"] = False
+                window.finish_button.click()
     widget = QApplication.activeModalWidget()
-    if widget is None or isinstance(widget, QtWidgets.QProgressDialog):
+    if widget is None or type(widget).__name__ == "ProgressDialog":
         return
     kind = type(widget).__name__
     if kind == "GlazeDialog":
@@ -404,6 +407,14 @@ def answer_modal_windows(seen, loop):
             return
         widget.accept()
         loop.quit()
+
+
+def falling(labels):
+    """The times left the progress labels gave, in seconds, when they have fallen."""
+    left = [int(found[1]) * (60 if found[2] == "min" else 1) for found in (
+        re.search(r"cloak step \d+ .*about (\d+) (s|min) left", label)
+        for label in labels) if found]
+    return left if len(left) > 2 and left[-1] < left[0] else []
 
 
 def screenshot(dialog):
@@ -459,15 +470,17 @@ def action():
     app.writeSetting("glaze", "work_size", str(FAST["work_size"]))
     app.writeSetting("glaze", "target", FAST["target"])
     app.writeSetting("glaze", "defend", "flux,sd")
-    seen = {"dialogs": [], "messages": [], "files": []}
+    # Once the time left is seen falling, Finish now: what the steps made is applied.
+    seen = {"dialogs": [], "messages": [], "files": [], "finish": True}
     trigger("glaze_layer", seen)
     app.writeSetting("glaze", "defend", "")
     names = [n.name() for n in doc.rootNode().childNodes()]
     assert seen["dialogs"] and seen["dialogs"][0]["quality"] == str(STEPS_TO_WATCH), seen
-    left = [int(found[1]) * (60 if found[2] == "min" else 1) for found in (
-        re.search(r"cloak step \d+ .*about (\d+) (s|min) left", label)
-        for label in seen.get("progress", [])) if found]
-    assert len(left) > 2 and left[-1] < left[0], seen.get("progress")  # it shows, and falls
+    assert falling(seen.get("progress", [])), seen.get("progress")  # it shows, and falls
+    assert seen["finish"] is False, seen.get("progress")  # Finish now was clicked
+    assert "was finished early on request" in seen["messages"][0], seen
+    steps = int(re.search(r"in (\d+) steps", seen["messages"][0])[1])
+    assert 0 < steps < STEPS_TO_WATCH, seen["messages"][0]
     assert seen["dialogs"][0]["defend"] == "sd,flux", seen
     assert seen["messages"] and "NO protection" in seen["messages"][0], seen
     message = seen["messages"][0]  # each defended family's shift, and only theirs
