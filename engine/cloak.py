@@ -262,7 +262,10 @@ class CloakOptimizer:
         feature = sum(terms.values()) / len(terms)
         perceptual = self.bundle.perceptual_distance(seen, self.bases[index]).mean()
         excess = torch.relu(perceptual - self.settings.budget)
-        (self.settings.alpha * excess).backward()
+        # A hinge: within the budget its gradient is zero, and a backward through LPIPS's
+        # network would only add zeros (a fifth of a TAEF2 step on the upload view).
+        if excess.item() > 0:
+            (self.settings.alpha * excess).backward()
         self.delta.grad = None
         image.backward(seen.grad)
         self.rule.step()
