@@ -104,3 +104,18 @@ def test_the_time_left_comes_from_the_pace_and_the_trend():
 def test_the_time_left_in_words(seconds, text):
     assert time_left_text(seconds) == text
     assert re.fullmatch(r"about \d+ (s|min) left", text)
+
+
+def test_the_user_is_told_why_it_stopped_and_which_step_it_kept():
+    from glaze.daemon.client import stopping_text
+
+    report = {"stopped": PLATEAU, "goal": 0.4, "steps_run": 66, "kept_step": 60,
+              "encoder_passes": 82}
+    assert stopping_text(report) == (
+        "stopped where the shift stopped growing, short of its goal (40%) in 66 steps, "
+        "keeping step 60's cloak, the best of its last checks, 82 encoder passes")
+    last = {**report, "kept_step": 66}
+    assert "keeping" not in stopping_text(last)
+    assert stopping_text({**last, "stopped": CANCELLED}).startswith(
+        "was finished early on request, short of its goal (40%) in 66 steps")
+    assert stopping_text({"stopped": "unknown to this client"}) == ""
