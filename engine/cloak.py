@@ -355,7 +355,7 @@ class SignedSteps:
     shorter run's own steps. Past the horizon the schedule does not depend on the most
     steps, so a run stopped at its goal took the same steps as a longer one up to there.
     On TAEF2, inside the perceptual bound, it reached the after-upload shift of 500 Adam
-    steps in 22% of their time (docs/engine.md, "Steps, and when they stop"), Adam's steps
+    steps in 17% of their time (docs/engine.md, "Steps, and when they stop"), Adam's steps
     being in the same units for every pixel whatever its cap."""
 
     def __init__(self, delta: torch.Tensor, scale: torch.Tensor | float, horizon: int) -> None:
