@@ -87,18 +87,23 @@ def test_an_extractor_left_out_of_defend_leaves_the_loss_and_the_report(bundle, 
     assert said == []  # refused before the style transfer began
 
 
+def random_picture(seed: int) -> tuple[Seen, torch.Tensor]:
+    """A random 64 x 96 picture as `see` gives it (all covered), and a random target."""
+    generator = torch.Generator().manual_seed(seed)
+    image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
+    return Seen(image, torch.ones(1, 1, 64, 96), (64, 96)), target
+
+
 @pytest.mark.parametrize("transforms", [(), (("blur", 1.0),)])
 def test_a_step_s_gradient_is_that_of_the_whole_loss(bundle, transforms):
     """Each extractor's term is back-propagated on its own (one encoder's activations held
     at a time), through the step's drawn transform: with every family at every step, the
     gradient must be that of the whole loss in one backward, each term divided by its
     distance at its first visit (so that it starts at 1)."""
-    generator = torch.Generator().manual_seed(4)
-    image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
+    seen, target = random_picture(seed=4)
     settings = CloakSettings(work_size=64, quality=4, intensity=1e-4, max_change=0.1,
                              transforms=transforms, visibility_bound=False, views_in_turn=True,
                              every_family=True)
-    seen = Seen(image, torch.ones(1, 1, 64, 96), (64, 96))
     optimizer = CloakOptimizer(bundle, seen, target, settings)
     draw = TransformDraw(transforms, settings.seed)  # the draws the steps make
     optimizer.step()  # the whole view, clean (no draw): a non-zero delta, so that the LPIPS
@@ -125,12 +130,10 @@ def test_steps_take_the_families_in_turns_weighted_toward_the_furthest(bundle):
     """Without every_family a step runs one family's encoder: in turn while nothing is
     measured, then most often the family furthest from the goal, the others still now and
     then."""
-    generator = torch.Generator().manual_seed(5)
-    image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
+    seen, target = random_picture(seed=5)
     settings = CloakSettings(work_size=64, quality="default", transforms=(),
                              visibility_bound=False)
-    optimizer = CloakOptimizer(bundle, Seen(image, torch.ones(1, 1, 64, 96), (64, 96)),
-                               target, settings)
+    optimizer = CloakOptimizer(bundle, seen, target, settings)
     names = settings.extractors
     assert len(names) == 5
     assert optimizer.passes == 2 * len(names)  # the target and the original, as uploaded
@@ -348,10 +351,8 @@ def test_presets():
 
 
 def test_views_are_checkpointed_where_memory_is_short_for_the_same_steps(bundle, monkeypatch):
-    generator = torch.Generator().manual_seed(6)
-    image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
+    seen, target = random_picture(seed=6)
     settings = CloakSettings(work_size=64, quality=8, transforms=(), every_family=True)
-    seen = Seen(image, torch.ones(1, 1, 64, 96), (64, 96))
     plain = CloakOptimizer(bundle, seen, target, settings)
     assert plain.checkpointed == [False] * len(plain.views)  # the demo's views fit
     # Free memory for the 64 x 64 views' activations, not for the 64 x 96 upload view's.
@@ -403,12 +404,10 @@ def test_a_shift_that_stops_growing_ends_the_run_at_a_plateau(bundle):
 
 
 def test_a_plateau_past_the_settling_ends_with_its_best_check_s_delta(bundle, monkeypatch):
-    generator = torch.Generator().manual_seed(8)
-    image, target = (torch.rand(1, 3, 64, 96, generator=generator) for _ in range(2))
+    seen, target = random_picture(seed=8)
     settings = CloakSettings(work_size=64, quality="default", transforms=(),
                              visibility_bound=False)
-    optimizer = CloakOptimizer(bundle, Seen(image, torch.ones(1, 1, 64, 96), (64, 96)),
-                               target, settings)
+    optimizer = CloakOptimizer(bundle, seen, target, settings)
     settled, every = optimizer.rule.settled, optimizer.check_every()
     # Scripted shifts: rising to the settling, best one check after it, then lower.
     best_step = (settled // every + 1) * every

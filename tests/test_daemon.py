@@ -192,12 +192,18 @@ def test_bad_requests_get_clear_errors(client):
         client.submit(data, layout_for(16, 17))  # refused by the client before sending
 
 
-def test_cancel_a_running_job(client):
+def running_cloak(client):
+    """A long cloak job of a 64 x 64 layer, once its steps have begun; and its pixels."""
     data, _ = layer(64, 64, "u8", "RGBA")
     job = client.submit(data, layout_for(64, 64), {**FAST, "quality": 100000})
     for event in job.events():
         if event["type"] == "progress" and event["message"].startswith("cloak step"):
-            break
+            return job, data
+    raise AssertionError("the job ended before its steps")
+
+
+def test_cancel_a_running_job(client):
+    job, _ = running_cloak(client)
     job.cancel()
     with pytest.raises(JobCancelled, match="cancelled by the client"):
         job.result()
@@ -205,11 +211,7 @@ def test_cancel_a_running_job(client):
 
 
 def test_finish_a_running_job_keeps_what_it_made(client):
-    data, _ = layer(64, 64, "u8", "RGBA")
-    job = client.submit(data, layout_for(64, 64), {**FAST, "quality": 100000})
-    for event in job.events():
-        if event["type"] == "progress" and event["message"].startswith("cloak step"):
-            break
+    job, data = running_cloak(client)
     job.finish()
     pixels, result = job.result()
     report = result["report"]
