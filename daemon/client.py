@@ -479,9 +479,17 @@ class Job:
     def cancel(self) -> None:
         self.client.request({"type": "cancel", "job": self.id})
 
-    def finish(self) -> None:
-        """End the cloak at its next step with what it has made (its result still comes)."""
-        self.client.request({"type": "finish", "job": self.id})
+    def finish(self) -> bool:
+        """End the cloak at its next step with what it has made (its result still comes).
+        False where the daemon does not know the job or the request (an older daemon):
+        the job then ends as it would have."""
+        try:
+            self.client.request({"type": "finish", "job": self.id})
+        except RequestRejected as error:
+            if error.code in ("unknown-job", "unknown-type"):
+                return False
+            raise
+        return True
 
     def state(self) -> str:
         return self.client.request({"type": "job-state", "job": self.id})["state"]

@@ -299,7 +299,11 @@ class Daemon:
 
     def _finish(self, identity: bytes, header: dict, buffers: list) -> dict:
         """End a cloak at its next step (after one at least) with what it has made: its
-        result comes as any other's, its report saying `stopped` "cancelled"."""
+        result comes as any other's, its report saying `stopped` "cancelled". A job that
+        has ended, or a preview, ends as it would have."""
+        job_id = header.get("job")
+        if isinstance(job_id, str) and job_id in self.finished:
+            return {"type": "finishing", "job": job_id}
         job = self._job(header)
         job.finish.set()
         return {"type": "finishing", "job": job.id}

@@ -6,11 +6,12 @@ goal of its quality preset, when the weakest family's shift has stopped growing 
 last checks (a plateau: more steps would buy nothing), or at the preset's cap of steps.
 
 Once the step rule has settled (its step no longer shrinks: SignedSteps past its horizon),
-the shift no longer converges but wanders within a step's reach of where it is, so a single
-check that does not beat the best is a plateau, and the run keeps the delta of its best
-check since it settled. Before that the output is the last step's: on random-weight
-encoders, whose shift after an upload is noise, "the best check" of the whole run would
-pick an early step and give up the shift on the views.
+the shift no longer converges but wanders within a step's reach of where it is, so from
+the check after the one where it settles a single check that does not beat the best is a
+plateau, and the run keeps the delta of its best check since it settled. Before that the
+output is the last step's: on random-weight encoders, whose shift after an upload is noise,
+"the best check" of the whole run would pick an early step and give up the shift on the
+views.
 
 Plain Python: the rules are tested apart from any model.
 """
@@ -68,9 +69,9 @@ class Stopping:
 
     def worth_keeping(self) -> bool:
         """Whether the last check is the best since the step rule settled: its delta is
-        the one a plateau there ends with."""
+        the one a plateau there ends with (without a goal there is no plateau)."""
         settled = self.settled_checks
-        return bool(settled) and settled[-1] is max(reversed(settled),
+        return self.goal is not None and bool(settled) and settled[-1] is max(reversed(settled),
                                                     key=lambda check: check.weakest)
 
     def reason(self, steps_run: int, finishing: bool = False) -> str | None:

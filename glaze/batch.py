@@ -261,9 +261,18 @@ def _cloak_one(job: Job, loaded, cloaker, finish: Callable[[], bool]) -> None:
     `finish()` turns true its cloak ends at its next step with what it has made."""
     from glaze.engine.imagefile import write_image
 
+    told = []
+
+    def progress_and_finishing(fraction: float, message: str) -> None:
+        if finish() and not told:  # said here: printing in a signal handler can fail
+            told.append(True)
+            _say(f"finishing {job.source.name}: {FINISH_NOW_HELP}; the pictures after it "
+                 "are left. Ctrl-C again to stop at once")
+        progress(fraction, message)
+
     with _progress(job.source.name, position=1,
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as progress:
-        image, report = cloaker(loaded.pixels, progress, finish)
+        image, report = cloaker(loaded.pixels, progress_and_finishing, finish)
     from glaze.engine.provenance import record
 
     report = as_written(job.output, report, loaded.pixels, image)
@@ -278,9 +287,11 @@ def _cloak_one(job: Job, loaded, cloaker, finish: Callable[[], bool]) -> None:
 @contextlib.contextmanager
 def _finish_on_interrupt() -> Iterator[threading.Event]:
     """An event set by the first Ctrl-C: the picture in hand is finished with what its cloak
-    has made and the batch ends there. A second Ctrl-C stops at once (KeyboardInterrupt)."""
+    has made and the batch ends there. A second Ctrl-C stops at once (KeyboardInterrupt).
+    Where Ctrl-C is ignored (a job started in the background) it stays ignored."""
     asked = threading.Event()
-    if threading.current_thread() is not threading.main_thread():  # signals are the main's
+    if (threading.current_thread() is not threading.main_thread()  # signals are the main's
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
         yield asked
         return
 
@@ -288,8 +299,6 @@ def _finish_on_interrupt() -> Iterator[threading.Event]:
         if asked.is_set():
             raise KeyboardInterrupt
         asked.set()
-        _say(f"finishing: {FINISH_NOW_HELP}; the pictures after it are left. Ctrl-C again "
-             "to stop at once")
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:

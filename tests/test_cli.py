@@ -307,7 +307,7 @@ def test_ctrl_c_finishes_the_picture_in_hand_and_a_second_stops(tmp_path):
     out, err = child.communicate(timeout=scaled(300))
     printed = "".join(said) + out
     assert child.returncode == 130, err
-    assert "finishing:" in printed and "was finished early on request" in printed, printed
+    assert "finishing a.png:" in printed and "was finished early on request" in printed, printed
     assert "SKIPPED" in printed and "not started" in printed, printed
     assert "1 cloaked, 1 skipped, 0 failed" in printed
     made = read_record(tmp_path / "a.glazed.png")

@@ -27,6 +27,7 @@ from glaze.daemon import protocol
 from glaze.daemon.client import (
     Client,
     DaemonUnavailable,
+    Job,
     JobCancelled,
     JobFailed,
     ProtocolMismatch,
@@ -219,6 +220,8 @@ def test_finish_a_running_job_keeps_what_it_made(client):
     assert result["record"]["stopped"] == "cancelled"  # a file made from it says so
     assert bytes(pixels) != data and job.state() == "done"
     assert "was finished early on request" in describe(result)
+    assert job.finish()  # asked again after its end (a late click): harmless
+    assert not Job(client, "no-such-job").finish()  # refused, and said so without raising
 
 
 def test_an_engine_failure_fails_only_that_job(client):

@@ -59,9 +59,13 @@ def test_once_settled_a_check_that_does_not_beat_the_best_is_a_plateau():
     # A settled check below the best since settling is a plateau, and not worth keeping.
     dipped = checked(Stopping(goal=0.9, cap=500, settled=40), *rising, 0.45)
     assert dipped.reason(60) == PLATEAU and not dipped.worth_keeping()
-    # The check at the settling step is judged by the whole window, as before it.
-    at_settling = checked(Stopping(goal=0.9, cap=500, settled=50), *rising)
+    # The check at the settling step is judged by the whole window, as before it: a small
+    # gain over the last check alone goes on.
+    at_settling = checked(Stopping(goal=0.9, cap=500, settled=50), *rising[:4],
+                          rising[3] + PLATEAU_GAIN / 2)
     assert at_settling.reason(50) is None and at_settling.worth_keeping()
+    # Without a goal there is no plateau, and nothing is kept for one.
+    assert not checked(Stopping(goal=None, cap=500, settled=40), *rising).worth_keeping()
 
 
 def test_finishing_ends_the_run_after_a_step_and_other_reasons_come_first():

@@ -18,7 +18,6 @@ from .qt import (
     QProgressBar,
     QScrollArea,
     QSpinBox,
-    QtCore,
     QTimer,
     QVBoxLayout,
     QWidget,
@@ -241,8 +240,9 @@ class PreviewDialog(QDialog):
 
 
 class ProgressDialog(QDialog):
-    """A job's progress, modal to Krita's window: Cancel, and for a cloak "Finish now",
-    which ends it at its next step (after one at least) and applies what it has made."""
+    """A job's progress, beside Krita (which stays usable): Cancel, and for a cloak
+    "Finish now", which ends it at its next step (after one at least) and applies what it
+    has made."""
 
     canceled = pyqtSignal()
     finish_now = pyqtSignal()
@@ -251,7 +251,6 @@ class ProgressDialog(QDialog):
     def __init__(self, title: str, finishable: bool, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Glaze")
-        self.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
         layout = QVBoxLayout(self)
         self.label = QLabel(title)
         self.label.setMinimumWidth(420)
