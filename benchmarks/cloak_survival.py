@@ -40,7 +40,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cloak_step import FULL_SIZE, WEIGHTS, full_size_bundle  # this folder's: full-size random VAEs
+from cloak_step import (  # this folder's: full-size random VAEs, TAEF2's name and weights
+    FULL_SIZE,
+    TAEF2,
+    WEIGHTS,
+    full_size_bundle,
+)
 from PIL import Image
 
 from glaze.engine.cloak import cloak_toward
@@ -55,7 +60,6 @@ from glaze.engine.transforms import jpeg
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "sample-artwork.png"
-TAEF2 = "taef2"
 
 
 @dataclass(frozen=True)

@@ -461,11 +461,17 @@ class Job:
             if header["type"] in ("result", "failed", "cancelled"):
                 return
 
-    def result(self, on_progress: Callable[[float, str], None] | None = None
-               ) -> tuple[bytes | memoryview, dict]:
-        """Wait for the cloaked pixels (same layout as sent) and the result message."""
+    def result(self, on_progress: Callable[[float, str], None] | None = None,
+               finish: Callable[[], bool] | None = None) -> tuple[bytes | memoryview, dict]:
+        """Wait for the cloaked pixels (same layout as sent) and the result message. Once
+        `finish()` turns true (it is asked at each event) the cloak is asked, once, to
+        finish now."""
+        asked = False
         for event in self.events():
             kind = event["type"]
+            if finish is not None and not asked and finish():
+                asked = True
+                self.finish()
             if kind == "progress" and on_progress is not None:
                 on_progress(event["fraction"], event["message"])
             elif kind == "result":

@@ -55,7 +55,7 @@ class Stopping:
     @property
     def best(self) -> Check | None:
         """The check with the largest weakest-family shift (the earliest of equals)."""
-        return max(reversed(self.checks), key=lambda check: check.weakest, default=None)
+        return best_of(self.checks)
 
     def add(self, check: Check) -> None:
         self.checks.append(check)
@@ -71,8 +71,7 @@ class Stopping:
         """Whether the last check is the best since the step rule settled: its delta is
         the one a plateau there ends with (without a goal there is no plateau)."""
         settled = self.settled_checks
-        return self.goal is not None and bool(settled) and settled[-1] is max(reversed(settled),
-                                                    key=lambda check: check.weakest)
+        return self.goal is not None and bool(settled) and settled[-1] is best_of(settled)
 
     def reason(self, steps_run: int, finishing: bool = False) -> str | None:
         """Why the run stops now (GOAL, PLATEAU, CAP; CANCELLED where `finishing`, once a
@@ -113,6 +112,11 @@ class Stopping:
                 per_step = gained / (trend[-1].step - trend[0].step)
                 steps = min(steps, (self.goal - trend[-1].weakest) / per_step)
         return max(steps, 0) * pace
+
+
+def best_of(checks: list[Check]) -> Check | None:
+    """The check with the largest weakest-family shift (the earliest of equals)."""
+    return max(reversed(checks), key=lambda check: check.weakest, default=None)
 
 
 def time_left_text(seconds: float) -> str:

@@ -238,15 +238,7 @@ class ViaDaemon:
         try:
             job = self.client.submit(np.ascontiguousarray(rgba), layout_for(width, height),
                                      settings)
-            asked = []
-
-            def on_progress(fraction: float, message: str) -> None:
-                if finish() and not asked:  # once: the result ends it
-                    job.finish()
-                    asked.append(True)
-                progress(fraction, message)
-
-            data, result = job.result(on_progress=on_progress)
+            data, result = job.result(on_progress=progress, finish=finish)
         except DaemonError as error:
             raise ValueError(f"the daemon could not cloak it: {error}") from None
         image = np.frombuffer(data, np.uint8).reshape(height, width, 4)

@@ -25,19 +25,15 @@ class DaemonThread(QThread):
         try:
             with Client.connect(autostart=True) as client:
                 job = self.request(client)
-                asked = set()
+                asked = []
 
                 def on_progress(fraction: float, message: str) -> None:
-                    # Each asked once: the daemon confirms with the job's end.
-                    if self.cancel_requested and "cancel" not in asked:
+                    if self.cancel_requested and not asked:  # once: the daemon confirms
                         job.cancel()
-                        asked.add("cancel")
-                    elif self.finish_requested and not asked:
-                        job.finish()
-                        asked.add("finish")
+                        asked.append(True)
                     self.progressed.emit(fraction, message)
 
-                data, result = job.result(on_progress)
+                data, result = job.result(on_progress, lambda: self.finish_requested)
                 self.succeeded.emit(bytes(data), result)
         except JobCancelled:
             self.cancelled.emit()
