@@ -70,7 +70,7 @@ from .models import ModelBundle
 from .pixels import check_pixels, image_array
 from .progress import CancelCheck, FinishCheck, Progress, ProgressCallback
 from .settings import CloakSettings
-from .stopping import PLATEAU, Check, Stopping, time_left_text
+from .stopping import CAP, PLATEAU, Check, Stopping, time_left_text
 from .transfer import transfer_style
 from .transforms import TransformDraw, uploaded
 from .visibility import flat_mask, full_visibility, haloed_strip, jnd_map
@@ -609,9 +609,9 @@ def optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSetti
         phase.check(optimizer.steps_run)
         optimizer.step()
         steps = optimizer.steps_run
-        # No check at the most steps: the run ends there whatever it finds, and the report
-        # measures the output.
-        if steps % every == 0 and steps < settings.steps:
+        # At the most steps the run ends whatever it finds, so a check there only decides
+        # which delta it ends with, where it has settled checks to weigh against.
+        if (steps % every == 0 and steps < stopping.cap) or stopping.checks_at_cap(steps):
             checking = time.perf_counter()
             stopping.add(Check(steps, checking - started, optimizer.check()))
             if stopping.worth_keeping():
@@ -621,9 +621,9 @@ def optimize(optimizer: CloakOptimizer, source: np.ndarray, settings: CloakSetti
         left = stopping.seconds_left(steps, seconds)
         shown = max(shown, seconds / (seconds + left) if left > 0 else 1.0)
         phase.report(shown, _progress_text(steps, settings, stopping, left))
-    # Past the step rule's settling a plateau's last steps only wandered: its best check's
-    # delta is kept (engine/stopping.py).
-    optimizer.kept_step = (optimizer.restore_kept() if reason == PLATEAU
+    # Past the step rule's settling the last steps of a plateau or of the cap only
+    # wandered: the best check's delta since then is kept (engine/stopping.py).
+    optimizer.kept_step = (optimizer.restore_kept() if reason in (PLATEAU, CAP)
                            else optimizer.steps_run)
     optimizer.within_budget()
     optimizer.stopped = reason

@@ -8,7 +8,9 @@ last checks (a plateau: more steps would buy nothing), or at the preset's cap of
 Once the step rule has settled (its step no longer shrinks: SignedSteps past its horizon),
 the shift no longer converges but wanders within a step's reach of where it is, so from
 the check after the one where it settles a single check that does not beat the best is a
-plateau, and the run keeps the delta of its best check since it settled. Before that the
+plateau, and the run keeps the delta of its best check since it settled. A run that reaches
+its cap past settling, with a goal or without, is checked there too and ends the same way:
+so a run of any length ends with at least the shift of a shorter one's. Before settling the
 output is the last step's: on random-weight encoders, whose shift after an upload is noise,
 "the best check" of the whole run would pick an early step and give up the shift on the
 views.
@@ -69,9 +71,14 @@ class Stopping:
 
     def worth_keeping(self) -> bool:
         """Whether the last check is the best since the step rule settled: its delta is
-        the one a plateau there ends with (without a goal there is no plateau)."""
+        the one a plateau or the cap there ends with."""
         settled = self.settled_checks
-        return self.goal is not None and bool(settled) and settled[-1] is best_of(settled)
+        return bool(settled) and settled[-1] is best_of(settled)
+
+    def checks_at_cap(self, steps_run: int) -> bool:
+        """Whether the run, at its cap, is checked once more: where it has settled checks
+        that the last step's delta must beat to be kept."""
+        return steps_run >= self.cap and bool(self.settled_checks)
 
     def reason(self, steps_run: int, finishing: bool = False) -> str | None:
         """Why the run stops now (GOAL, PLATEAU, CAP; CANCELLED where `finishing`, once a
@@ -100,17 +107,25 @@ class Stopping:
 
     def seconds_left(self, steps_run: int, seconds: float) -> float:
         """The time the run has left, from its measured pace: to the cap, or sooner to the
-        goal where the last checks' trend reaches it first."""
+        goal where the last checks' trend reaches it first, or to the next check where the
+        step rule has settled and the trend gains less than a plateau's PLATEAU_GAIN a
+        check (that check will end it, unless it beats the best)."""
         pace = seconds / max(steps_run, 1)
         steps = self.cap - steps_run
         trend = self.checks[-TREND_CHECKS:]
         if self.goal is not None and len(trend) >= 2:
-            gained = trend[-1].weakest - trend[0].weakest
-            if trend[-1].weakest >= self.goal:
+            last = trend[-1]
+            gained = last.weakest - trend[0].weakest
+            if last.weakest >= self.goal:
                 steps = 0
             elif gained > 0:
-                per_step = gained / (trend[-1].step - trend[0].step)
-                steps = min(steps, (self.goal - trend[-1].weakest) / per_step)
+                per_step = gained / (last.step - trend[0].step)
+                reached = last.step + (self.goal - last.weakest) / per_step
+                steps = min(steps, reached - steps_run)
+            if (self.settled is not None and last.step >= self.settled
+                    and gained / (len(trend) - 1) < PLATEAU_GAIN):
+                next_check = last.step + (last.step - trend[-2].step)
+                steps = min(steps, next_check - steps_run)
         return max(steps, 0) * pace
 
 

@@ -427,6 +427,30 @@ def test_a_plateau_past_the_settling_ends_with_its_best_check_s_delta(bundle, mo
     assert not torch.equal(deltas[best_step], deltas[best_step + every])
 
 
+def test_a_cap_past_the_settling_ends_with_its_best_check_s_delta(bundle, monkeypatch):
+    seen, target = random_picture(seed=9)
+    settings = CloakSettings(work_size=64, quality=90, transforms=(), visibility_bound=False)
+    optimizer = CloakOptimizer(bundle, seen, target, settings)
+    settled, every = optimizer.rule.settled, optimizer.check_every()
+    best_step = (settled // every + 1) * every  # the best check, one after the settling
+    deltas, checked = {}, []
+
+    def scripted() -> dict[str, float]:
+        step = optimizer.steps_run
+        deltas[step] = optimizer.delta.detach().clone()
+        checked.append(step)
+        return dict.fromkeys(settings.extractors, 0.3 - abs(best_step - step) / 1000)
+
+    monkeypatch.setattr(optimizer, "check", scripted)
+    monkeypatch.setattr(optimizer, "within_budget", lambda: None)
+    optimize(optimizer, painting(64, 96), settings, Progress(None))
+    assert optimizer.stopped == "cap" and optimizer.steps_run == settings.steps
+    assert checked[-1] == settings.steps  # checked at the cap, which it does not beat
+    assert optimizer.kept_step == best_step
+    torch.testing.assert_close(optimizer.delta.detach(), deltas[best_step])
+    assert not torch.equal(deltas[best_step], deltas[settings.steps])
+
+
 def test_a_number_of_steps_runs_them_all_and_says_so(bundle):
     said = []
     # Every family at every step: steps slow enough for the time left to count down in s.

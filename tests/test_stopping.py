@@ -64,8 +64,18 @@ def test_once_settled_a_check_that_does_not_beat_the_best_is_a_plateau():
     at_settling = checked(Stopping(goal=0.9, cap=500, settled=50), *rising[:4],
                           rising[3] + PLATEAU_GAIN / 2)
     assert at_settling.reason(50) is None and at_settling.worth_keeping()
-    # Without a goal there is no plateau, and nothing is kept for one.
-    assert not checked(Stopping(goal=None, cap=500, settled=40), *rising).worth_keeping()
+    # Without a goal there is no plateau, but the cap keeps the best settled check too.
+    no_goal = checked(Stopping(goal=None, cap=500, settled=40), *rising, 0.45)
+    assert no_goal.reason(60) is None and not no_goal.worth_keeping()
+    no_goal.add(Check(70, 140.0, {"sd": 0.55}))
+    assert no_goal.worth_keeping()
+
+
+def test_the_cap_is_checked_only_where_settled_checks_are_weighed():
+    assert not checked(Stopping(goal=None, cap=50, settled=60), 0.1, 0.2).checks_at_cap(50)
+    settled = checked(Stopping(goal=None, cap=50, settled=20), 0.1, 0.2, 0.3)
+    assert not settled.checks_at_cap(49) and settled.checks_at_cap(50)
+    assert not checked(Stopping(goal=None, cap=50), 0.1, 0.2, 0.3).checks_at_cap(50)
 
 
 def test_finishing_ends_the_run_after_a_step_and_other_reasons_come_first():
@@ -100,6 +110,18 @@ def test_the_time_left_comes_from_the_pace_and_the_trend():
     assert stopping.seconds_left(20, 40.0) == pytest.approx(20 * 2.0)
     stopping.add(Check(30, 60.0, {"sd": 0.4}))
     assert stopping.seconds_left(30, 60.0) == 0
+
+
+def test_once_settled_a_flat_trend_leaves_the_time_to_the_next_check():
+    flat = [0.2, 0.2 + PLATEAU_GAIN / 2, 0.2 + PLATEAU_GAIN]  # at 10, 20 and 30 steps
+    settled = checked(Stopping(goal=0.4, cap=200, settled=30), *flat)
+    assert settled.seconds_left(33, 66.0) == pytest.approx(7 * 2.0)  # check at 40 ends it
+    # Before settling the same trend leaves its way to the goal (or the cap) ...
+    unsettled = checked(Stopping(goal=0.4, cap=200, settled=60), *flat)
+    assert unsettled.seconds_left(33, 66.0) == pytest.approx(167 * 2.0)
+    # ... and a settled trend that still gains, its way to the goal.
+    rising = checked(Stopping(goal=0.4, cap=200, settled=30), 0.2, 0.25, 0.3)
+    assert rising.seconds_left(33, 66.0) == pytest.approx(17 * 2.0)
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0.2, "about 1 s left"), (3.4, "about 3 s left"),
