@@ -18,10 +18,16 @@ mark; CUDA: torch's allocator), and the time of a forward pass alone. The activa
 with the view's pixels; the cloak checkpoints a view where they would take more than half
 the free memory (ModelBundle.needs_checkpointing, from each extractor's bytes a pixel).
 
+With `--compile`, it times each family's encoder forward+backward on each `--memory` view
+plain and through torch.compile (its encoder network compiled, default mode): the first
+compiled call, compilation included, and the median of the next `--repeats`, beside the
+plain median.
+
     python benchmarks/cloak_step.py --sizes 512 --precisions bf16 --repeats 3
     python benchmarks/cloak_step.py --sizes --memory 512x512 720x1024   # a few minutes
     python benchmarks/cloak_step.py --sizes --memory 720x1024 --families qwen flux2
     python benchmarks/cloak_step.py --sizes --memory 720x1024 --families sd taef2
+    python benchmarks/cloak_step.py --sizes --compile --memory 512x512 720x1024 --families taef2
 """
 
 from __future__ import annotations
@@ -148,15 +154,19 @@ def view_shape(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def family_bundle(device: str | None, precision: str, family: str) -> tuple[ModelBundle, str]:
+    """A bundle with `family`'s encoder (TAEF2's: the trained one), and its DEFEND name."""
+    if family == TAEF2:
+        return measurement_bundle(WEIGHTS, device, precision), "flux2"
+    return full_size_bundle(device, precision, (family,)), family
+
+
 def peak(device: str | None, precision: str, view: tuple[int, int], checkpointed: bool,
          family: str = "sd") -> dict[str, float]:
     """One `family` encoder forward+backward on a `view` (h, w) image, in this process: MiB
     held at the peak over what was held before it, and seconds; and the seconds of a
     forward pass alone (no gradient), what a check or a target costs."""
-    if family == TAEF2:
-        bundle, name = measurement_bundle(WEIGHTS, device, precision), "flux2"
-    else:
-        bundle, name = full_size_bundle(device, precision, (family,)), family
+    bundle, name = family_bundle(device, precision, family)
     cuda = bundle.device.type == "cuda"
 
     def forward_backward(image: torch.Tensor) -> None:
@@ -205,6 +215,44 @@ def memory_row(family: str, view: str, precision: str, device: str | None) -> No
           f"{checkpointed_row['seconds']:>7.1f} {plain['forward']:>6.1f}", flush=True)
 
 
+def compile_table(views: list[str], precision: str, device: str | None,
+                  families: list[str], repeats: int) -> None:
+    print(f"\nEncoder forward+backward, plain and through torch.compile; median of {repeats}")
+    print(f"{'family':>7} {'view':>10} {'plain s':>8} {'first compiled s':>17} "
+          f"{'compiled s':>11} {'ratio':>6}")
+    for family in families:
+        bundle, name = family_bundle(device, precision, family)
+        for view in views:
+            plain, first, compiled = compiled_times(bundle, name, view_shape(view), repeats)
+            print(f"{family:>7} {view:>10} {plain:>8.2f} {first:>17.1f} {compiled:>11.2f} "
+                  f"{compiled / plain:>6.2f}", flush=True)
+
+
+def compiled_times(bundle: ModelBundle, name: str, view: tuple[int, int],
+                   repeats: int) -> tuple[float, float, float]:
+    """Seconds of `name`'s encoder forward+backward on a `view` image: the plain median,
+    the first call with its encoder network compiled, and the compiled median."""
+    image = torch.rand(1, 3, *view, device=bundle.device)
+    phi = bundle.extractor(name)
+    # A VAE's encoder network, or TAEF2's whole model (which is its encoder).
+    owner, part = (phi.model, "encoder") if hasattr(phi.model, "encoder") else (phi, "model")
+    network = getattr(owner, part)
+
+    def forward_backward() -> None:
+        bundle.encode(image.clone().requires_grad_(True), name).square().mean().backward()
+
+    forward_backward()  # warm-up
+    plain = statistics.median(timed(forward_backward) for _ in range(repeats))
+    setattr(owner, part, torch.compile(network))
+    try:
+        first = timed(forward_backward)
+        compiled = statistics.median(timed(forward_backward) for _ in range(repeats))
+    finally:
+        setattr(owner, part, network)
+        torch._dynamo.reset()
+    return plain, first, compiled
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[512])
@@ -217,6 +265,9 @@ def main() -> None:
                         choices=[*FULL_SIZE, TAEF2],
                         help="the encoders whose memory to measure (taef2: the trained "
                         "TAEF2 in ../shared/weights)")
+    parser.add_argument("--compile", action="store_true",
+                        help="time the --memory views' encoder passes through torch.compile "
+                        "instead of their memory")
     parser.add_argument("--peak-of", help=argparse.SUPPRESS)  # a child's view
     parser.add_argument("--checkpointed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -230,7 +281,10 @@ def main() -> None:
           f"median of {args.repeats}")
     if args.sizes:
         step_table(args.sizes, args.precisions, args.repeats, args.device)
-    if args.memory:
+    if args.memory and args.compile:
+        compile_table(args.memory, args.precisions[0], args.device, args.families,
+                      args.repeats)
+    elif args.memory:
         memory_table(args.memory, args.precisions, args.device, args.families)
 
 
