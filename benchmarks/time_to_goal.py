@@ -33,8 +33,9 @@ noise 0.05 (at 512 px), and the visibility figures. A run named more than once i
 runs again, interleaved with the others, and its time is the median of its runs (on this
 machine the same run's time varied by a sixth from one run to the next); the rest comes
 from its first. Beside "before goals", it gives each new run's share of its time and says whether
-each new run's delivered shift was at every moment (at every check of either run, a run
-that has ended holding its output) at least the cloak before goals' latest.
+each new run's delivered shift was at every moment (at every check of either run, the
+shift between a run's checks taken as the straight line between them, a run that has ended
+holding its output) at least the cloak before goals'.
 
     python benchmarks/time_to_goal.py                    # TAEF2; about 30 minutes
     python benchmarks/time_to_goal.py --runs default
@@ -151,17 +152,17 @@ def delivered(trace: list[tuple[float, int, float]],
 
 def shortfalls(new: list[tuple[float, int, float]],
                old: list[tuple[float, int, float]]) -> list[tuple[float, float, float]]:
-    """The moments (a check of either run, once both have one) at which `new`'s latest
-    shift was below `old`'s latest: (seconds, new's, old's). A run that has ended holds its
-    last."""
-    def latest(points: list[tuple[float, int, float]], moment: float) -> float | None:
-        shifts = [shift for seconds, _, shift in points if seconds <= moment]
-        return shifts[-1] if shifts else None
+    """The moments (a check of either run, once both have had one) at which `new`'s shift
+    was below `old`'s: (seconds, new's, old's). Between its checks a run's shift is taken
+    as the straight line from one to the next; a run that has ended holds its last."""
+    def at(points: list[tuple[float, int, float]], moment: float) -> float:
+        return float(np.interp(moment, [seconds for seconds, _, _ in points],
+                               [shift for _, _, shift in points]))
 
-    moments = sorted({seconds for seconds, _, _ in [*new, *old]})
-    pairs = [(moment, latest(new, moment), latest(old, moment)) for moment in moments]
-    return [(moment, mine, theirs) for moment, mine, theirs in pairs
-            if mine is not None and theirs is not None and mine < theirs]
+    start = max(new[0][0], old[0][0])
+    moments = sorted({seconds for seconds, _, _ in [*new, *old] if seconds >= start})
+    pairs = [(moment, at(new, moment), at(old, moment)) for moment in moments]
+    return [(moment, mine, theirs) for moment, mine, theirs in pairs if mine < theirs]
 
 
 def whole_job(bundle, image: np.ndarray, defend: str, quality: str) -> None:
