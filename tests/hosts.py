@@ -37,6 +37,24 @@ MOUNTS = ('mount -t proc proc "$0/proc" && mount --rbind /sys "$0/sys" && '
           'mount --rbind /dev "$0/dev" && exec chroot "$0" "$@"')
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
+# X displays handed out by xvfb_run, never twice in one test run: an Xvfb that has just
+# been told to stop can still hold its number for a moment.
+_displays = iter(range(100 + os.getpid() % 400, 10**4))
+
+
+def xvfb_run(*server_args: str) -> list[str]:
+    """The start of an argv that runs a program under its own Xvfb, on a display number
+    no X server listens on. xvfb-run's own choice (-a) looks only for lock files in the /tmp
+    it sees, and a Debian root's /tmp is not the machine's, while the servers' abstract
+    sockets are shared: a Krita in one root was sent to the display of an Xvfb that was
+    still stopping in another."""
+    listening = set(re.findall(r"/tmp/\.X11-unix/X(\d+)",
+                               Path("/proc/net/unix").read_text(errors="replace")))
+    number = next(n for n in _displays if str(n) not in listening)
+    return ["xvfb-run", "-a", "-n", str(number),
+            *(["-s", " ".join(server_args)] if server_args else [])]
+
+
 
 @dataclass(frozen=True)
 class Place:
@@ -172,7 +190,7 @@ class Gimp(Program):
         argv = [self.console, "-i", "--batch-interpreter", "python-fu-eval", "-b",
                 f'exec(open("{self.place.inside(script)}").read())', "--quit"]
         if display:
-            argv = ["xvfb-run", "-a", *argv]
+            argv = [*xvfb_run(), *argv]
         return self.place.run(argv, env, timeout, background)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from daemon_helpers import DaemonProcess
 from host_plugins import glaze_install
-from hosts import find_gimps
+from hosts import find_gimps, xvfb_run
 from PIL import Image
 from timing import scaled
 
@@ -189,7 +189,7 @@ def test_a_screenshot_of_the_dialog(setup, host_screenshots, procedure):
     gimp, workspace, _, env, _ = setup
     shot = workspace / f"screenshot-{procedure}.png"
     script = gimp.place.inside(workspace / "checks.py")
-    argv = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", f"gimp-{gimp.version}", "-n",
+    argv = [*xvfb_run("-screen 0 1280x1024x24"), f"gimp-{gimp.version}", "-n",
             "--batch-interpreter", "python-fu-eval", "-b", f'exec(open("{script}").read())']
     process = gimp.place.run(argv, {**env, "GLAZE_GIMP_SHOT": gimp.place.inside(shot),
                                     "GLAZE_GIMP_WAIT": str(scaled(15)),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from daemon_helpers import DaemonProcess
 from host_plugins import add_krita_plugin
-from hosts import find_kritas
+from hosts import find_kritas, xvfb_run
 from timing import VARIABLE
 
 from glaze.cli import main
@@ -80,8 +80,8 @@ def krita_run(request, tmp_path_factory, host_screenshots):
                    "--model demo", GLAZE_DATA_DIR=daemon.env["GLAZE_DATA_DIR"],
                    GLAZE_CACHE_DIR=daemon.env["GLAZE_CACHE_DIR"])
     try:
-        done = place.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita",
-                          "--nosplash"], env, timeout=900)
+        done = place.run([*xvfb_run("-screen 0 1280x1024x24"), "krita", "--nosplash"], env,
+                         timeout=900)
     finally:
         daemon.stop()
         loading.stop()
