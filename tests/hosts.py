@@ -55,7 +55,6 @@ def xvfb_run(*server_args: str) -> list[str]:
             *(["-s", " ".join(server_args)] if server_args else [])]
 
 
-
 @dataclass(frozen=True)
 class Place:
     """Where a program is installed: this machine (root None) or a Debian root."""
