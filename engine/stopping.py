@@ -10,11 +10,10 @@ the shift no longer converges but wanders within a step's reach of where it is, 
 the check after the one where it settles a single check that does not beat the best is a
 plateau, and the run keeps the delta of its best check since it settled. A run that reaches
 its cap past settling, with a goal or without, is checked there too and ends the same way:
-so past settling, a longer run ends with at least the best check of a shorter one. Before
-settling the
-output is the last step's: on random-weight encoders, whose shift after an upload is noise,
-"the best check" of the whole run would pick an early step and give up the shift on the
-views.
+its last steps' wandering never costs it its best check since settling. Before settling
+the output is the last step's: on random-weight encoders, whose shift after an upload is
+noise, "the best check" of the whole run would pick an early step and give up the shift on
+the views.
 
 Plain Python: the rules are tested apart from any model.
 """
