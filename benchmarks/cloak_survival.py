@@ -51,7 +51,14 @@ from PIL import Image
 from glaze.engine.cloak import cloak_toward
 from glaze.engine.evaluation.countermeasures import gaussian_noise
 from glaze.engine.evaluation.synthetic import painting
-from glaze.engine.geometry import UPLOAD_LONG_SIDE, View, center_crop_view, fit, whole_view
+from glaze.engine.geometry import (
+    ENCODER_MULTIPLE,
+    UPLOAD_LONG_SIDE,
+    View,
+    center_crop_view,
+    fit,
+    whole_view,
+)
 from glaze.engine.models import ModelBundle, load_bundle
 from glaze.engine.pixels import image_array, image_tensor
 from glaze.engine.settings import CloakSettings
@@ -71,8 +78,9 @@ class Preprocessing:
     pixels: Callable[[np.ndarray], np.ndarray] | None = None
 
 
-def long_side(size: int) -> Callable[[tuple[int, int]], View]:
-    return lambda shape: whole_view(shape, size)
+def long_side(size: int, multiple: int = ENCODER_MULTIPLE) -> Callable[[tuple[int, int]], View]:
+    """The whole image at `size` px on its long side, its sides multiples of `multiple`."""
+    return lambda shape: whole_view(shape, size, multiple)
 
 
 def center_crop(size: int) -> Callable[[tuple[int, int]], View]:

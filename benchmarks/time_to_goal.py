@@ -67,12 +67,20 @@ from glaze.engine.taef2 import measurement_bundle
 from glaze.engine.transforms import jpeg
 from glaze.engine.visibility import visibility
 
-MEASURED = [
-    Preprocessing("working view", long_side(512)),
-    Preprocessing("typical upload", long_side(UPLOAD_LONG_SIDE), lambda a: jpeg(a, 75)),
-    Preprocessing("JPEG q75 @512", long_side(512), lambda a: jpeg(a, 75)),
-    Preprocessing("Gaussian 0.05 @512", long_side(512), lambda a: gaussian_noise(a, 0.05)),
-]
+
+def measured(multiple: int) -> list[Preprocessing]:
+    """What the output's shifts are taken after, at sides that are multiples of what the
+    defended encoders need (FLUX.2's: 16)."""
+    return [
+        Preprocessing("working view", long_side(512, multiple)),
+        Preprocessing("typical upload", long_side(UPLOAD_LONG_SIDE, multiple),
+                      lambda a: jpeg(a, 75)),
+        Preprocessing("JPEG q75 @512", long_side(512, multiple), lambda a: jpeg(a, 75)),
+        Preprocessing("Gaussian 0.05 @512", long_side(512, multiple),
+                      lambda a: gaussian_noise(a, 0.05)),
+    ]
+
+
 MILESTONES = (0.2, 0.3, 0.4)
 
 
@@ -282,7 +290,8 @@ def main() -> None:
         seen = visibility(image_tensor(image), image_tensor(output))
         for family in defend.split(","):
             working, upload, after_jpeg, noisy = (shift for (shift,) in shifts(
-                bundle, family, image, [output], target, MEASURED))
+                bundle, family, image, [output], target,
+                measured(bundle.size_multiple(defend.split(",")))))
             print(f"{name:<22} {median_seconds(took):>8.0f} {took['steps']:>6} "
                   f"{took['passes']:>7} {family:>7} {working:>8.3f} {upload:>7.3f} "
                   f"{after_jpeg / working:>10.0%} {noisy / working:>11.0%} "
