@@ -64,6 +64,7 @@ from glaze.engine.geometry import UPLOAD_LONG_SIDE, whole_view
 from glaze.engine.pixels import image_tensor
 from glaze.engine.progress import Progress
 from glaze.engine.settings import CloakSettings
+from glaze.engine.stopping import Stopping, best_of
 from glaze.engine.taef2 import measurement_bundle
 from glaze.engine.transforms import jpeg
 from glaze.engine.visibility import visibility
@@ -143,19 +144,18 @@ def run_one(run: Run, image: np.ndarray, bundle, goal: torch.Tensor, defend: str
                     "steps": optimizer.steps_run, "passes": optimizer.passes
                     - (len(checks) * len(settings.extractors) if run.traced_only else 0),
                     "stopped": optimizer.stopped, "trace": trace,
-                    "delivered": delivered(trace, optimizer.rule.settled)}
+                    "delivered": delivered(trace, optimizer.stopping)}
 
 
 def delivered(trace: list[tuple[float, int, float]],
-              settled: int | None) -> list[tuple[float, int, float]]:
-    """The shift a run ending at each check delivers: the check's own before the step rule
-    settles, then the best check since settling (what a plateau or the cap keeps)."""
-    best, points = None, []
-    for seconds, step, shift in trace:
-        if settled is not None and step >= settled:
-            best = shift if best is None else max(best, shift)
-            shift = best
-        points.append((seconds, step, shift))
+              stopping: Stopping) -> list[tuple[float, int, float]]:
+    """The shift a run ending at each check of `trace` delivers, as the run's own rule keeps
+    it: the check's own before the step rule settles, then the best check since settling."""
+    replay, points = Stopping(stopping.goal, stopping.cap, stopping.settled), []
+    for (seconds, step, shift), check in zip(trace, stopping.checks, strict=True):
+        replay.add(check)
+        kept = best_of(replay.settled_checks)
+        points.append((seconds, step, shift if kept is None else kept.weakest))
     return points
 
 
