@@ -10,7 +10,15 @@ from conftest import painting, times_left
 from glaze.engine import Cancelled, CloakSettings
 from glaze.engine import models as models_module
 from glaze.engine import settings as settings_module
-from glaze.engine.cloak import INCOMPLETE_BELOW, CloakOptimizer, FamilyTurns, cloak, optimize
+from glaze.engine.cloak import (
+    INCOMPLETE_BELOW,
+    SIGNED_RATE,
+    CloakOptimizer,
+    FamilyTurns,
+    SignedSteps,
+    cloak,
+    optimize,
+)
 from glaze.engine.fullres import Seen
 from glaze.engine.geometry import MAX_SIDE, check_size
 from glaze.engine.models import MEMORY_SHARE, load_bundle
@@ -155,6 +163,22 @@ def test_turns_without_a_goal_favour_the_families_behind_the_strongest():
     turns.weigh({"sd": 0.3, "flux2": 0.1})  # weights 0.05 and 0.25
     ran = Counter(turns.next() for _ in range(30))
     assert ran == {"sd": 5, "flux2": 25}
+
+
+def test_signed_steps_keep_the_direction_the_steps_before_agree_on():
+    delta = torch.zeros(2, requires_grad=True)
+    cap = torch.tensor([0.1, 0.2])  # each pixel's own
+    rule = SignedSteps(delta, cap, horizon=1)
+    delta.grad = torch.tensor([1.0, 1.0])
+    rule.step()
+    torch.testing.assert_close(delta.detach(), -SIGNED_RATE[0] * cap)
+    # The second gradient turns both pixels; the first one's, weaker there, is outweighed
+    # by the momentum and keeps its way, the second one's reverses.
+    delta.grad = torch.tensor([-0.5, -3.0])
+    rule.step()
+    low = SIGNED_RATE[1]
+    torch.testing.assert_close(delta.detach(), torch.tensor([-SIGNED_RATE[0] * 0.1 - low * 0.1,
+                                                             -SIGNED_RATE[0] * 0.2 + low * 0.2]))
 
 
 @pytest.mark.parametrize("defend", ["", "sd,mj", "sdxl,,unknown"])
