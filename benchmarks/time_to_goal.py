@@ -42,6 +42,10 @@ holding its output) at least the cloak before goals'.
     python benchmarks/time_to_goal.py --runs default
     python benchmarks/time_to_goal.py --runs default before default signed default
     python benchmarks/time_to_goal.py --full-size --runs before --whole-job faster
+    python benchmarks/time_to_goal.py --runs default --momentum 0 --horizon 60 --seed 1
+
+`--momentum` and `--horizon` probe the signed step rule's constants (engine/cloak.py) in
+every run that uses it.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from cloak_step import FULL_SIZE, full_size_bundle  # this folder's
 from cloak_survival import WEIGHTS, Preprocessing, load_image, long_side, shifts
 from PIL import Image
 
+from glaze.engine import cloak as cloak_module
 from glaze.engine.cloak import CloakOptimizer, cloak, cloak_views, optimize, see
 from glaze.engine.evaluation.countermeasures import gaussian_noise
 from glaze.engine.evaluation.synthetic import painting
@@ -103,10 +108,14 @@ RUNS = {
 
 
 def run_one(run: Run, image: np.ndarray, bundle, goal: torch.Tensor, defend: str,
-            steps: int | None, sample: int | None = None) -> tuple[np.ndarray | None, dict]:
+            steps: int | None, sample: int | None = None,
+            seed: int | None = None) -> tuple[np.ndarray | None, dict]:
     """Cloak `image` as `run` says; the output and what it took. With `sample`, run only
-    that many steps and estimate the whole run's time from them (no output)."""
+    that many steps and estimate the whole run's time from them (no output); `seed`: the
+    cloak's (its views' crop and its draws), the settings' default if None."""
     fields = dict(run.fields)
+    if seed is not None:
+        fields["seed"] = seed
     if steps is not None:
         fields["quality"] = steps
     settings = CloakSettings(defend=defend, **fields)
@@ -236,11 +245,24 @@ def main() -> None:
                         "its time from them (with --full-size: one step per view; 0: run "
                         "every step)")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="TAEF2's folder")
+    parser.add_argument("--seed", type=int, help="the cloaks' seed (their views' crop and "
+                        "draws); the settings' default unless given")
+    parser.add_argument("--momentum", type=float, help="probe the signed steps with this "
+                        "momentum instead of engine/cloak.py's SIGNED_MOMENTUM")
+    parser.add_argument("--horizon", type=int, help="probe the signed steps with this "
+                        "horizon instead of engine/cloak.py's SIGNED_HORIZON")
     parser.add_argument("--whole-job", metavar="PRESET",
                         help="also time a whole job at this quality preset, style transfer "
                         "and report included")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.momentum is not None:
+        cloak_module.SIGNED_MOMENTUM = args.momentum
+    if args.horizon is not None:
+        cloak_module.SIGNED_HORIZON = args.horizon
+    print(f"signed steps: momentum {cloak_module.SIGNED_MOMENTUM}, horizon "
+          f"{cloak_module.SIGNED_HORIZON}" + (f"; seed {args.seed}" if args.seed is not None
+                                               else ""))
     if args.full_size:
         bundle, defend = full_size_bundle(None, "bf16", tuple(FULL_SIZE)), ",".join(FULL_SIZE)
         print("FULL-SIZE RANDOM-WEIGHT encoders of every family: cost only")
@@ -264,7 +286,7 @@ def main() -> None:
         run = RUNS[key]
         steps = {"before": args.steps, "signed": args.new_steps}.get(key)
         output, took = run_one(run, image, bundle, goal, defend, steps,
-                               estimate if key == "before" else None)
+                               estimate if key == "before" else None, args.seed)
         print(f"\n{run.name}: {took['seconds']:.0f} s (set-up {took['set_up']:.0f} s), "
               f"{took['steps']} steps, {took['passes']} encoder passes, stopped: "
               f"{took['stopped']}", flush=True)
