@@ -231,7 +231,8 @@ def compile_table(views: list[str], precision: str, device: str | None,
 def compiled_times(bundle: ModelBundle, name: str, view: tuple[int, int],
                    repeats: int) -> tuple[float, float, float]:
     """Seconds of `name`'s encoder forward+backward on a `view` image: the plain median,
-    the first call with its encoder network compiled, and the compiled median."""
+    the first call with its encoder network compiled, and the compiled median. It leaves
+    `bundle`'s encoder compiled, in place."""
     image = torch.rand(1, 3, *view, device=bundle.device)
     model = bundle.extractor(name).model
     # A VAE's encoder network, or TAEF2's whole model (which is its encoder).

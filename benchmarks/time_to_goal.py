@@ -183,12 +183,14 @@ def shortfalls(new: list[tuple[float, int, float]],
     return [(moment, mine, theirs) for moment, mine, theirs in pairs if mine < theirs]
 
 
-def whole_job(bundle, image: np.ndarray, defend: str, quality: str) -> None:
+def whole_job(bundle, image: np.ndarray, defend: str, quality: str,
+              seed: int | None = None) -> None:
     """Time a whole cloak job at the `quality` preset as `glaze cloak` runs it: the style
     transfer (the demo's Omega), the set-up, the steps, the checks and the report."""
     started = time.perf_counter()
+    seeded = {} if seed is None else {"seed": seed}
     report = cloak(image, bundle, "Impressionism painting by Claude Monet",
-                   CloakSettings(defend=defend, quality=quality)).report
+                   CloakSettings(defend=defend, quality=quality, **seeded)).report
     print(f"\nwhole job, {quality}: {time.perf_counter() - started:.0f} s, "
           f"{report.steps_run} steps, {report.encoder_passes} encoder passes, stopped: "
           f"{report.stopped}; after upload " + ", ".join(
@@ -278,7 +280,7 @@ def main() -> None:
           f"default preset ({CloakSettings().steps} steps at most, goal "
           f"{CloakSettings().goal:.0%})")
     if args.whole_job:
-        whole_job(bundle, image, defend, args.whole_job)
+        whole_job(bundle, image, defend, args.whole_job, args.seed)
     estimate = (args.estimate_before if args.estimate_before is not None
                 else 4 if args.full_size else 0)  # 0: run every step
     results = {}
@@ -309,14 +311,15 @@ def main() -> None:
     print(f"\n{'run':<22} {'seconds':>8} {'steps':>6} {'passes':>7} {'family':>7} "
           f"{'working':>8} {'upload':>7} {'JPEG kept':>10} {'noise kept':>11} "
           f"{'over JND':>9} {'flat SSIM':>10}")
+    families = defend.split(",")
+    preprocessings = measured(bundle.size_multiple(families))
     for name, (output, took) in results.items():
         if output is None:
             continue
         seen = visibility(image_tensor(image), image_tensor(output))
-        for family in defend.split(","):
+        for family in families:
             working, upload, after_jpeg, noisy = (shift for (shift,) in shifts(
-                bundle, family, image, [output], target,
-                measured(bundle.size_multiple(defend.split(",")))))
+                bundle, family, image, [output], target, preprocessings))
             print(f"{name:<22} {median_seconds(took):>8.0f} {took['steps']:>6} "
                   f"{took['passes']:>7} {family:>7} {working:>8.3f} {upload:>7.3f} "
                   f"{after_jpeg / working:>10.0%} {noisy / working:>11.0%} "

@@ -356,15 +356,16 @@ class SignedSteps:
     a share of its own cap against the sign of its direction, then projects. The direction
     is the gradient, divided by its mean magnitude, plus SIGNED_MOMENTUM of the direction
     before: successive steps see different views, transformations and families, and the
-    direction keeps what they agree on. On TAEF2 (three seeds) it ended 0.006-0.012
-    higher after an upload at the same steps, so that its horizon could be shortened
-    from 60 to 40: it ends after 48 steps about where it ended after 66 without it. The
-    share falls from SIGNED_RATE[0] to SIGNED_RATE[1] over `horizon` steps (cosine), then
-    stays: SIGNED_HORIZON, or a shorter run's own steps. Past the horizon the schedule does
-    not depend on the most steps, so a run stopped at its goal took the same steps as a
-    longer one up to there. Adam's steps, in the same units for every pixel whatever its
-    cap, reach the box slowly where the cap is small and overshoot it where it is large
-    (docs/engine.md, "Steps, and when they stop")."""
+    direction keeps what they agree on. On TAEF2 (three seeds, horizon 60) momentum 0.8
+    kept 0.006-0.008 more after an upload at the same steps, which let the horizon fall to
+    40: with 0.9 a run ends after 48 steps about where it ended after 66 without momentum
+    (docs/engine.md has the probes, and the seeds on which both end below the cloak
+    before goals). The share falls from SIGNED_RATE[0] to SIGNED_RATE[1] over `horizon`
+    steps (cosine), then stays: SIGNED_HORIZON, or a shorter run's own steps. Past the
+    horizon the schedule does not depend on the most steps, so a run stopped at its goal
+    took the same steps as a longer one up to there. Adam's steps, in the same units for
+    every pixel whatever its cap, reach the box slowly where the cap is small and overshoot
+    it where it is large (docs/engine.md, "Steps, and when they stop")."""
 
     def __init__(self, delta: torch.Tensor, scale: torch.Tensor | float, horizon: int) -> None:
         self.delta, self.scale, self.horizon, self.steps = delta, scale, max(horizon, 1), 0
