@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cloak_step import FULL_SIZE, full_size_bundle  # this folder's
+from cloak_step import FULL_SIZE, full_size_bundle, machine  # this folder's
 from cloak_survival import WEIGHTS, Preprocessing, load_image, long_side, shifts
 from PIL import Image
 
@@ -276,6 +276,7 @@ def main() -> None:
     target = np.asarray(Image.fromarray(painting(512, seed=11)).resize(
         (image.shape[1], image.shape[0]), Image.Resampling.BICUBIC))
     goal = whole_view(image.shape[:2], 512).apply(image_tensor(target))
+    print(machine(bundle.device))
     print(f"sample painting {image.shape[1]} x {image.shape[0]}, {bundle.precision}, "
           f"default preset ({CloakSettings().steps} steps at most, goal "
           f"{CloakSettings().goal:.0%})")
