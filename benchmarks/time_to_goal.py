@@ -42,6 +42,7 @@ holding its output) at least the cloak before goals'.
     python benchmarks/time_to_goal.py --runs default
     python benchmarks/time_to_goal.py --runs default before default signed default
     python benchmarks/time_to_goal.py --full-size --runs before --whole-job faster
+    python benchmarks/time_to_goal.py --full-size --whole-job faster --runs
     python benchmarks/time_to_goal.py --runs default --momentum 0 --horizon 60 --seed 1
 
 `--momentum` and `--horizon` probe the signed step rule's constants (engine/cloak.py) in
@@ -240,8 +241,9 @@ def main() -> None:
                         help="the steps of the cloak before goals")
     parser.add_argument("--new-steps", type=int, default=200,
                         help="the steps of the new step rule without stopping")
-    parser.add_argument("--runs", nargs="+", choices=list(RUNS),
-                        default=["before", "signed", "default"])
+    parser.add_argument("--runs", nargs="*", choices=list(RUNS),
+                        default=["before", "signed", "default"],
+                        help="the runs, in this order (none: only --whole-job's)")
     parser.add_argument("--estimate-before", type=int, metavar="STEPS",
                         help="run only this many steps of the cloak before goals and estimate "
                         "its time from them (with --full-size: one step per view; 0: run "
@@ -309,6 +311,13 @@ def main() -> None:
         print("  first reached " + ", ".join(
             f"{level}: {first_reached(took['delivered'], level)}" for level in MILESTONES))
     compare_with_before(results)
+    if results:
+        table(results, bundle, defend, image, target)
+
+
+def table(results: dict[str, tuple[np.ndarray | None, dict]], bundle, defend: str,
+          image: np.ndarray, target: np.ndarray) -> None:
+    """Each run's figures on its output, a row per defended family."""
     print(f"\n{'run':<22} {'seconds':>8} {'steps':>6} {'passes':>7} {'family':>7} "
           f"{'working':>8} {'upload':>7} {'JPEG kept':>10} {'noise kept':>11} "
           f"{'over JND':>9} {'flat SSIM':>10}")
