@@ -100,15 +100,15 @@ def full_size_bundle(device: str | None, precision: str,
 
 def machine(device: torch.device) -> str:
     """What ran the figures: the GPU's or the CPU's name, torch's version and threads (the
-    development machines differ: a CPU without bf16 instructions runs fp32, ~3x slower)."""
+    development machines differ: one without bf16 instructions runs the encoders in fp32,
+    about 3.5 times slower; docs/engine.md)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
         cpuinfo = Path("/proc/cpuinfo")
-        names = [line.split(":", 1)[1].strip() for line in
-                 (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-                 if line.startswith("model name")]
-        name = names[0] if names else platform.processor() or "CPU"
+        lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+        name = next((line.split(":", 1)[1].strip() for line in lines
+                     if line.startswith("model name")), platform.processor() or "CPU")
     return (f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} CPU "
             "threads")
 

@@ -44,9 +44,10 @@ holding its output) at least the cloak before goals'.
     python benchmarks/time_to_goal.py --full-size --runs before --whole-job faster
     python benchmarks/time_to_goal.py --full-size --whole-job faster --runs
     python benchmarks/time_to_goal.py --runs default --momentum 0 --horizon 60 --seed 1
+    python benchmarks/time_to_goal.py --runs default --rate 0.5 0.03 --seed 2
 
-`--momentum` and `--horizon` probe the signed step rule's constants (engine/cloak.py) in
-every run that uses it.
+`--momentum`, `--horizon` and `--rate FIRST SETTLED` probe the signed step rule's constants
+(engine/cloak.py) in every run that uses it.
 """
 
 from __future__ import annotations
@@ -108,15 +109,25 @@ RUNS = {
 }
 
 
+# The signed step rule's constants a run can probe: each flag's constant in engine/cloak.py
+# and how the flag reads it.
+PROBES = {"momentum": ("SIGNED_MOMENTUM", dict(type=float)),
+          "horizon": ("SIGNED_HORIZON", dict(type=int)),
+          "rate": ("SIGNED_RATE", dict(type=float, nargs=2, metavar=("FIRST", "SETTLED")))}
+
+
+def seeded(seed: int | None) -> dict:
+    """The settings field --seed gives (none: the settings' default seed)."""
+    return {} if seed is None else {"seed": seed}
+
+
 def run_one(run: Run, image: np.ndarray, bundle, goal: torch.Tensor, defend: str,
             steps: int | None, sample: int | None = None,
             seed: int | None = None) -> tuple[np.ndarray | None, dict]:
     """Cloak `image` as `run` says; the output and what it took. With `sample`, run only
     that many steps and estimate the whole run's time from them (no output); `seed`: the
     cloak's (its views' crop and its draws), the settings' default if None."""
-    fields = dict(run.fields)
-    if seed is not None:
-        fields["seed"] = seed
+    fields = {**run.fields, **seeded(seed)}
     if steps is not None:
         fields["quality"] = steps
     settings = CloakSettings(defend=defend, **fields)
@@ -189,9 +200,8 @@ def whole_job(bundle, image: np.ndarray, defend: str, quality: str,
     """Time a whole cloak job at the `quality` preset as `glaze cloak` runs it: the style
     transfer (the demo's Omega), the set-up, the steps, the checks and the report."""
     started = time.perf_counter()
-    seeded = {} if seed is None else {"seed": seed}
     report = cloak(image, bundle, "Impressionism painting by Claude Monet",
-                   CloakSettings(defend=defend, quality=quality, **seeded)).report
+                   CloakSettings(defend=defend, quality=quality, **seeded(seed))).report
     print(f"\nwhole job, {quality}: {time.perf_counter() - started:.0f} s, "
           f"{report.steps_run} steps, {report.encoder_passes} encoder passes, stopped: "
           f"{report.stopped}; after upload " + ", ".join(
@@ -251,22 +261,21 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="TAEF2's folder")
     parser.add_argument("--seed", type=int, help="the cloaks' seed (their views' crop and "
                         "draws); the settings' default unless given")
-    parser.add_argument("--momentum", type=float, help="probe the signed steps with this "
-                        "momentum instead of engine/cloak.py's SIGNED_MOMENTUM")
-    parser.add_argument("--horizon", type=int, help="probe the signed steps with this "
-                        "horizon instead of engine/cloak.py's SIGNED_HORIZON")
+    for flag, (constant, reading) in PROBES.items():
+        parser.add_argument(f"--{flag}", **reading, help="probe the signed steps with this "
+                            f"instead of engine/cloak.py's {constant}")
     parser.add_argument("--whole-job", metavar="PRESET",
                         help="also time a whole job at this quality preset, style transfer "
                         "and report included")
     args = parser.parse_args()
     torch.manual_seed(0)
-    if args.momentum is not None:
-        cloak_module.SIGNED_MOMENTUM = args.momentum
-    if args.horizon is not None:
-        cloak_module.SIGNED_HORIZON = args.horizon
-    print(f"signed steps: momentum {cloak_module.SIGNED_MOMENTUM}, horizon "
-          f"{cloak_module.SIGNED_HORIZON}" + (f"; seed {args.seed}" if args.seed is not None
-                                               else ""))
+    for flag, (constant, _) in PROBES.items():
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(cloak_module, constant, tuple(value) if isinstance(value, list) else value)
+    print("signed steps: " + ", ".join(f"{flag} {getattr(cloak_module, constant)}"
+                                       for flag, (constant, _) in PROBES.items())
+          + (f"; seed {args.seed}" if args.seed is not None else ""))
     if args.full_size:
         bundle, defend = full_size_bundle(None, "bf16", tuple(FULL_SIZE)), ",".join(FULL_SIZE)
         print("FULL-SIZE RANDOM-WEIGHT encoders of every family: cost only")
